@@ -31,7 +31,7 @@ def prepare(maestro, midi_dir, out, no_sustain, workers, force):
         source = {"kind": "midi-dir", "path": str(midi_dir.resolve())}
     if not files:
         raise CadenzaError(f"no .mid or .midi files found in {maestro or midi_dir}")
-    manifest = ingest.prepare(files, out, source, Representation(sustain_pedal=not no_sustain), workers)
+    manifest = ingest.prepare(files, out, source, Representation(sustain_pedal=not no_sustain), workers, force=force)
     if manifest["up_to_date"]:
         click.echo(f"{out}: up to date ({manifest['files']} files); nothing to do")
         return
@@ -43,5 +43,38 @@ def prepare(maestro, midi_dir, out, no_sustain, workers, force):
         click.echo(f"  skipped {entry['file']}: {entry['reason']}")
 
 
+@click.command()
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Folder written by `cadenza prepare`.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder (checkpoints, log.csv).")
+@click.option("--preset", type=click.Choice(["default", "seed"]), default="default", show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=400, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), help="Windows per step.")
+@click.option("--window", type=click.IntRange(min=2), help="Notes per training window.")
+@click.option("--lstm-layers", type=click.IntRange(min=1))
+@click.option("--lstm-units", type=click.IntRange(min=1))
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True))
+@click.option("--patience", type=click.IntRange(min=1), default=6, show_default=True, help="Early stopping, in epochs.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop after this much training time.")
+@click.option("--validation-windows", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--strategy", type=click.Choice(["none", "mirrored", "multiworker"]), default="none", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_layers, lstm_units, learning_rate,
+          patience, max_minutes, validation_windows, seed, strategy, resume):
+    """Train a model on a prepared dataset, checkpointing every epoch."""
+    from training.train import TrainSettings, preset_config, train as run_training
+
+    config = preset_config(preset, batch_size=batch_size, window=window, lstm_layers=lstm_layers,
+                           lstm_units=lstm_units, learning_rate=learning_rate)
+    settings = TrainSettings(data=data, out=out, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                             validation_windows=validation_windows, patience=patience, max_minutes=max_minutes,
+                             seed=seed, strategy=strategy, resume=resume)
+    state = run_training(settings, config)
+    click.echo(f"{out}: {state['epoch']} epochs, best validation loss {state['best_val_loss']:.4f} "
+               f"at epoch {state['best_epoch']}" + (f" ({state['stopped_because']})" if state.get("stopped_because") else ""))
+
+
 def register(group: click.Group) -> None:
     group.add_command(prepare)
+    group.add_command(train)

@@ -1,0 +1,94 @@
+"""Model configuration and the bins that turn times and velocities into categories.
+
+No TensorFlow here: the runtime reads these from the model card on the TFLite path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+# Steps shorter than this are "together" (a chord) and go to the zero bin.
+ZERO_BIN_LIMIT_SECONDS = 0.005
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that shapes the network and its training. Times in seconds."""
+
+    preset: str = "default"
+    window: int = 64  # notes per training window
+    lstm_layers: int = 2
+    lstm_units: int = 256
+    dropout: float = 0.1
+    pitch_embedding: int = 64
+    time_embedding: int = 24
+    velocity_embedding: int = 12
+    time_bins: int = 64  # bin 0 is 0 s, then log-spaced from min_time to max_time
+    min_time: float = 0.01
+    max_time: float = 4.0
+    velocity_bins: int = 32
+    loss_weights: tuple = (("pitch", 1.0), ("step", 0.5), ("duration", 0.5), ("velocity", 0.25))
+    learning_rate: float = 0.002
+    batch_size: int = 64
+    clip_norm: float = 1.0
+    transpose_semitones: int = 5
+    time_stretch: float = 0.05  # each window's times are scaled by U(1 - s, 1 + s)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["loss_weights"] = dict(self.loss_weights)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if isinstance(values.get("loss_weights"), dict):
+            values["loss_weights"] = tuple(values["loss_weights"].items())
+        return cls(**values)
+
+
+SEED_CONFIG = ModelConfig(
+    preset="seed", window=25, lstm_layers=1, lstm_units=128, dropout=0.0,
+    loss_weights=(("pitch", 0.05), ("step", 1.0), ("duration", 1.0)),
+    learning_rate=0.005, transpose_semitones=0, time_stretch=0.0, clip_norm=0.0,
+)
+PRESETS = {"default": ModelConfig(), "seed": SEED_CONFIG}
+
+
+class Bins:
+    """Categorical bins for step, duration (seconds) and velocity (MIDI 1-127)."""
+
+    def __init__(self, config: ModelConfig):
+        self.time_centers = np.concatenate(([0.0], np.geomspace(config.min_time, config.max_time, config.time_bins - 1)))
+        log_centers = np.log(self.time_centers[1:])
+        # Boundaries halfway between centers in log space; below ZERO_BIN_LIMIT goes to bin 0.
+        self._time_edges = np.exp((log_centers[1:] + log_centers[:-1]) / 2)
+        self.velocity_bins = config.velocity_bins
+        self.velocity_centers = np.round(1 + np.arange(config.velocity_bins) * 126 / (config.velocity_bins - 1))
+
+    def time_to_bin(self, seconds: np.ndarray) -> np.ndarray:
+        seconds = np.asarray(seconds, dtype=np.float64)
+        bins = 1 + np.searchsorted(self._time_edges, seconds)
+        return np.where(seconds < ZERO_BIN_LIMIT_SECONDS, 0, bins).astype(np.int32)
+
+    def bin_to_time(self, bins: np.ndarray) -> np.ndarray:
+        return self.time_centers[np.asarray(bins)]
+
+    def velocity_to_bin(self, velocity: np.ndarray) -> np.ndarray:
+        velocity = np.clip(np.asarray(velocity, dtype=np.float64), 1, 127)
+        return np.round((velocity - 1) * (self.velocity_bins - 1) / 126).astype(np.int32)
+
+    def bin_to_velocity(self, bins: np.ndarray) -> np.ndarray:
+        return self.velocity_centers[np.asarray(bins)].astype(np.int32)
+
+    def encode(self, notes: np.ndarray) -> dict:
+        """Model inputs (int32 arrays) for a note array."""
+        return {
+            "pitch": notes["pitch"].astype(np.int32),
+            "step": self.time_to_bin(notes["step"]),
+            "duration": self.time_to_bin(notes["duration"]),
+            "velocity": self.velocity_to_bin(notes["velocity"]),
+        }

@@ -1,0 +1,221 @@
+"""Training: random windows -> tf.data -> Keras fit, with a checkpoint every epoch (`cadenza train`).
+
+A run folder holds config.json, log.csv (one row per epoch), last.keras (resume point),
+best.keras (lowest validation loss) and state.json (epoch, best loss, patience, clock).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from models.config import PRESETS, ModelConfig
+from models.errors import CadenzaError
+from training.prepare import load_split
+from training.windows import WindowSampler
+
+
+@dataclass
+class TrainSettings:
+    """How long and how to train; the network's shape lives in ModelConfig."""
+
+    data: Path
+    out: Path
+    epochs: int = 60
+    steps_per_epoch: int = 400
+    validation_windows: int = 1024
+    patience: int = 6
+    max_minutes: float | None = None
+    seed: int = 0
+    strategy: str = "none"
+    resume: bool = False
+
+
+def configure_strategy(name: str):
+    """tf.distribute strategy by name; 'mirrored' spans every GPU, or every logical CPU when none."""
+    import tensorflow as tf
+
+    if name == "none":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise CadenzaError(f"unknown strategy {name!r} (none, mirrored, multiworker)")
+
+
+def _dataset(sampler: WindowSampler, batch_size: int, seed: int):
+    import tensorflow as tf
+
+    example = sampler.batch(2, np.random.default_rng(0))
+
+    def spec(value):
+        if isinstance(value, dict):
+            return {k: spec(v) for k, v in value.items()}
+        return tf.TensorSpec((None,) + value.shape[1:], tf.as_dtype(value.dtype))
+
+    def generate():
+        # A fresh generator per epoch pass, each with its own seed: fresh windows every epoch.
+        rng = np.random.default_rng([seed, int(time.time_ns() % 2**31)])
+        while True:
+            yield sampler.batch(batch_size, rng)
+
+    signature = (spec(example[0]), spec(example[1]))
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(4)
+
+
+def _validation_arrays(sampler: WindowSampler, count: int, batch_size: int):
+    """Fixed windows (same every epoch and every resume) so validation losses compare."""
+    rng = np.random.default_rng(12345)
+    batches = [sampler.batch(batch_size, rng, augment=False) for _ in range(max(1, count // batch_size))]
+    inputs = _concat([b[0] for b in batches])
+    targets = _concat([b[1] for b in batches])
+    return inputs, targets
+
+
+def _concat(items):
+    if isinstance(items[0], dict):
+        return {k: np.concatenate([i[k] for i in items]) for k in items[0]}
+    return np.concatenate(items)
+
+
+def _build(config: ModelConfig, total_steps: int):
+    import keras
+
+    from models.network import build_model, build_seed_model, compile_model
+
+    if config.preset == "seed":
+        return build_seed_model(config)
+    model = build_model(config)
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total_steps, alpha=0.05)
+    compile_model(model, replace(config, learning_rate=schedule))
+    return model
+
+
+def _save_atomically(model, path: Path) -> None:
+    temporary = path.with_name(path.stem + ".partial.keras")
+    model.save(temporary)
+    os.replace(temporary, path)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    temporary = path.with_name(path.name + ".partial")
+    temporary.write_text(json.dumps(data, indent=2))
+    os.replace(temporary, path)
+
+
+def make_epoch_callback(run: Path, state: dict, settings: TrainSettings, predictions_per_epoch: int):
+    """Checkpoint, log, early stopping and the time budget, at the end of every epoch."""
+    import keras
+
+    class EpochEnd(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.perf_counter() - self.started
+            state["epoch"] = epoch + 1
+            state["train_seconds"] += seconds
+            state["predictions_seen"] += predictions_per_epoch
+            _save_atomically(self.model, run / "last.keras")
+            val_loss = float(logs["val_loss"])
+            if val_loss < state["best_val_loss"]:
+                state["best_val_loss"], state["best_epoch"], state["wait"] = val_loss, epoch + 1, 0
+                _save_atomically(self.model, run / "best.keras")
+            else:
+                state["wait"] += 1
+            row = {"epoch": epoch + 1, "predictions_seen": state["predictions_seen"],
+                   "seconds": round(state["train_seconds"], 1),
+                   "predictions_per_second": round(predictions_per_epoch / seconds, 1),
+                   **{k: round(float(v), 5) for k, v in logs.items() if k != "learning_rate"}}
+            _append_log(run / "log.csv", row)
+            _write_json(run / "state.json", state)
+            out_of_time = settings.max_minutes and state["train_seconds"] > settings.max_minutes * 60
+            if state["wait"] >= settings.patience or out_of_time:
+                state["stopped_because"] = "early stopping" if not out_of_time else "time budget"
+                _write_json(run / "state.json", state)
+                self.model.stop_training = True
+
+    return EpochEnd()
+
+
+def _append_log(path: Path, row: dict) -> None:
+    exists = path.exists()
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if not exists:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _start_or_resume(settings: TrainSettings, config: ModelConfig) -> tuple[ModelConfig, dict]:
+    run = settings.out
+    state_path = run / "state.json"
+    if settings.resume:
+        if not state_path.exists() or not (run / "last.keras").exists():
+            raise CadenzaError(f"nothing to resume in {run} (no state.json / last.keras)")
+        saved = json.loads((run / "config.json").read_text())
+        return ModelConfig.from_dict(saved["model"]), json.loads(state_path.read_text())
+    if state_path.exists():
+        raise CadenzaError(f"{run} already holds a run; add --resume to continue it or choose another --out")
+    run.mkdir(parents=True, exist_ok=True)
+    _write_json(run / "config.json", {"model": config.to_dict(), "settings": {
+        k: str(v) if isinstance(v, Path) else v for k, v in vars(settings).items()}})
+    state = {"epoch": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0,
+             "train_seconds": 0.0, "predictions_seen": 0}
+    return config, state
+
+
+def train(settings: TrainSettings, config: ModelConfig) -> dict:
+    """Train (or resume) a run; returns the final state."""
+    import keras
+
+    config, state = _start_or_resume(settings, config)
+    if state.get("stopped_because"):
+        return state
+    keras.utils.set_random_seed(settings.seed + state["epoch"])
+    train_sampler = WindowSampler(load_split(settings.data, "train"), config)
+    validation_sampler = WindowSampler(load_split(settings.data, "validation"), config)
+    strategy = configure_strategy(settings.strategy)
+    with strategy.scope():
+        if settings.resume:
+            model = keras.models.load_model(settings.out / "last.keras", compile=True, safe_mode=False,
+                                            custom_objects=_custom_objects())
+        else:
+            model = _build(config, settings.epochs * settings.steps_per_epoch)
+    dataset = _dataset(train_sampler, config.batch_size, settings.seed + state["epoch"])
+    validation = _validation_arrays(validation_sampler, settings.validation_windows, config.batch_size)
+    predictions_per_epoch = settings.steps_per_epoch * train_sampler.predictions_per_batch(config.batch_size)
+    callback = make_epoch_callback(settings.out, state, settings, predictions_per_epoch)
+    model.fit(
+        dataset,
+        epochs=settings.epochs,
+        initial_epoch=state["epoch"],
+        steps_per_epoch=settings.steps_per_epoch,
+        validation_data=validation,
+        validation_batch_size=config.batch_size * 4,
+        callbacks=[callback],
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    return state
+
+
+def _custom_objects() -> dict:
+    from models.network import positive_pressure_mse
+
+    return {"positive_pressure_mse": positive_pressure_mse}
+
+
+def preset_config(preset: str, **overrides) -> ModelConfig:
+    if preset not in PRESETS:
+        raise CadenzaError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    return replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
