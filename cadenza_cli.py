@@ -1,9 +1,14 @@
 """The `cadenza` command: one click group; each side adds its own subcommands."""
 
-import click
+import os
 
-from streamer.cli import register as register_streamer
-from training.cli import register as register_training
+# TensorFlow's C++ start-up chatter would bury cadenza's own one-line messages.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import click  # noqa: E402
+
+from streamer.cli import register as register_streamer  # noqa: E402
+from training.cli import register as register_training  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 from keras import layers
+
+# Inputs are keyed "pitch" etc. but named "pitch_input": the output layers own the plain names.
+warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
 
 from models.config import ModelConfig
 

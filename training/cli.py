@@ -75,6 +75,37 @@ def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_l
                f"at epoch {state['best_epoch']}" + (f" ({state['stopped_because']})" if state.get("stopped_because") else ""))
 
 
+@click.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--split", "split_name", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
+@click.option("--data", type=click.Path(path_type=Path), help="Prepared data [default: the run's training data].")
+@click.option("--no-plots", is_flag=True)
+def evaluate(run, split_name, data, no_plots):
+    """Per-note metrics of a run's best checkpoint on a split, beside a unigram baseline."""
+    from training.evaluate import run_evaluation
+
+    result = run_evaluation(run, data, split_name, plots=not no_plots)
+    for name in ("model", "unigram"):
+        metrics = result[name]
+        click.echo(f"{name:>8}: pitch NLL {metrics['pitch_nll']:.3f} nats, top-1 {metrics['pitch_top1']:.3f}, "
+                   f"top-5 {metrics['pitch_top5']:.3f}, step MAE {metrics['step_mae_seconds']:.3f} s, "
+                   f"duration MAE {metrics['duration_mae_seconds']:.3f} s over {metrics['notes']:,} notes")
+    click.echo(f"written to {Path(run) / 'evaluation'}")
+
+
+@click.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for savedmodel/, model.tflite, card.json.")
+def export(run, out):
+    """Export a run's best checkpoint as a stateful single-step graph with its model card."""
+    from training.export_run import export_run
+
+    path = export_run(run, out)
+    click.echo(f"exported {run} to {path}")
+
+
 def register(group: click.Group) -> None:
+    group.add_command(evaluate)
+    group.add_command(export)
     group.add_command(prepare)
     group.add_command(train)
