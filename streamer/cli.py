@@ -2,8 +2,175 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
 import click
+
+from models.errors import CadenzaError
+
+MIDI_API_CHOICES = click.Choice(["auto", "alsa", "jack", "coremidi"])
+
+
+class StreamFailed(click.ClickException):
+    """The stream started but something broke; every note was silenced first."""
+
+    exit_code = 1
+
+    def show(self, file=None) -> None:
+        click.echo(f"cadenza: stream stopped: {self.format_message()}", err=True, file=file)
+
+
+def _log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _open_outputs(stack: ExitStack, options: dict, backend_factory) -> tuple[list, list]:
+    """(outputs, outputs to watch for vanishing), each closed by the stack in reverse order."""
+    from streamer.outputs import FluidSynthOutput, MidiPortOutput, RecordOutput
+
+    outputs, watch = [], []
+    if options["port"] or options["connect"]:
+        port = MidiPortOutput(backend_factory(), name=options["port"] or "cadenza", connect=options["connect"])
+        stack.callback(port.close)
+        outputs.append(port)
+        if options["connect"]:
+            watch.append(port)
+        _log(f"MIDI out: {'connected to' if options['connect'] else 'virtual port'} {port.name!r}")
+    if options["fluidsynth"] or not outputs:
+        synth = FluidSynthOutput(options["soundfont"], options["audio_driver"], options["wav"], log=_log)
+        stack.callback(synth.close)
+        outputs.append(synth)
+        _log(f"FluidSynth: audio driver {synth.driver}" + (f", writing {synth.wav_path}" if synth.wav_path else ""))
+    if options["record"]:
+        recorder = RecordOutput(options["record"])
+        stack.callback(lambda: (recorder.close(), _log(f"recorded to {recorder.path}")))
+        outputs.append(recorder)
+    return outputs, watch
+
+
+def _open_control_input(stack: ExitStack, options: dict, backend_factory, controls):
+    from streamer.controls import ControlMap, MidiControlInput
+
+    control_map = ControlMap.load(options["control_map"])
+    try:
+        control = MidiControlInput(backend_factory(), controls, control_map, options["control_port"])
+    except CadenzaError:
+        if options["control_port"]:
+            raise
+        return control_map  # no MIDI system here for the default virtual input: keys and flags still work
+    stack.callback(control.close)
+    _log(f"MIDI control in: {options['control_port'] or 'virtual port cadenza-control'}")
+    return control_map
+
+
+@click.command()
+@click.option("--model", type=click.Path(path_type=Path), help="Exported model folder [default: the shipped model].")
+@click.option("--backend", type=click.Choice(["auto", "tflite", "savedmodel"]), default="auto", show_default=True)
+@click.option("--port", help="Open a virtual MIDI output port with this name (e.g. cadenza).")
+@click.option("--connect", help="Send to an existing MIDI input port by name instead.")
+@click.option("--midi-api", type=MIDI_API_CHOICES, default="auto", show_default=True)
+@click.option("--fluidsynth", is_flag=True, help="Play through a live FluidSynth synth (the default with no other output).")
+@click.option("--soundfont", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--audio-driver", type=click.Choice(["auto", "pipewire", "pulseaudio", "alsa", "jack", "coreaudio", "file"]),
+              default="auto", show_default=True)
+@click.option("--wav", type=click.Path(path_type=Path, dir_okay=False), help="WAV path for the file audio driver.")
+@click.option("--record", type=click.Path(path_type=Path, dir_okay=False), help="Also write what is played to this MIDI file.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True))
+@click.option("--instrument", default="Acoustic Grand Piano", show_default=True, help="GM name or program 0-127.")
+@click.option("--tempo-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Multiplies every step and duration (2 = half speed).")
+@click.option("--seed", type=int, help="Random seed: the same seed gives the same notes.")
+@click.option("--primer", type=click.Path(path_type=Path), help="MIDI file that primes the model (not played).")
+@click.option("--notes", type=click.IntRange(min=1), help="Stop after this many notes.")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
+@click.option("--lookahead", type=click.FloatRange(min=0.01), default=0.2, show_default=True, help="Seconds generated ahead.")
+@click.option("--max-note-seconds", type=click.FloatRange(min=0.05), default=8.0, show_default=True)
+@click.option("--control-port", help="MIDI input to take live controls from [default: a virtual input 'cadenza-control'].")
+@click.option("--control-map", type=click.Path(path_type=Path, exists=True, dir_okay=False), help="TOML/JSON CC mapping.")
+@click.option("--no-keys", is_flag=True, help="Do not read keys from the terminal.")
+@click.option("--timing-log", type=click.File("w"), hidden=True)
+def stream(**options):
+    """Improvise live: to a virtual MIDI port, an existing port and/or FluidSynth. Ctrl-C stops."""
+    from models.instruments import instrument_name, resolve_instrument
+    from models.runtime import Runtime
+    from streamer.controls import Controls, TerminalKeys, status_line
+    from streamer.engine import Engine, StreamError, StreamSettings
+    from streamer.outputs import midi_backend
+    from streamer.scheduler import Scheduler
+
+    program = resolve_instrument(options["instrument"])
+    runtime = Runtime(options["model"], backend=options["backend"], seed=options["seed"])
+    if options["primer"]:
+        runtime.prime(_read_primer(options["primer"]))
+    backend_cache = []
+
+    def backend_factory():
+        if not backend_cache:
+            backend_cache.append(midi_backend(options["midi_api"]))
+        return backend_cache[0]
+
+    controls = Controls(temperature=options["temperature"], program=program, tempo_scale=options["tempo_scale"])
+    with ExitStack() as stack:
+        outputs, watch = _open_outputs(stack, options, backend_factory)
+        control_map = _open_control_input(stack, options, backend_factory, controls)
+        scheduler = Scheduler(outputs, timing_log=options["timing_log"])
+        stack.callback(scheduler.stop)  # runs first on exit: every note off, all-notes-off everywhere
+        settings = StreamSettings(lookahead_seconds=options["lookahead"], max_note_seconds=options["max_note_seconds"],
+                                  notes=options["notes"], seconds=options["seconds"], top_p=options["top_p"],
+                                  response_gap_seconds=control_map.response_gap_seconds)
+        engine = Engine(runtime, scheduler, controls, settings, watch=watch)
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signal_number, lambda *_: controls.stop.set())
+        if TerminalKeys.available() and not options["no_keys"]:
+            keys = TerminalKeys(controls, instrument_name)
+            stack.callback(keys.close)
+            engine.on_tick = lambda e: sys.stderr.write(status_line(controls, e.notes_generated, instrument_name))
+            _log("keys: +/- temperature  [/] instrument  </> tempo  space pause  q quit")
+        _log(f"streaming with {runtime.backend} ({instrument_name(program)}, T={controls.temperature:g}); Ctrl-C stops")
+        try:
+            engine.run()
+        except StreamError as error:
+            raise StreamFailed(str(error)) from None
+        except Exception as error:  # a failed model step still silences everything on the way out
+            raise StreamFailed(f"{type(error).__name__}: {error}") from None
+    _log(f"\nstopped after {engine.notes_generated} notes" + (f" ({engine.skips} skips)" if engine.skips else ""))
+
+
+def _read_primer(path: Path):
+    from models.notes import MidiError, read_notes
+
+    try:
+        notes = read_notes(path)
+    except MidiError as error:
+        raise CadenzaError(f"primer {path}: {error}") from None
+    if len(notes) == 0:
+        raise CadenzaError(f"primer {path} has no notes")
+    return notes
+
+
+@click.command()
+@click.option("--midi-api", type=MIDI_API_CHOICES, default="auto", show_default=True)
+def ports(midi_api):
+    """List the MIDI input and output ports."""
+    from streamer.outputs import midi_backend
+
+    backend = midi_backend(midi_api)
+    try:
+        inputs, outputs = backend.get_input_names(), backend.get_output_names()
+    except Exception as error:
+        raise CadenzaError(f"cannot list ports with the {midi_api} MIDI API: {error}".splitlines()[0]) from None
+    click.echo("inputs:")
+    for name in inputs:
+        click.echo(f"  {name}")
+    click.echo("outputs:")
+    for name in outputs:
+        click.echo(f"  {name}")
 
 
 def register(group: click.Group) -> None:
-    pass
+    group.add_command(stream)
+    group.add_command(ports)

@@ -1,0 +1,35 @@
+"""General MIDI instruments by name or program number."""
+
+from __future__ import annotations
+
+import difflib
+
+from models.errors import CadenzaError
+
+
+def gm_names() -> list[str]:
+    """The 128 General MIDI program names, index = program number (0-127)."""
+    from pretty_midi.constants import INSTRUMENT_MAP
+
+    return list(INSTRUMENT_MAP)
+
+
+def resolve_instrument(value) -> int:
+    """A GM program number from a name as GM spells it (any case) or a number 0-127."""
+    text = str(value).strip()
+    if text.isdigit():
+        program = int(text)
+        if 0 <= program <= 127:
+            return program
+        raise CadenzaError(f"instrument program {program} is out of range 0-127")
+    names = gm_names()
+    lowered = {name.lower(): program for program, name in enumerate(names)}
+    if text.lower() in lowered:
+        return lowered[text.lower()]
+    close = difflib.get_close_matches(text.lower(), list(lowered), n=3, cutoff=0.4)
+    hint = f"; did you mean {', '.join(repr(names[lowered[c]]) for c in close)}?" if close else ""
+    raise CadenzaError(f"unknown instrument {text!r}{hint} (a General MIDI name or a program 0-127)")
+
+
+def instrument_name(program: int) -> str:
+    return gm_names()[program]

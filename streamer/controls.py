@@ -1,0 +1,195 @@
+"""Live controls: the shared settings, a MIDI controller input, and terminal keys."""
+
+from __future__ import annotations
+
+import json
+import math
+import queue
+import sys
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from models.errors import CadenzaError
+from models.notes import NOTE_DTYPE
+
+import numpy as np
+
+
+@dataclass
+class ControlMap:
+    """Which controller numbers do what; override any field from a TOML or JSON file."""
+
+    temperature_cc: int = 1  # mod wheel
+    temperature_range: tuple = (0.1, 2.0)
+    tempo_cc: int = 74
+    tempo_range: tuple = (0.5, 2.0)  # log scale; the middle of the knob is 1.0
+    silence_ccs: tuple = (120, 123)
+    response_gap_seconds: float = 0.6  # the model answers this long after the player stops
+
+    @classmethod
+    def load(cls, path: Path | None) -> "ControlMap":
+        if path is None:
+            return cls()
+        path = Path(path)
+        try:
+            text = path.read_text()
+            data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except (OSError, ValueError) as error:
+            raise CadenzaError(f"cannot read control map {path}: {error}") from None
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise CadenzaError(f"unknown keys in control map {path}: {', '.join(sorted(unknown))}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+@dataclass
+class Controls:
+    """What the engine reads before each note; written by the command line, MIDI and keys."""
+
+    temperature: float = 1.0
+    program: int = 0
+    tempo_scale: float = 1.0
+    paused: bool = False
+    stop: threading.Event = field(default_factory=threading.Event)
+    silence: threading.Event = field(default_factory=threading.Event)
+    program_changed: threading.Event = field(default_factory=threading.Event)
+    played_notes: queue.Queue = field(default_factory=queue.Queue)
+    last_player_activity: float = 0.0
+    held_keys: int = 0
+
+    def set_temperature(self, value: float) -> None:
+        self.temperature = float(min(max(value, 0.05), 5.0))
+
+    def set_program(self, program: int) -> None:
+        self.program = int(program) % 128
+        self.program_changed.set()
+
+    def set_tempo_scale(self, value: float) -> None:
+        self.tempo_scale = float(min(max(value, 0.25), 4.0))
+
+    def player_is_playing(self, gap: float) -> bool:
+        return self.held_keys > 0 or time.monotonic() - self.last_player_activity < gap
+
+
+class MidiControlInput:
+    """A MIDI input (a controller or a virtual port) mapped onto Controls; played notes feed the model."""
+
+    def __init__(self, backend, controls: Controls, control_map: ControlMap, name: str | None = None):
+        self.controls = controls
+        self.map = control_map
+        self._open_notes: dict[int, tuple[float, int]] = {}
+        self._last_onset: float | None = None
+        try:
+            if name:
+                self.port = backend.open_input(name, callback=self._on_message)
+            else:
+                self.port = backend.open_input("cadenza-control", virtual=True, callback=self._on_message)
+        except (OSError, IOError, SystemError) as error:
+            raise CadenzaError(f"cannot open control port {name or 'cadenza-control'!r}: {error}".splitlines()[0]) from None
+
+    def _on_message(self, message) -> None:
+        controls = self.controls
+        if message.type == "control_change":
+            if message.control == self.map.temperature_cc:
+                low, high = self.map.temperature_range
+                controls.set_temperature(low + (high - low) * message.value / 127)
+            elif message.control == self.map.tempo_cc:
+                low, high = self.map.tempo_range
+                controls.set_tempo_scale(math.exp(math.log(low) + (math.log(high) - math.log(low)) * message.value / 127))
+            elif message.control in self.map.silence_ccs:
+                controls.silence.set()
+        elif message.type == "program_change":
+            controls.set_program(message.program)
+        elif message.type == "note_on" and message.velocity > 0:
+            self._note_started(message.note, message.velocity)
+        elif message.type in ("note_off", "note_on"):
+            self._note_ended(message.note)
+
+    def _note_started(self, pitch: int, velocity: int) -> None:
+        now = time.monotonic()
+        self._open_notes[pitch] = (now, velocity)
+        self.controls.held_keys = len(self._open_notes)
+        self.controls.last_player_activity = now
+
+    def _note_ended(self, pitch: int) -> None:
+        now = time.monotonic()
+        if pitch not in self._open_notes:
+            return
+        onset, velocity = self._open_notes.pop(pitch)
+        step = 0.0 if self._last_onset is None else max(onset - self._last_onset, 0.0)
+        self._last_onset = onset
+        note = np.array([(pitch, step, now - onset, velocity)], dtype=NOTE_DTYPE)[0]
+        self.controls.played_notes.put(note)
+        self.controls.held_keys = len(self._open_notes)
+        self.controls.last_player_activity = now
+
+    def close(self) -> None:
+        self.port.close()
+
+
+KEY_HELP = "keys: +/- temperature  [/] instrument  </> tempo  space pause  q quit"
+
+
+class TerminalKeys:
+    """Single keys from a terminal, read on their own thread; restores the terminal on close."""
+
+    def __init__(self, controls: Controls, instrument_name):
+        import termios
+        import tty
+
+        self.controls = controls
+        self.instrument_name = instrument_name
+        self._fd = sys.stdin.fileno()
+        self._saved = termios.tcgetattr(self._fd)
+        tty.setcbreak(self._fd)
+        self._termios = termios
+        self._thread = threading.Thread(target=self._run, name="cadenza-keys", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def available() -> bool:
+        try:
+            import termios  # noqa: F401
+
+            return sys.stdin.isatty()
+        except ImportError:
+            return False
+
+    def _run(self) -> None:
+        import select
+
+        while not self.controls.stop.is_set():
+            ready, _, _ = select.select([sys.stdin], [], [], 0.1)
+            if ready:
+                self.handle(sys.stdin.read(1))
+
+    def handle(self, key: str) -> None:
+        controls = self.controls
+        actions = {
+            "+": lambda: controls.set_temperature(controls.temperature + 0.1),
+            "=": lambda: controls.set_temperature(controls.temperature + 0.1),
+            "-": lambda: controls.set_temperature(controls.temperature - 0.1),
+            "]": lambda: controls.set_program(controls.program + 1),
+            "[": lambda: controls.set_program(controls.program - 1),
+            ">": lambda: controls.set_tempo_scale(controls.tempo_scale * 1.1),
+            "<": lambda: controls.set_tempo_scale(controls.tempo_scale / 1.1),
+            " ": lambda: setattr(controls, "paused", not controls.paused),
+            "q": controls.stop.set,
+        }
+        if key in actions:
+            actions[key]()
+
+    def close(self) -> None:
+        self.controls.stop.set()
+        self._thread.join(timeout=1)
+        self._termios.tcsetattr(self._fd, self._termios.TCSADRAIN, self._saved)
+
+
+def status_line(controls: Controls, notes_played: int, instrument_name) -> str:
+    state = "paused" if controls.paused else "playing"
+    return (f"\r{state}: T={controls.temperature:.2f}  {instrument_name(controls.program)} ({controls.program})  "
+            f"tempo x{controls.tempo_scale:.2f}  notes {notes_played}   ")

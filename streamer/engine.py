@@ -1,0 +1,129 @@
+"""The real-time engine: sample a note, place it on the monotonic clock ahead of time, repeat.
+
+Notes are generated up to `lookahead_seconds` before they sound, so an inference hiccup
+shorter than that never makes a note late, and a control change is heard within it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import mido
+
+from streamer.controls import Controls
+from streamer.scheduler import Scheduler
+
+
+@dataclass
+class StreamSettings:
+    """Times in seconds."""
+
+    lookahead_seconds: float = 0.2
+    max_note_seconds: float = 8.0
+    notes: int | None = None  # stop after this many notes
+    seconds: float | None = None  # stop after this long
+    top_p: float | None = None
+    channel: int = 0
+    lead_in_seconds: float = 0.05
+    # A note that would start further behind the clock than this means generation stalled:
+    # skip ahead rather than burst the backlog.
+    late_limit_seconds: float = 0.05
+    response_gap_seconds: float = 0.6
+
+
+class StreamError(RuntimeError):
+    """The stream stopped because something broke (a vanished port, a failed model step)."""
+
+
+class Engine:
+    def __init__(self, runtime, scheduler: Scheduler, controls: Controls, settings: StreamSettings, watch=()):
+        self.runtime = runtime
+        self.scheduler = scheduler
+        self.controls = controls
+        self.settings = settings
+        self.watch = watch  # outputs with still_there(): ports we connected to that may vanish
+        self.notes_generated = 0
+        self.skips = 0
+        self.started = None
+        self.on_tick = None  # called about every 0.1 s (status line)
+
+    def run(self) -> None:
+        """Generate until --notes, --seconds or a stop; raise StreamError if something broke."""
+        settings, controls = self.settings, self.controls
+        self.started = time.monotonic()
+        deadline = self.started + settings.seconds if settings.seconds else None
+        self._send_program()
+        onset = None
+        next_check = self.started
+        while not controls.stop.is_set():
+            now = time.monotonic()
+            if now >= next_check:
+                self._check_health()
+                next_check = now + 0.1
+                if self.on_tick:
+                    self.on_tick(self)
+            if deadline and now >= deadline:
+                break
+            if settings.notes is not None and self.notes_generated >= settings.notes:
+                self._wait_for_last_notes(deadline)
+                break
+            self._apply_live_controls()
+            if controls.paused or controls.player_is_playing(settings.response_gap_seconds) or not controls.played_notes.empty():
+                self._absorb_player_notes()
+                onset = None  # resume just after the pause or the player's phrase
+                controls.stop.wait(0.01)
+                continue
+            if onset is not None and onset - now > settings.lookahead_seconds:
+                controls.stop.wait(min(onset - now - settings.lookahead_seconds, 0.1))
+                continue
+            onset = self._generate_one(onset, now)
+
+    def _generate_one(self, onset: float | None, now: float) -> float:
+        settings, controls = self.settings, self.controls
+        note = self.runtime.sample(controls.temperature, top_p=settings.top_p)[0]
+        scale = controls.tempo_scale
+        if onset is None:
+            onset = now + settings.lead_in_seconds
+        else:
+            onset += float(note["step"]) * scale
+        if onset < time.monotonic() - settings.late_limit_seconds:
+            self.skips += 1
+            onset = time.monotonic() + settings.lead_in_seconds
+        duration = min(float(note["duration"]) * scale, settings.max_note_seconds)
+        self.scheduler.schedule_note(onset, onset + duration, settings.channel, int(note["pitch"]), int(note["velocity"]))
+        self.notes_generated += 1
+        return onset
+
+    def _apply_live_controls(self) -> None:
+        if self.controls.silence.is_set():
+            self.controls.silence.clear()
+            self.scheduler.silence_now()
+        if self.controls.program_changed.is_set():
+            self._send_program()
+
+    def _send_program(self) -> None:
+        self.controls.program_changed.clear()
+        self.scheduler.send_soon(mido.Message("program_change", channel=self.settings.channel, program=self.controls.program))
+
+    def _absorb_player_notes(self) -> None:
+        """Call and response: what the player played becomes the model's context."""
+        while not self.controls.played_notes.empty():
+            note = self.controls.played_notes.get_nowait()
+            self.runtime.feed(note.reshape(1).repeat(self.runtime.batch))
+
+    def _check_health(self) -> None:
+        if self.scheduler.error is not None:
+            raise StreamError(f"output failed: {self.scheduler.error}")
+        for output in self.watch:
+            if not output.still_there():
+                raise StreamError(f"MIDI port {output.name!r} disappeared")
+
+    def _wait_for_last_notes(self, deadline: float | None) -> None:
+        """After the last note, let the notes already scheduled ring out (capped by --seconds)."""
+        end = self.scheduler.last_scheduled_time()
+        if deadline:
+            end = min(end, deadline)
+        while not self.controls.stop.is_set() and time.monotonic() < end:
+            self._check_health()
+            self.controls.stop.wait(min(0.05, max(end - time.monotonic(), 0)))

@@ -1,0 +1,198 @@
+"""Where the stream's messages go. Every output has one interface, mido's: send(msg), panic(), close().
+
+The engine talks to a list of these and never knows which is a MIDI port, a synth or a recorder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import mido
+
+from models.errors import CadenzaError
+
+MIDI_APIS = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE"}
+AUDIO_DRIVERS = {"linux": ["pipewire", "pulseaudio", "alsa", "jack"], "darwin": ["coreaudio"], "win32": ["wasapi", "dsound"]}
+
+
+def midi_backend(api: str = "auto") -> mido.Backend:
+    """mido's rtmidi backend for an API name; 'auto' is rtmidi's own choice (or MIDO_BACKEND)."""
+    if api == "auto":
+        return mido.Backend(os.environ.get("MIDO_BACKEND", "mido.backends.rtmidi"), load=True)
+    if api not in MIDI_APIS:
+        raise CadenzaError(f"unknown MIDI API {api!r} ({', '.join(['auto', *MIDI_APIS])})")
+    return mido.Backend(f"mido.backends.rtmidi/{MIDI_APIS[api]}", load=True)
+
+
+def _silence_messages() -> list[mido.Message]:
+    """All sound off, all notes off and sustain up on every channel."""
+    messages = []
+    for channel in range(16):
+        messages.append(mido.Message("control_change", channel=channel, control=64, value=0))
+        messages.append(mido.Message("control_change", channel=channel, control=123, value=0))
+    return messages
+
+
+class MidiPortOutput:
+    """A virtual MIDI output port a DAW can record from, or an existing port by name."""
+
+    def __init__(self, backend: mido.Backend, name: str = "cadenza", connect: str | None = None):
+        self.name = connect or name
+        self.connected_to = connect
+        try:
+            if connect:
+                self.port = backend.open_output(connect)
+            else:
+                self.port = backend.open_output(name, virtual=True)
+        except (OSError, IOError, SystemError) as error:
+            where = f"port {connect!r}" if connect else f"a virtual port {name!r}"
+            raise CadenzaError(f"cannot open {where}: {error}".splitlines()[0]) from None
+        self.backend = backend
+
+    def send(self, message: mido.Message) -> None:
+        self.port.send(message)
+
+    def panic(self) -> None:
+        for message in _silence_messages():
+            self.port.send(message)
+
+    def still_there(self) -> bool:
+        """False once a port we connected to has vanished (a virtual port of ours cannot)."""
+        return self.connected_to is None or self.connected_to in self.backend.get_output_names()
+
+    def close(self) -> None:
+        self.port.close()
+
+
+class FluidSynthOutput:
+    """A live FluidSynth synth that accepts mido messages.
+
+    `driver='auto'` tries the platform's audio drivers in turn; with no sound device it falls
+    back to FluidSynth's 'file' driver, which writes the live audio to a WAV file.
+    """
+
+    def __init__(self, soundfont: Path | None = None, driver: str = "auto", wav_path: Path | None = None,
+                 sample_rate: int = 44100, gain: float = 0.8, log=print):
+        import fluidsynth
+
+        self._fluidsynth = fluidsynth
+        self.synth = fluidsynth.Synth(gain=gain, samplerate=float(sample_rate))
+        soundfont = Path(soundfont) if soundfont else default_soundfont()
+        if not soundfont.exists():
+            raise CadenzaError(f"soundfont not found: {soundfont}")
+        self.soundfont_id = self.synth.sfload(str(soundfont))
+        if self.soundfont_id < 0:
+            raise CadenzaError(f"cannot load soundfont {soundfont}")
+        for channel in range(16):
+            self.synth.program_select(channel, self.soundfont_id, 0, 0)
+        self.wav_path = None
+        self.driver = self._start_driver(driver, wav_path, log)
+
+    def _try_driver(self, name: str, quiet: bool = False) -> bool:
+        self.synth.setting("audio.driver", name)
+        # pyfluidsynth's start() reports success even when the driver failed: check the handle.
+        with _stderr_silenced(quiet):
+            self.synth.audio_driver = self._fluidsynth.new_fluid_audio_driver(self.synth.settings, self.synth.synth)
+        return bool(self.synth.audio_driver)
+
+    def _start_driver(self, driver: str, wav_path: Path | None, log) -> str:
+        candidates = AUDIO_DRIVERS.get(sys.platform, []) if driver == "auto" else [driver]
+        for name in candidates:
+            if name == "file":
+                break
+            if self._try_driver(name, quiet=driver == "auto"):
+                return name
+        if driver not in ("auto", "file"):
+            raise CadenzaError(f"audio driver {driver!r} could not start (no such device or server)")
+        self.wav_path = Path(wav_path or f"cadenza-{time.strftime('%Y%m%d-%H%M%S')}.wav").resolve()
+        self.synth.setting("audio.file.name", str(self.wav_path))
+        self.synth.setting("audio.file.type", "wav")
+        if driver == "auto":
+            log(f"no sound device found; writing the live audio to {self.wav_path}")
+        if not self._try_driver("file"):
+            raise CadenzaError(f"FluidSynth could not write audio to {self.wav_path}")
+        return "file"
+
+    def send(self, message: mido.Message) -> None:
+        if message.type == "note_on":
+            self.synth.noteon(message.channel, message.note, message.velocity)
+        elif message.type == "note_off":
+            self.synth.noteoff(message.channel, message.note)
+        elif message.type == "program_change":
+            self.synth.program_select(message.channel, self.soundfont_id, 0, message.program)
+        elif message.type == "control_change":
+            self.synth.cc(message.channel, message.control, message.value)
+
+    def panic(self) -> None:
+        for message in _silence_messages():
+            self.send(message)
+
+    def close(self) -> None:
+        driver, self.synth.audio_driver = self.synth.audio_driver, None
+        if driver:
+            self._fluidsynth.delete_fluid_audio_driver(driver)
+        self.synth.delete()
+
+
+class RecordOutput:
+    """Keeps every message with its time and writes a MIDI file on close (temporary name, then rename)."""
+
+    def __init__(self, path: Path, ticks_per_beat: int = 960, tempo: int = 500_000):
+        self.path = Path(path)
+        self.ticks_per_beat = ticks_per_beat
+        self.tempo = tempo
+        self.events: list[tuple[float, mido.Message]] = []
+        self.started = None
+
+    def send(self, message: mido.Message) -> None:
+        now = time.monotonic()
+        if self.started is None:
+            self.started = now
+        self.events.append((now - self.started, message))
+
+    def panic(self) -> None:
+        for message in _silence_messages():
+            self.send(message)
+
+    def close(self) -> None:
+        track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=self.tempo, time=0)])
+        last_tick = 0
+        for seconds, message in self.events:
+            tick = round(mido.second2tick(seconds, self.ticks_per_beat, self.tempo))
+            track.append(message.copy(time=max(0, tick - last_tick)))
+            last_tick = max(last_tick, tick)
+        midi = mido.MidiFile(ticks_per_beat=self.ticks_per_beat, tracks=[track])
+        temporary = self.path.with_name(f".{self.path.name}.partial")
+        midi.save(str(temporary))
+        os.replace(temporary, self.path)
+
+
+class _stderr_silenced:
+    """Hide what C libraries print to stderr while probing drivers that are expected to fail."""
+
+    def __init__(self, active: bool):
+        self.active = active
+
+    def __enter__(self):
+        if self.active:
+            sys.stderr.flush()
+            self.saved = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+
+    def __exit__(self, *exc):
+        if self.active:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+
+
+def default_soundfont() -> Path:
+    """The General MIDI soundfont bundled with pretty_midi (TimGM6mb)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pretty_midi")
+    return Path(spec.origin).parent / "TimGM6mb.sf2"
