@@ -16,6 +16,7 @@ import numpy as np
 from models.config import Bins, ModelConfig
 from models.errors import CadenzaError
 from models.notes import NOTE_DTYPE
+from models.stderr import silenced_stderr
 
 HEADS = ("pitch", "step", "duration", "velocity")
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default"
@@ -48,7 +49,8 @@ class TFLiteStep:
         except ImportError:  # older installs ship the same interpreter inside TensorFlow
             from tensorflow.lite import Interpreter  # type: ignore
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=1)
+            with silenced_stderr():  # LiteRT announces its XNNPACK delegate on stderr
+                self.interpreter = Interpreter(model_path=str(path), num_threads=1)
         except (ValueError, RuntimeError) as error:
             raise CadenzaError(f"corrupt TFLite model {path}: {str(error).splitlines()[0]}") from None
         self._input_details = {d["name"]: d for d in self.interpreter.get_input_details()}
@@ -63,7 +65,8 @@ class TFLiteStep:
             shape = list(self._input_details[name]["shape_signature"])
             shape[0] = batch
             self.interpreter.resize_tensor_input(index, shape, strict=True)
-        self.interpreter.allocate_tensors()
+        with silenced_stderr(active=self.batch is None):
+            self.interpreter.allocate_tensors()
         self.batch = batch
 
     def __call__(self, features: dict, state: np.ndarray) -> tuple[dict, np.ndarray]:

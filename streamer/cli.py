@@ -54,9 +54,12 @@ def _open_outputs(stack: ExitStack, options: dict, backend_factory) -> tuple[lis
 def _open_control_input(stack: ExitStack, options: dict, backend_factory, controls):
     from streamer.controls import ControlMap, MidiControlInput
 
+    from models.stderr import silenced_stderr
+
     control_map = ControlMap.load(options["control_map"])
     try:
-        control = MidiControlInput(backend_factory(), controls, control_map, options["control_port"])
+        with silenced_stderr(active=not options["control_port"]):
+            control = MidiControlInput(backend_factory(), controls, control_map, options["control_port"])
     except CadenzaError:
         if options["control_port"]:
             raise

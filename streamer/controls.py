@@ -85,9 +85,10 @@ class MidiControlInput:
         self._last_onset: float | None = None
         try:
             if name:
-                self.port = backend.open_input(name, callback=self._on_message)
+                self.port = backend.open_input(name, callback=self._on_message, client_name="cadenza-control")
             else:
-                self.port = backend.open_input("cadenza-control", virtual=True, callback=self._on_message)
+                self.port = backend.open_input("cadenza-control", virtual=True, callback=self._on_message,
+                                               client_name="cadenza-control")
         except (OSError, IOError, SystemError) as error:
             raise CadenzaError(f"cannot open control port {name or 'cadenza-control'!r}: {error}".splitlines()[0]) from None
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import mido
 
 from models.errors import CadenzaError
+from models.stderr import silenced_stderr
 
 MIDI_APIS = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE"}
 AUDIO_DRIVERS = {"linux": ["pipewire", "pulseaudio", "alsa", "jack"], "darwin": ["coreaudio"], "win32": ["wasapi", "dsound"]}
@@ -21,7 +22,12 @@ AUDIO_DRIVERS = {"linux": ["pipewire", "pulseaudio", "alsa", "jack"], "darwin": 
 def midi_backend(api: str = "auto") -> mido.Backend:
     """mido's rtmidi backend for an API name; 'auto' is rtmidi's own choice (or MIDO_BACKEND)."""
     if api == "auto":
-        return mido.Backend(os.environ.get("MIDO_BACKEND", "mido.backends.rtmidi"), load=True)
+        if "MIDO_BACKEND" in os.environ:
+            return mido.Backend(os.environ["MIDO_BACKEND"], load=True)
+        if sys.platform == "linux" and not os.path.exists("/dev/snd/seq"):
+            api = "jack"  # no ALSA sequencer on this machine (a container, a headless box): JACK is what is left
+        else:
+            return mido.Backend("mido.backends.rtmidi", load=True)
     if api not in MIDI_APIS:
         raise CadenzaError(f"unknown MIDI API {api!r} ({', '.join(['auto', *MIDI_APIS])})")
     return mido.Backend(f"mido.backends.rtmidi/{MIDI_APIS[api]}", load=True)
@@ -44,9 +50,9 @@ class MidiPortOutput:
         self.connected_to = connect
         try:
             if connect:
-                self.port = backend.open_output(connect)
+                self.port = backend.open_output(connect, client_name="cadenza")
             else:
-                self.port = backend.open_output(name, virtual=True)
+                self.port = backend.open_output(name, virtual=True, client_name="cadenza")
         except (OSError, IOError, SystemError) as error:
             where = f"port {connect!r}" if connect else f"a virtual port {name!r}"
             raise CadenzaError(f"cannot open {where}: {error}".splitlines()[0]) from None
@@ -94,7 +100,7 @@ class FluidSynthOutput:
     def _try_driver(self, name: str, quiet: bool = False) -> bool:
         self.synth.setting("audio.driver", name)
         # pyfluidsynth's start() reports success even when the driver failed: check the handle.
-        with _stderr_silenced(quiet):
+        with silenced_stderr(quiet):
             self.synth.audio_driver = self._fluidsynth.new_fluid_audio_driver(self.synth.settings, self.synth.synth)
         return bool(self.synth.audio_driver)
 
@@ -168,26 +174,6 @@ class RecordOutput:
         temporary = self.path.with_name(f".{self.path.name}.partial")
         midi.save(str(temporary))
         os.replace(temporary, self.path)
-
-
-class _stderr_silenced:
-    """Hide what C libraries print to stderr while probing drivers that are expected to fail."""
-
-    def __init__(self, active: bool):
-        self.active = active
-
-    def __enter__(self):
-        if self.active:
-            sys.stderr.flush()
-            self.saved = os.dup(2)
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 2)
-            os.close(null)
-
-    def __exit__(self, *exc):
-        if self.active:
-            os.dup2(self.saved, 2)
-            os.close(self.saved)
 
 
 def default_soundfont() -> Path:

@@ -1,0 +1,123 @@
+"""Shared fixtures: a real JACK server (dummy driver), synthetic MIDI, the shipped model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+JACK_BACKEND = "mido.backends.rtmidi/UNIX_JACK"
+
+
+@pytest.fixture(scope="session")
+def jack_server():
+    """jackd with the dummy driver under a server name of its own; stopped by its PID."""
+    if shutil.which("jackd") is None:
+        pytest.fail("jackd is not installed: run the README's set-up (apt package jackd2)")
+    name = f"cadenza-test-{os.getpid()}"
+    env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
+    process = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", "44100", "-p", "64"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    previous = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    try:
+        subprocess.run(["jack_wait", "-w", "-t", "10"], check=True, capture_output=True, timeout=15)
+        yield name
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        if previous is None:
+            os.environ.pop("JACK_DEFAULT_SERVER", None)
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = previous
+
+
+@pytest.fixture(scope="session")
+def jack_midi(jack_server):
+    import mido
+
+    return mido.Backend(JACK_BACKEND, load=True)
+
+
+def cadenza_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cadenza_cli", *args]
+
+
+def run_cadenza(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cadenza_command(*args), capture_output=True, text=True, timeout=timeout, cwd=REPO, **kwargs)
+
+
+def wait_for_port(names_function, suffix: str, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name in names_function():
+            if name.endswith(suffix):
+                return name
+        time.sleep(0.05)
+    raise AssertionError(f"no port ending in {suffix!r} appeared within {timeout} s")
+
+
+def synthetic_midi(path: Path, *, chords=True, pedal=True, drums=True, second_instrument=True, tempo_change=True):
+    """A small MIDI file made with pretty_midi: chords, a pedal, drums, two instruments, tempo changes."""
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI(initial_tempo=100)
+    piano = pretty_midi.Instrument(program=0)
+    time_cursor = 0.0
+    for index in range(8):
+        pitches = [60 + index, 64 + index, 67 + index] if chords else [60 + index]
+        for pitch in pitches:
+            piano.notes.append(pretty_midi.Note(velocity=60 + index, pitch=pitch, start=time_cursor, end=time_cursor + 0.2))
+        time_cursor += 0.5
+    if pedal:
+        piano.control_changes += [pretty_midi.ControlChange(64, 100, 0.1), pretty_midi.ControlChange(64, 0, 1.4)]
+    midi.instruments.append(piano)
+    if second_instrument:
+        violin = pretty_midi.Instrument(program=40)
+        violin.notes.append(pretty_midi.Note(velocity=90, pitch=76, start=0.25, end=1.0))
+        midi.instruments.append(violin)
+    if drums:
+        kit = pretty_midi.Instrument(program=0, is_drum=True)
+        kit.notes += [pretty_midi.Note(velocity=100, pitch=36, start=t * 0.5, end=t * 0.5 + 0.1) for t in range(8)]
+        midi.instruments.append(kit)
+    midi.write(str(path))
+    if tempo_change:
+        _add_tempo_change(path)
+    return path
+
+
+def _add_tempo_change(path: Path) -> None:
+    """Insert a second tempo (150 bpm) at beat 2 with mido, since pretty_midi writes one tempo only."""
+    import mido
+
+    midi = mido.MidiFile(str(path))
+    track = midi.tracks[0]
+    absolute, events = 0, []
+    for message in track:
+        absolute += message.time
+        events.append((absolute, message))
+    events.append((2 * midi.ticks_per_beat, mido.MetaMessage("set_tempo", tempo=400_000)))
+    events.sort(key=lambda e: (e[0], e[1].type == "end_of_track"))
+    track.clear()
+    last = 0
+    for absolute, message in events:
+        track.append(message.copy(time=absolute - last))
+        last = absolute
+    midi.save(str(path))
+
+
+def pitch_entropy(pitches) -> float:
+    counts = np.bincount(np.asarray(pitches, dtype=np.int64), minlength=128).astype(float)
+    probabilities = counts[counts > 0] / counts.sum()
+    return float(-(probabilities * np.log2(probabilities)).sum())

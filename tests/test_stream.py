@@ -1,0 +1,179 @@
+"""`cadenza stream` as a subprocess, heard by a real JACK MIDI listener in this process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import wave
+
+import mido
+import numpy as np
+import pytest
+
+from conftest import JACK_BACKEND, REPO, cadenza_command, pitch_entropy, run_cadenza, wait_for_port
+
+
+class Listener:
+    """Collects (monotonic seconds, message) from a JACK MIDI port."""
+
+    def __init__(self, backend, port_name):
+        self.messages: list[tuple[float, mido.Message]] = []
+        self.port = backend.open_input(port_name, callback=lambda m: self.messages.append((time.monotonic(), m)))
+
+    def note_ons(self, since: float = 0.0) -> list[mido.Message]:
+        return [m for t, m in self.messages if t >= since and m.type == "note_on" and m.velocity > 0]
+
+    def wait_for_notes(self, count: int, since: float = 0.0, timeout: float = 30.0) -> list[mido.Message]:
+        deadline = time.monotonic() + timeout
+        while len(self.note_ons(since)) < count:
+            assert time.monotonic() < deadline, f"only {len(self.note_ons(since))} of {count} notes arrived"
+            time.sleep(0.02)
+        return self.note_ons(since)[:count]
+
+    def close(self):
+        self.port.close()
+
+
+def start_stream(port: str, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, MIDO_BACKEND=JACK_BACKEND)
+    return subprocess.Popen(cadenza_command("stream", "--midi-api", "jack", "--port", port, "--no-keys", *extra),
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def still_sounding(messages) -> set:
+    sounding = set()
+    for _, message in messages:
+        if message.type == "note_on" and message.velocity > 0:
+            sounding.add((message.channel, message.note))
+        elif message.type in ("note_on", "note_off"):
+            sounding.discard((message.channel, message.note))
+    return sounding
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_notes_pair_up_and_a_signal_silences_everything(jack_midi, stop_signal, tmp_path):
+    port = f"pair{int(stop_signal)}"
+    record = tmp_path / "played.mid"
+    process = start_stream(port, "--seed", "1", "--record", str(record))
+    try:
+        listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, f":{port}"))
+        listener.wait_for_notes(12)
+        process.send_signal(stop_signal)
+        assert process.wait(timeout=15) == 0, process.stderr.read()
+        time.sleep(0.3)
+        listener.close()
+    finally:
+        process.kill()
+    assert still_sounding(listener.messages) == set()
+    assert any(m.type == "control_change" and m.control == 123 for _, m in listener.messages)
+    recorded = [m for m in mido.MidiFile(str(record)) if not m.is_meta]
+    ons = [m for m in recorded if m.type == "note_on" and m.velocity > 0]
+    offs = [m for m in recorded if m.type == "note_off" or (m.type == "note_on" and m.velocity == 0)]
+    assert len(ons) >= 12 and len(ons) == len(offs)
+
+
+def _notes_after_control(listener, control_out, message, count):
+    control_out.send(message)
+    time.sleep(0.5)  # past the lookahead: what follows was sampled after the change
+    return listener.wait_for_notes(count, since=time.monotonic())
+
+
+def test_cc1_moves_temperature_and_program_change_switches_instrument(jack_midi):
+    process = start_stream("controlled", "--seed", "3", "--tempo-scale", "0.3")
+    try:
+        listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, ":controlled"))
+        control_out = jack_midi.open_output(wait_for_port(jack_midi.get_output_names, ":cadenza-control"))
+        listener.wait_for_notes(3)
+        cold = _notes_after_control(listener, control_out, mido.Message("control_change", control=1, value=0), 80)
+        hot = _notes_after_control(listener, control_out, mido.Message("control_change", control=1, value=127), 80)
+        control_out.send(mido.Message("program_change", program=40))
+        deadline = time.monotonic() + 5
+        while not any(m.type == "program_change" and m.program == 40 for _, m in listener.messages):
+            assert time.monotonic() < deadline, "the program change never reached the output"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+        control_out.close()
+        listener.close()
+    finally:
+        process.kill()
+    cold_entropy = pitch_entropy([m.note for m in cold])
+    hot_entropy = pitch_entropy([m.note for m in hot])
+    assert cold_entropy + 1.0 < hot_entropy, (cold_entropy, hot_entropy)
+
+
+def test_stream_stops_with_an_error_when_its_port_vanishes(jack_midi):
+    target = jack_midi.open_input("vanishing", virtual=True, client_name="listener")
+    try:
+        name = wait_for_port(jack_midi.get_output_names, ":vanishing")
+        env = dict(os.environ, MIDO_BACKEND=JACK_BACKEND)
+        process = subprocess.Popen(cadenza_command("stream", "--midi-api", "jack", "--connect", name, "--no-keys"),
+                                   cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(4)
+    finally:
+        target.close()
+    try:
+        code = process.wait(timeout=15)
+        error = process.stderr.read()
+    finally:
+        process.kill()
+    assert code == 1
+    assert "disappeared" in error.splitlines()[-1]
+
+
+def _wav(path):
+    with wave.open(str(path)) as handle:
+        frames = handle.readframes(handle.getnframes())
+        return handle.getframerate(), np.frombuffer(frames, np.int16).reshape(-1, handle.getnchannels())
+
+
+def test_fluidsynth_file_driver_writes_live_audio_of_the_right_length(tmp_path):
+    wav = tmp_path / "live.wav"
+    result = run_cadenza("stream", "--fluidsynth", "--audio-driver", "file", "--wav", str(wav), "--seconds", "3",
+                         "--no-keys", "--seed", "2")
+    assert result.returncode == 0, result.stderr
+    rate, samples = _wav(wav)
+    assert rate == 44100
+    assert 2.5 <= len(samples) / rate <= 4.5
+    assert np.sqrt(np.mean(samples.astype(float) ** 2)) > 100
+
+
+def test_fluidsynth_through_jack_reaches_a_recording_client(jack_server, tmp_path):
+    wav = tmp_path / "jack.wav"
+    process = subprocess.Popen(cadenza_command("stream", "--audio-driver", "jack", "--seconds", "8", "--no-keys"),
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while "fluidsynth:left" not in subprocess.run(["jack_lsp"], capture_output=True, text=True).stdout:
+            assert time.monotonic() < deadline, "FluidSynth never appeared in JACK"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        subprocess.run(["jack_rec", "-f", str(wav), "-d", "2", "-b", "16", "fluidsynth:left", "fluidsynth:right"],
+                       check=True, capture_output=True, timeout=20)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        process.kill()
+    _, samples = _wav(wav)
+    assert np.sqrt(np.mean(samples.astype(float) ** 2)) > 100
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--temperature", "0"], "temperature"),
+    (["--instrument", "Violn"], "Violin"),
+    (["--model", "/nonexistent/model"], "model folder not found"),
+])
+def test_bad_stream_input_is_a_one_line_error(arguments, message):
+    result = run_cadenza("stream", "--no-keys", "--seconds", "1", "--audio-driver", "file", *arguments)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_unreadable_primer_is_a_one_line_error(tmp_path):
+    primer = tmp_path / "broken.mid"
+    primer.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x01\x00\x00\x90")
+    result = run_cadenza("stream", "--no-keys", "--seconds", "1", "--primer", str(primer))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("cadenza: error: primer")
