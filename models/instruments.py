@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
+from pathlib import Path
 
 from models.errors import CadenzaError
 
@@ -33,3 +35,9 @@ def resolve_instrument(value) -> int:
 
 def instrument_name(program: int) -> str:
     return gm_names()[program]
+
+
+def default_soundfont() -> Path:
+    """The General MIDI soundfont bundled with pretty_midi (TimGM6mb), found without importing pretty_midi."""
+    spec = importlib.util.find_spec("pretty_midi")
+    return Path(spec.origin).parent / "TimGM6mb.sf2"

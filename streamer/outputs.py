@@ -13,6 +13,7 @@ from pathlib import Path
 import mido
 
 from models.errors import CadenzaError
+from models.instruments import default_soundfont
 from models.stderr import silenced_stderr
 
 MIDI_APIS = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE"}
@@ -174,11 +175,3 @@ class RecordOutput:
         temporary = self.path.with_name(f".{self.path.name}.partial")
         midi.save(str(temporary))
         os.replace(temporary, self.path)
-
-
-def default_soundfont() -> Path:
-    """The General MIDI soundfont bundled with pretty_midi (TimGM6mb)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("pretty_midi")
-    return Path(spec.origin).parent / "TimGM6mb.sf2"

@@ -104,7 +104,54 @@ def export(run, out):
     click.echo(f"exported {run} to {path}")
 
 
+@click.command()
+@click.option("--model", type=click.Path(path_type=Path), help="Exported model folder [default: the shipped model].")
+@click.option("--backend", type=click.Choice(["auto", "tflite", "savedmodel"]), default="auto", show_default=True)
+@click.option("--count", type=click.IntRange(min=1), default=4, show_default=True, help="Pieces, generated as one batch.")
+@click.option("--notes", type=click.IntRange(min=1), default=256, show_default=True, help="Notes per piece.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True))
+@click.option("--instrument", default="Acoustic Grand Piano", show_default=True, help="GM name or program 0-127.")
+@click.option("--primer", type=click.Path(path_type=Path), help="MIDI file to continue from.")
+@click.option("--include-primer", is_flag=True, help="Start each output with the primer's notes.")
+@click.option("--seed", type=int, help="Random seed: the same seed gives the same pieces.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--name", default="piece", show_default=True, help="File name prefix: NAME_000.mid ...")
+@click.option("--wav", is_flag=True, help="Also render audio with FluidSynth (offline, 44.1 kHz).")
+@click.option("--plots", is_flag=True, help="Piano roll + histograms per piece, and a comparison with the training data.")
+@click.option("--soundfont", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+def render(model, backend, count, notes, temperature, top_p, instrument, primer, include_primer, seed, out, name,
+           wav, plots, soundfont):
+    """Batch-render pieces to MIDI files (and WAV, plots, summary.json)."""
+    import sys
+
+    from models.instruments import resolve_instrument
+    from training.render import RenderSettings, render as run_render
+
+    settings = RenderSettings(out=out, count=count, notes=notes, temperature=temperature, top_p=top_p,
+                              program=resolve_instrument(instrument), seed=seed, model=model, backend=backend,
+                              primer=_read_primer(primer) if primer else None, primer_path=str(primer) if primer else None,
+                              include_primer=include_primer, wav=wav, plots=plots, soundfont=soundfont, name=name,
+                              progress=sys.stderr.isatty())
+    summary = run_render(settings)
+    rate = summary["generation"]["notes_per_second"]
+    click.echo(f"wrote {count} pieces of {notes} notes to {out} ({rate:,.0f} notes/s generated)")
+
+
+def _read_primer(path: Path):
+    from models.notes import MidiError, read_notes
+
+    try:
+        notes = read_notes(path)
+    except MidiError as error:
+        raise CadenzaError(f"primer {path}: {error}") from None
+    if len(notes) == 0:
+        raise CadenzaError(f"primer {path} has no notes")
+    return notes
+
+
 def register(group: click.Group) -> None:
+    group.add_command(render)
     group.add_command(evaluate)
     group.add_command(export)
     group.add_command(prepare)

@@ -1,0 +1,38 @@
+# Two commands do all set-up on a fresh Debian/Ubuntu machine:
+#   make run    installs everything, then streams live on the shipped model (Ctrl-C stops)
+#   make test   installs everything, then runs the whole test suite
+# Both are idempotent: a second run checks, finds everything in place, and goes straight on.
+
+VENV ?= .venv
+PYTHON ?= python3
+APT_PACKAGES = libfluidsynth3 fluidsynth jackd2 python3-venv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STAMP = $(VENV)/.cadenza-installed
+STREAM_ARGS ?=
+
+.PHONY: setup system-packages run test bench
+
+setup: system-packages $(STAMP)
+
+system-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+run: setup
+	$(VENV)/bin/cadenza stream $(STREAM_ARGS)
+
+test: setup
+	$(VENV)/bin/python -m pytest
+
+bench: setup
+	$(VENV)/bin/python -m bench
