@@ -186,6 +186,7 @@ def train(settings: TrainSettings, config: ModelConfig) -> dict:
     train_sampler = WindowSampler(load_split(settings.data, "train"), config)
     validation_sampler = WindowSampler(load_split(settings.data, "validation"), config)
     strategy = configure_strategy(settings.strategy)
+    state["replicas"] = strategy.num_replicas_in_sync
     with strategy.scope():
         if settings.resume:
             model = keras.models.load_model(settings.out / "last.keras", compile=True, safe_mode=False,

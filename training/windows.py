@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.config import Bins, ModelConfig
+from models.errors import CadenzaError
 from training.prepare import PreparedSplit
 
 
@@ -15,7 +16,7 @@ class WindowSampler:
         lengths = np.diff(split.offsets)
         usable = lengths > config.window
         if not usable.any():
-            raise ValueError(f"no piece has more than {config.window} notes")
+            raise CadenzaError(f"no training piece has more than {config.window} notes (the window); use a smaller --window")
         self.notes = split.notes
         self.config = config
         self.bins = Bins(config)

@@ -1,0 +1,76 @@
+"""Training on a tiny prepared set: checkpoints, resume, mirrored strategy, evaluate, export."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_cadenza, synthetic_midi
+
+TINY = ["--lstm-units", "8", "--lstm-layers", "1", "--window", "16", "--batch-size", "8",
+        "--steps-per-epoch", "3", "--validation-windows", "16"]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    source = root / "midi"
+    source.mkdir()
+    for index in range(40):
+        synthetic_midi(source / f"p{index}.mid", tempo_change=False)
+    out = root / "prepared"
+    assert run_cadenza("prepare", "--midi-dir", str(source), "--out", str(out)).returncode == 0
+    return out
+
+
+def test_train_checkpoints_resumes_evaluates_and_exports(prepared, tmp_path):
+    run = tmp_path / "run"
+    first = run_cadenza("train", "--data", str(prepared), "--out", str(run), "--epochs", "1", *TINY, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert (run / "last.keras").exists() and (run / "best.keras").exists()
+    again = run_cadenza("train", "--data", str(prepared), "--out", str(run), "--epochs", "1", *TINY)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = run_cadenza("train", "--data", str(prepared), "--out", str(run), "--epochs", "2", "--resume", *TINY, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert int(rows[1]["predictions_seen"]) == 2 * int(rows[0]["predictions_seen"])
+    evaluated = run_cadenza("evaluate", str(run), "--split", "train", timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr
+    result = json.loads((run / "evaluation" / "train.json").read_text())
+    assert 0 < result["model"]["pitch_nll"] < 10 and 0 <= result["model"]["pitch_top1"] <= 1
+    assert result["unigram"]["notes"] == result["model"]["notes"]
+    for png in ("loss_curves.png", "train_pitch_class_confusion.png", "train_pitch_stretch.png"):
+        assert (run / "evaluation" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    exported = run_cadenza("export", str(run), "--out", str(tmp_path / "model"), timeout=300)
+    assert exported.returncode == 0, exported.stderr
+    card = json.loads((tmp_path / "model" / "card.json").read_text())
+    assert card["training"]["epochs_run"] == 2 and "CC BY-NC-SA 4.0" in card["license"]
+
+
+def test_mirrored_strategy_on_two_logical_cpus(prepared, tmp_path):
+    code = f"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from pathlib import Path
+from training.train import TrainSettings, preset_config, train
+config = preset_config("default", lstm_units=8, lstm_layers=1, window=16, batch_size=8)
+state = train(TrainSettings(data=Path({str(prepared)!r}), out=Path({str(tmp_path / 'm')!r}), epochs=1,
+              steps_per_epoch=3, validation_windows=16, strategy="mirrored"), config)
+print("replicas", state["replicas"])
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "replicas 2" in result.stdout
+
+
+def test_seed_preset_trains(prepared, tmp_path):
+    result = run_cadenza("train", "--preset", "seed", "--data", str(prepared), "--out", str(tmp_path / "s"),
+                         "--epochs", "1", "--steps-per-epoch", "3", "--validation-windows", "16", "--batch-size", "8",
+                         "--window", "16", timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert np.isfinite(float(list(csv.DictReader(open(tmp_path / "s" / "log.csv")))[0]["val_pitch_loss"]))
