@@ -7,7 +7,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from conftest import pitch_entropy, run_cadenza, synthetic_midi
+from conftest import REPO as REPO_ROOT, pitch_entropy, run_cadenza, synthetic_midi
 from models.notes import make_notes
 from models.runtime import Runtime
 from training.render import SAMPLE_RATE, synthesize
@@ -93,3 +93,15 @@ def test_empty_primer_is_a_one_line_error(tmp_path):
     result = run_cadenza("render", "--out", str(tmp_path / "out"), "--primer", str(primer))
     assert result.returncode == 2 and "has no notes" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_notebook_logic_with_widget_values(tmp_path):
+    import json as json_module
+
+    from training.interactive import generate_piece
+
+    result = generate_piece(temperature=0.8, notes=32, instrument="Flute", seed=4, out=tmp_path)
+    assert result["summary"]["pieces"][0]["notes"] == 32 and result["summary"]["instrument"] == "Flute"
+    assert result["wav"].stat().st_size > 1000 and result["plot"].read_bytes()[:4] == b"\x89PNG"
+    notebook = json_module.loads((REPO_ROOT / "examples" / "interactive.ipynb").read_text())
+    assert "build_interface" in "".join(notebook["cells"][1]["source"])
