@@ -83,13 +83,12 @@ class MidiControlInput:
         self.map = control_map
         self._open_notes: dict[int, tuple[float, int]] = {}
         self._last_onset: float | None = None
+        from streamer.midi_input import PolledMidiInput
+
         try:
-            if name:
-                self.port = backend.open_input(name, callback=self._on_message, client_name="cadenza-control")
-            else:
-                self.port = backend.open_input("cadenza-control", virtual=True, callback=self._on_message,
-                                               client_name="cadenza-control")
-        except (OSError, IOError, SystemError) as error:
+            self.port = PolledMidiInput(backend, name or "cadenza-control", self._on_message, virtual=not name,
+                                        client_name="cadenza-control", poll_seconds=0.005)
+        except (OSError, IOError, SystemError, RuntimeError) as error:
             raise CadenzaError(f"cannot open control port {name or 'cadenza-control'!r}: {error}".splitlines()[0]) from None
 
     def _on_message(self, message) -> None:

@@ -24,8 +24,8 @@ def jack_server():
         pytest.fail("jackd is not installed: run the README's set-up (apt package jackd2)")
     name = f"cadenza-test-{os.getpid()}"
     env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
-    process = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", "44100", "-p", "64"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    process = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", "44100", "-p", "256"],
+                               stdout=open(os.devnull, "w") if not os.environ.get("CADENZA_JACK_LOG") else open(os.environ["CADENZA_JACK_LOG"], "w"), stderr=subprocess.STDOUT, env=env)
     previous = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = name
     try:

@@ -1,0 +1,62 @@
+"""A MIDI input read by polling on our own thread.
+
+rtmidi's callbacks run inside JACK's process thread; a Python callback there must take the GIL,
+and when another thread holds it the JACK cycle overruns (XRun) and the server can stall. Polling
+rtmidi's own queue keeps Python out of the audio thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import mido
+import rtmidi
+
+
+def rtmidi_api(backend: mido.Backend) -> int:
+    """The rtmidi API constant behind a mido backend name such as 'mido.backends.rtmidi/UNIX_JACK'."""
+    api = getattr(backend, "api", None) or backend.name.partition("/")[2]
+    return getattr(rtmidi, f"API_{api}") if api else rtmidi.API_UNSPECIFIED
+
+
+class PolledMidiInput:
+    """Opens a virtual input (virtual=True) or an existing port by name, and calls on_message per message."""
+
+    def __init__(self, backend: mido.Backend, name: str, on_message, virtual: bool = False,
+                 client_name: str = "cadenza", poll_seconds: float = 0.002):
+        self.midi_in = rtmidi.MidiIn(rtmidi_api(backend), name=client_name)
+        self.midi_in.ignore_types(sysex=True, timing=True, active_sense=True)
+        if virtual:
+            self.midi_in.open_virtual_port(name)
+        else:
+            ports = self.midi_in.get_ports()
+            matches = [i for i, port in enumerate(ports) if port == name or port.endswith(name)]
+            if not matches:
+                self.midi_in.delete()
+                raise OSError(f"no MIDI input named {name!r} (have: {', '.join(ports) or 'none'})")
+            self.midi_in.open_port(matches[0])
+        self.name = name
+        self._on_message = on_message
+        self._poll_seconds = poll_seconds
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name=f"midi-in-{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while self._running:
+            event = self.midi_in.get_message()
+            if event is None:
+                time.sleep(self._poll_seconds)
+                continue
+            try:
+                message = mido.Message.from_bytes(event[0])
+            except ValueError:
+                continue  # an incomplete or unknown message: nothing to act on
+            self._on_message(message)
+
+    def close(self) -> None:
+        self._running = False
+        self._thread.join(timeout=1)
+        self.midi_in.close_port()
+        self.midi_in.delete()
