@@ -133,10 +133,19 @@ def bench_training() -> None:
             shutil.rmtree(out, ignore_errors=True)
 
 
+def bench_stream(seconds: float) -> None:
+    from bench.stream_timing import run
+
+    for name, value, goal in run(seconds):
+        row(name, value, goal)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", nargs="*", choices=["ingest", "inference", "render", "training"])
-    chosen = set(parser.parse_args().only or ["ingest", "inference", "render", "training"])
+    parser.add_argument("--only", nargs="*", choices=["ingest", "inference", "render", "training", "stream"])
+    parser.add_argument("--stream-seconds", type=float, default=60.0)
+    arguments = parser.parse_args()
+    chosen = set(arguments.only or ["ingest", "inference", "render", "training", "stream"])
     print(f"{'figure':<52} {'value':>24}  goal")
     if "ingest" in chosen:
         bench_ingest()
@@ -147,6 +156,8 @@ def main() -> None:
         bench_render(original)
     if "training" in chosen:
         bench_training()
+    if "stream" in chosen:
+        bench_stream(arguments.stream_seconds)
 
 
 if __name__ == "__main__":
