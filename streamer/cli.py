@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from models.errors import CadenzaError
+from models.primer import read_primer
 
 MIDI_API_CHOICES = click.Choice(["auto", "alsa", "jack", "coremidi"])
 
@@ -108,7 +109,7 @@ def stream(**options):
     program = resolve_instrument(options["instrument"])
     runtime = Runtime(options["model"], backend=options["backend"], seed=options["seed"])
     if options["primer"]:
-        runtime.prime(_read_primer(options["primer"]))
+        runtime.prime(read_primer(options["primer"]))
     backend_cache = []
 
     def backend_factory():
@@ -141,18 +142,6 @@ def stream(**options):
         except Exception as error:  # a failed model step still silences everything on the way out
             raise StreamFailed(f"{type(error).__name__}: {error}") from None
     _log(f"\nstopped after {engine.notes_generated} notes" + (f" ({engine.skips} skips)" if engine.skips else ""))
-
-
-def _read_primer(path: Path):
-    from models.notes import MidiError, read_notes
-
-    try:
-        notes = read_notes(path)
-    except MidiError as error:
-        raise CadenzaError(f"primer {path}: {error}") from None
-    if len(notes) == 0:
-        raise CadenzaError(f"primer {path} has no notes")
-    return notes
 
 
 @click.command()

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from models.errors import CadenzaError
+from models.primer import read_primer
 
 
 @click.command()
@@ -130,24 +131,12 @@ def render(model, backend, count, notes, temperature, top_p, instrument, primer,
 
     settings = RenderSettings(out=out, count=count, notes=notes, temperature=temperature, top_p=top_p,
                               program=resolve_instrument(instrument), seed=seed, model=model, backend=backend,
-                              primer=_read_primer(primer) if primer else None, primer_path=str(primer) if primer else None,
+                              primer=read_primer(primer) if primer else None, primer_path=str(primer) if primer else None,
                               include_primer=include_primer, wav=wav, plots=plots, soundfont=soundfont, name=name,
                               progress=sys.stderr.isatty())
     summary = run_render(settings)
     rate = summary["generation"]["notes_per_second"]
     click.echo(f"wrote {count} pieces of {notes} notes to {out} ({rate:,.0f} notes/s generated)")
-
-
-def _read_primer(path: Path):
-    from models.notes import MidiError, read_notes
-
-    try:
-        notes = read_notes(path)
-    except MidiError as error:
-        raise CadenzaError(f"primer {path}: {error}") from None
-    if len(notes) == 0:
-        raise CadenzaError(f"primer {path} has no notes")
-    return notes
 
 
 def register(group: click.Group) -> None:
