@@ -108,10 +108,10 @@ def tensorflow_sees_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def load_step(model_dir: Path, backend: str = "auto"):
+def load_step(model_dir: Path, backend: str = "auto", card: dict | None = None):
     """The step function of an exported model: 'tflite', 'savedmodel', or 'auto'."""
     model_dir = Path(model_dir)
-    card = read_card(model_dir)
+    card = card or read_card(model_dir)
     if backend == "auto":
         backend = "savedmodel" if tensorflow_sees_gpu() else "tflite"
     if backend == "tflite":
@@ -160,7 +160,7 @@ class Runtime:
         self.card = read_card(self.model_dir)
         self.config = ModelConfig.from_dict(self.card["config"])
         self.bins = Bins(self.config)
-        self.step_function = load_step(self.model_dir, backend)
+        self.step_function = load_step(self.model_dir, backend, self.card)
         self.backend = "tflite" if isinstance(self.step_function, TFLiteStep) else "savedmodel"
         self.rng = np.random.default_rng(seed)
         self.reset(batch)

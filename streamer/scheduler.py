@@ -104,7 +104,6 @@ class Scheduler:
 
     def silence_now(self) -> None:
         """Note-off for every sounding note now, then all-notes-off on every output."""
-        self.drop_pending_notes()
         with self._condition:
             self._heap = []
             sounding, self._sounding = self._sounding, {}

@@ -77,10 +77,14 @@ def evaluation_windows(split: PreparedSplit, window: int):
     return np.array(rows).reshape(-1, 2 * window), np.array(masks).reshape(-1, 2 * window)
 
 
+def _raw_targets(notes: np.ndarray) -> dict:
+    """True values to score against: pitch and velocity (MIDI numbers), step and duration (seconds)."""
+    return {"pitch": notes["pitch"].astype(np.int32), "step": notes["step"].astype(np.float64),
+            "duration": notes["duration"].astype(np.float64), "velocity": notes["velocity"].astype(np.int32)}
+
+
 def _features(split: PreparedSplit, bins: Bins, index: np.ndarray) -> tuple[dict, dict]:
-    notes = split.notes[np.maximum(index, 0)]
-    raw = {"pitch": notes["pitch"].astype(np.int32), "step": notes["step"].astype(np.float64),
-           "duration": notes["duration"].astype(np.float64), "velocity": notes["velocity"].astype(np.int32)}
+    raw = _raw_targets(split.notes[np.maximum(index, 0)])
     encoded = {"pitch": raw["pitch"], "step": bins.time_to_bin(raw["step"]),
                "duration": bins.time_to_bin(raw["duration"]), "velocity": bins.velocity_to_bin(raw["velocity"])}
     return encoded, raw
@@ -146,8 +150,7 @@ class Unigram:
         keep[first_notes] = False  # the models never predict a piece's first note either
         notes = split.notes[keep]
         targets = bins.encode(notes)
-        raw = {"pitch": notes["pitch"].astype(np.int32), "step": notes["step"].astype(np.float64),
-               "duration": notes["duration"].astype(np.float64), "velocity": notes["velocity"].astype(np.int32)}
+        raw = _raw_targets(notes)
         tally = Tally()
         for begin in range(0, len(notes), 65536):
             part = slice(begin, begin + 65536)
