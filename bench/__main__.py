@@ -133,10 +133,10 @@ def bench_training() -> None:
             shutil.rmtree(out, ignore_errors=True)
 
 
-def bench_stream(seconds: float) -> None:
+def bench_stream(seconds: float, jack_flags: str) -> None:
     from bench.stream_timing import run
 
-    for name, value, goal in run(seconds):
+    for name, value, goal in run(seconds, jack_flags=jack_flags):
         row(name, value, goal)
 
 
@@ -144,6 +144,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="*", choices=["ingest", "inference", "render", "training", "stream"])
     parser.add_argument("--stream-seconds", type=float, default=60.0)
+    parser.add_argument("--jack-flags", default="-r",
+                        help="jackd's own flags: -r (no real-time, as the tests run it) or e.g. '-R -S'")
     arguments = parser.parse_args()
     chosen = set(arguments.only or ["ingest", "inference", "render", "training", "stream"])
     print(f"{'figure':<52} {'value':>24}  goal")
@@ -157,7 +159,7 @@ def main() -> None:
     if "training" in chosen:
         bench_training()
     if "stream" in chosen:
-        bench_stream(arguments.stream_seconds)
+        bench_stream(arguments.stream_seconds, arguments.jack_flags)
 
 
 if __name__ == "__main__":

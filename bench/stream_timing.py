@@ -1,7 +1,9 @@
 """A live stream through JACK, heard by a listener in this (separate) process.
 
-Per message: received minus scheduled (the streamer logs each message's scheduled monotonic time;
-CLOCK_MONOTONIC is shared across processes). Also late notes, the streamer's CPU and peak RSS,
+Per message: received minus scheduled. The streamer logs each message's scheduled and sent
+times on CLOCK_MONOTONIC; the listener takes each message's arrival from JACK itself (rtmidi
+stamps it with jack_get_time() in the listener's process cycle), so the listener's own polling
+delay is not counted against the streamer. Also late messages, the streamer's CPU and peak RSS,
 and the time from launch to the first note received.
 """
 
@@ -12,17 +14,57 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import mido
 import numpy as np
-
-from streamer.midi_input import PolledMidiInput
+import rtmidi
 
 REPO = Path(__file__).resolve().parent.parent
 BACKEND = "mido.backends.rtmidi/UNIX_JACK"
 PERIOD_FRAMES, RATE = 64, 44100
+
+
+class StampedListener:
+    """Reads a JACK MIDI port and keeps (arrival monotonic seconds, bytes) per message.
+
+    rtmidi gives each message the JACK time since the previous one; their running sum fixes every
+    arrival up to one offset, taken as the smallest (polled time - running sum): a poll can only
+    come after the arrival, so that bound is the tightest.
+    """
+
+    def __init__(self, port_suffix: str, poll_seconds: float = 0.001):
+        self.midi_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="bench-listener")
+        ports = self.midi_in.get_ports()
+        self.midi_in.open_port(next(i for i, name in enumerate(ports) if name.endswith(port_suffix)))
+        self._events: list[tuple[float, float, bytes]] = []  # polled time, JACK delta, bytes
+        self._poll_seconds = poll_seconds
+        self._running = True
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while self._running:
+            event = self.midi_in.get_message()
+            if event is None:
+                time.sleep(self._poll_seconds)
+            else:
+                self._events.append((time.monotonic(), event[1], bytes(event[0])))
+
+    def first_polled(self, status: int) -> float | None:
+        return next((polled for polled, _, data in list(self._events) if data[0] & 0xF0 == status), None)
+
+    def close(self) -> list[tuple[float, bytes]]:
+        self._running = False
+        self._thread.join(timeout=1)
+        self.midi_in.close_port()
+        self.midi_in.delete()
+        polled = np.array([event[0] for event in self._events])
+        jack_seconds = np.cumsum([event[1] for event in self._events])
+        arrivals = jack_seconds + np.min(polled - jack_seconds)
+        return [(float(arrival), event[2]) for arrival, event in zip(arrivals, self._events)]
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -37,67 +79,109 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run(seconds: float = 60.0) -> list[tuple[str, str, str]]:
-    name = f"cadenza-bench-{os.getpid()}"
-    jackd = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD_FRAMES)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    subprocess.run(["jack_wait", "-w", "-t", "10"], check=True, capture_output=True)
-    log = Path(tempfile.mkdtemp()) / "timing.log"
-    received: list[tuple[float, bytes]] = []
-    try:
-        backend = mido.Backend(BACKEND, load=True)
-        launched = time.monotonic()
-        stream = subprocess.Popen([sys.executable, "-m", "cadenza_cli", "stream", "--midi-api", "jack", "--port", "bench",
-                                   "--no-keys", "--seed", "1", "--timing-log", str(log)],
-                                  cwd=REPO, env=dict(os.environ, MIDO_BACKEND=BACKEND),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        port = None
-        while port is None:
-            port = next((n for n in backend.get_input_names() if n.endswith(":bench")), None)
-            time.sleep(0.002)
-        listener = PolledMidiInput(backend, port, lambda m: received.append((time.monotonic(), bytes(m.bytes()))),
-                                   client_name="bench-listener", poll_seconds=0.0002)
-        cpu_start, wall_start = None, None
-        while not any(b[0] & 0xF0 == 0x90 for _, b in received):
-            time.sleep(0.001)
-        first_note = next(t for t, b in received if b[0] & 0xF0 == 0x90) - launched
-        cpu_start, wall_start = _cpu_seconds(stream.pid), time.monotonic()
-        time.sleep(seconds)
-        cpu = (_cpu_seconds(stream.pid) - cpu_start) / (time.monotonic() - wall_start)
-        rss = _peak_rss_mb(stream.pid)
-        stream.send_signal(signal.SIGINT)
-        stream.wait(timeout=15)
-        time.sleep(0.2)
-        listener.close()
-    finally:
-        jackd.send_signal(signal.SIGTERM)
-        jackd.wait(timeout=10)
-    scheduled = []
+def _wait_for_port(backend: mido.Backend, suffix: str) -> None:
+    while not any(name.endswith(suffix) for name in backend.get_input_names()):
+        time.sleep(0.002)
+
+
+def _stream(seconds: float, tempo_scale: float, log: Path, port: str) -> tuple[list, dict]:
+    """Run the streamer for `seconds` after its first note; the listener's arrivals and the figures."""
+    backend = mido.Backend(BACKEND, load=True)
+    launched = time.monotonic()
+    stream = subprocess.Popen([sys.executable, "-m", "cadenza_cli", "stream", "--midi-api", "jack", "--port", port,
+                               "--no-keys", "--seed", "1", "--tempo-scale", str(tempo_scale), "--timing-log", str(log)],
+                              cwd=REPO, env=dict(os.environ, MIDO_BACKEND=BACKEND),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_port(backend, f":{port}")
+    listener = StampedListener(f":{port}")
+    while (first := listener.first_polled(0x90)) is None:
+        time.sleep(0.001)
+    cpu_start, wall_start = _cpu_seconds(stream.pid), time.monotonic()
+    time.sleep(seconds)
+    figures = {"cpu": (_cpu_seconds(stream.pid) - cpu_start) / (time.monotonic() - wall_start),
+               "rss_mb": _peak_rss_mb(stream.pid), "first_note": first - launched}
+    stream.send_signal(signal.SIGINT)
+    stream.wait(timeout=15)
+    time.sleep(0.2)
+    return listener.close(), figures
+
+
+def _replay_bare(streamer_log: Path, log: Path) -> list:
+    """The same message times sent by bench/bare_sender.py (no model): the listener's arrivals."""
+    lines = [line.split(maxsplit=2) for line in streamer_log.read_text().splitlines()]
+    schedule = log.with_suffix(".schedule")
+    schedule.write_text("".join(f"{float(when) - float(lines[0][0]):.6f} {data}\n" for when, _, data in lines))
+    sender = subprocess.Popen([sys.executable, "-m", "bench.bare_sender", str(schedule), str(log)], cwd=REPO)
+    _wait_for_port(mido.Backend(BACKEND, load=True), ":bench-bare")
+    listener = StampedListener(":bench-bare")
+    sender.send_signal(signal.SIGUSR1)
+    sender.wait(timeout=float(lines[-1][0]) - float(lines[0][0]) + 30)
+    return listener.close()
+
+
+def _match(log: Path, arrivals: list) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per message matched: (arrival - scheduled, sent - scheduled) in ms; and the notes scheduled."""
+    pending: dict[bytes, list] = {}
+    notes = 0
     for line in log.read_text().splitlines():
-        when, _, *hex_bytes = line.split()
-        scheduled.append((float(when), bytes.fromhex("".join(hex_bytes))))
-    errors, pending = [], {}
-    for when, data in scheduled:
-        pending.setdefault(data, []).append(when)
-    for arrived, data in received:
+        when, sent, *hex_bytes = line.split()
+        data = bytes.fromhex("".join(hex_bytes))
+        pending.setdefault(data, []).append((float(when), float(sent)))
+        notes += data[0] & 0xF0 == 0x90
+    errors, wakes = [], []
+    for arrived, data in arrivals:
         queue = pending.get(data, [])
         # Note-offs sent while silencing at the stop are not in the log: never match them to a
         # scheduled message from long ago.
-        while queue and queue[0] < arrived - 0.5:
+        while queue and queue[0][0] < arrived - 0.5:
             queue.pop(0)
-        if queue and queue[0] <= arrived + 0.05:
-            errors.append(arrived - queue.pop(0))
-    errors_ms = np.asarray(errors) * 1e3
-    notes = sum(1 for _, d in scheduled if d[0] & 0xF0 == 0x90)
+        if queue and queue[0][0] <= arrived + 0.05:
+            when, sent = queue.pop(0)
+            errors.append(arrived - when)
+            wakes.append(sent - when)
+    return np.asarray(errors) * 1e3, np.asarray(wakes) * 1e3, notes
+
+
+def _timing_rows(label: str, errors_ms: np.ndarray, wakes_ms: np.ndarray) -> list[tuple[str, str, str]]:
     period_ms = PERIOD_FRAMES / RATE * 1e3
+    delivery_ms = errors_ms - wakes_ms
+    late = errors_ms > 1 + period_ms
     return [
-        ("stream: messages matched | notes/s", f"{len(errors)} | {notes / seconds:.1f}", ""),
-        ("stream: timing error p50 / p99 / max (ms)",
+        (f"{label}: timing error p50 / p99 / max (ms)",
          f"{np.percentile(errors_ms, 50):.2f} / {np.percentile(errors_ms, 99):.2f} / {errors_ms.max():.2f}",
          f"goal p99 <= {1 + period_ms:.2f} ms (1 ms + one JACK period)"),
-        ("stream: late notes (> 1 ms + one period)", f"{int((errors_ms > 1 + period_ms).sum())}", "goal 0"),
-        ("stream: streamer CPU (% of one core)", f"{cpu * 100:.1f}", "goal <= 5 %"),
-        ("stream: streamer peak RSS (MB)", f"{rss:.0f}", ""),
-        ("stream: launch to first note (s)", f"{first_note:.2f}", "goal <= 2 s"),
+        (f"{label}: sender wake-up p99 / max (ms)", f"{np.percentile(wakes_ms, 99):.2f} / {wakes_ms.max():.2f}",
+         "sent minus scheduled"),
+        (f"{label}: JACK delivery p99 / max (ms)",
+         f"{np.percentile(delivery_ms, 99):.2f} / {delivery_ms.max():.2f}", "arrival minus sent"),
+        (f"{label}: late messages (> 1 ms + one period)", f"{int(late.sum())} of {len(errors_ms)}", "goal 0"),
     ]
+
+
+def run(seconds: float = 60.0, tempo_scales=(2.0, 1.0), jack_flags: str = "-r") -> list[tuple[str, str, str]]:
+    """One streamer run per tempo scale, then the last run's message times replayed with no model."""
+    name = f"cadenza-bench-{os.getpid()}"
+    jackd = subprocess.Popen(["jackd", "-n", name, *jack_flags.split(), "-d", "dummy", "-r", str(RATE),
+                              "-p", str(PERIOD_FRAMES)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    subprocess.run(["jack_wait", "-w", "-t", "10"], check=True, capture_output=True)
+    folder = Path(tempfile.mkdtemp())
+    rows = [("stream: JACK server", f"jackd {jack_flags} -d dummy -p {PERIOD_FRAMES}", "")]
+    try:
+        for tempo_scale in tempo_scales:
+            log = folder / f"x{tempo_scale:g}.log"
+            arrivals, figures = _stream(seconds, tempo_scale, log, port=f"bench-x{tempo_scale:g}")
+            errors_ms, wakes_ms, notes = _match(log, arrivals)
+            label = f"stream x{tempo_scale:g} tempo"
+            rows += [(f"{label}: notes/s | messages matched", f"{notes / seconds:.1f} | {len(errors_ms)}", ""),
+                     *_timing_rows(label, errors_ms, wakes_ms),
+                     (f"{label}: streamer CPU (% of one core)", f"{figures['cpu'] * 100:.1f}", "goal <= 5 % at ~10 notes/s"),
+                     (f"{label}: streamer peak RSS (MB)", f"{figures['rss_mb']:.0f}", ""),
+                     (f"{label}: launch to first note (s)", f"{figures['first_note']:.2f}", "goal <= 2 s")]
+        bare_log = folder / "bare.log"
+        errors_ms, wakes_ms, _ = _match(bare_log, _replay_bare(log, bare_log))
+        rows += _timing_rows(f"floor, same times, no model", errors_ms, wakes_ms)
+    finally:
+        jackd.send_signal(signal.SIGTERM)
+        jackd.wait(timeout=10)
+    return rows

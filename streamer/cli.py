@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from contextlib import ExitStack
@@ -135,6 +136,10 @@ def stream(**options):
             engine.on_tick = lambda e: sys.stderr.write(status_line(controls, e.notes_generated, instrument_name))
             _log("keys: +/- temperature  [/] instrument  </> tempo  space pause  q quit")
         _log(f"streaming with {runtime.backend} ({instrument_name(program)}, T={controls.temperature:g}); Ctrl-C stops")
+        # Everything loaded so far lives until exit: keep it out of the collector's scans, whose
+        # pauses would otherwise hold the GIL while the sender thread waits to send.
+        gc.collect()
+        gc.freeze()
         try:
             engine.run()
         except StreamError as error:

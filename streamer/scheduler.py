@@ -13,14 +13,16 @@ import time
 
 import mido
 
+from streamer.realtime import SENDER_PRIORITY, request_realtime_priority
+
 NOTE_ON, NOTE_OFF, OTHER = 0, 1, 2
-
-
 class Scheduler:
     """A heap of (monotonic seconds, message); `outputs` share mido's send/panic/close interface."""
 
-    def __init__(self, outputs: list, timing_log=None):
+    def __init__(self, outputs: list, timing_log=None, realtime_priority: int | None = SENDER_PRIORITY):
         self.outputs = outputs
+        self.realtime_priority = realtime_priority
+        self.realtime = False  # set by the sender thread once it has the priority
         self.error: BaseException | None = None
         self.timing_log = timing_log  # file: "scheduled_monotonic sent_monotonic message" per line
         self._heap: list = []
@@ -58,6 +60,8 @@ class Scheduler:
             return max((entry[0] for entry in self._heap), default=time.monotonic())
 
     def _run(self) -> None:
+        if self.realtime_priority is not None:
+            self.realtime = request_realtime_priority(self.realtime_priority)
         while True:
             with self._condition:
                 while self._running and (not self._heap or self._heap[0][0] > time.monotonic()):
