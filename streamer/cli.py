@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import signal
 import sys
 from contextlib import ExitStack
@@ -27,30 +26,6 @@ class StreamFailed(click.ClickException):
 
 def _log(message: str) -> None:
     click.echo(message, err=True)
-
-
-def _open_outputs(stack: ExitStack, options: dict, backend_factory) -> tuple[list, list]:
-    """(outputs, outputs to watch for vanishing), each closed by the stack in reverse order."""
-    from streamer.outputs import FluidSynthOutput, MidiPortOutput, RecordOutput
-
-    outputs, watch = [], []
-    if options["port"] or options["connect"]:
-        port = MidiPortOutput(backend_factory(), name=options["port"] or "cadenza", connect=options["connect"])
-        stack.callback(port.close)
-        outputs.append(port)
-        if options["connect"]:
-            watch.append(port)
-        _log(f"MIDI out: {'connected to' if options['connect'] else 'virtual port'} {port.name!r}")
-    if options["fluidsynth"] or not outputs:
-        synth = FluidSynthOutput(options["soundfont"], options["audio_driver"], options["wav"], log=_log)
-        stack.callback(synth.close)
-        outputs.append(synth)
-        _log(f"FluidSynth: audio driver {synth.driver}" + (f", writing {synth.wav_path}" if synth.wav_path else ""))
-    if options["record"]:
-        recorder = RecordOutput(options["record"])
-        stack.callback(lambda: (recorder.close(), _log(f"recorded to {recorder.path}")))
-        outputs.append(recorder)
-    return outputs, watch
 
 
 def _open_control_input(stack: ExitStack, options: dict, backend_factory, controls):
@@ -97,20 +72,30 @@ def _open_control_input(stack: ExitStack, options: dict, backend_factory, contro
 @click.option("--control-port", help="MIDI input to take live controls from [default: a virtual input 'cadenza-control'].")
 @click.option("--control-map", type=click.Path(path_type=Path, exists=True, dir_okay=False), help="TOML/JSON CC mapping.")
 @click.option("--no-keys", is_flag=True, help="Do not read keys from the terminal.")
-@click.option("--timing-log", type=click.File("w"), hidden=True)
+@click.option("--timing-log", type=click.Path(path_type=Path, dir_okay=False), hidden=True)
 def stream(**options):
     """Improvise live: to a virtual MIDI port, an existing port and/or FluidSynth. Ctrl-C stops."""
     from models.instruments import instrument_name, resolve_instrument
     from models.runtime import Runtime
     from streamer.controls import Controls, TerminalKeys, status_line
     from streamer.engine import Engine, StreamError, StreamSettings
-    from streamer.outputs import midi_backend
-    from streamer.scheduler import Scheduler
+    from streamer.outputs import OutputSpec, midi_backend
+    from streamer.sender import SenderProcess
 
     program = resolve_instrument(options["instrument"])
+    spec = OutputSpec(port=options["port"], connect=options["connect"], midi_api=options["midi_api"],
+                      fluidsynth=options["fluidsynth"], soundfont=options["soundfont"],
+                      audio_driver=options["audio_driver"], wav=options["wav"], record=options["record"])
     runtime = Runtime(options["model"], backend=options["backend"], seed=options["seed"])
     if options["primer"]:
         runtime.prime(read_primer(options["primer"]))
+    # Bad input is reported above, before any output opens (a WAV file, a port).
+    sender = SenderProcess(spec, timing_log=options["timing_log"])
+    try:
+        sender.wait_until_ready()
+    except BaseException:
+        sender.stop()
+        raise
     backend_cache = []
 
     def backend_factory():
@@ -120,14 +105,12 @@ def stream(**options):
 
     controls = Controls(temperature=options["temperature"], program=program, tempo_scale=options["tempo_scale"])
     with ExitStack() as stack:
-        outputs, watch = _open_outputs(stack, options, backend_factory)
+        stack.callback(sender.stop)  # every note off, all-notes-off everywhere, outputs closed
         control_map = _open_control_input(stack, options, backend_factory, controls)
-        scheduler = Scheduler(outputs, timing_log=options["timing_log"])
-        stack.callback(scheduler.stop)  # runs first on exit: every note off, all-notes-off everywhere
         settings = StreamSettings(lookahead_seconds=options["lookahead"], max_note_seconds=options["max_note_seconds"],
                                   notes=options["notes"], seconds=options["seconds"], top_p=options["top_p"],
                                   response_gap_seconds=control_map.response_gap_seconds)
-        engine = Engine(runtime, scheduler, controls, settings, watch=watch)
+        engine = Engine(runtime, sender, controls, settings)
         for signal_number in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signal_number, lambda *_: controls.stop.set())
         if TerminalKeys.available() and not options["no_keys"]:
@@ -136,10 +119,6 @@ def stream(**options):
             engine.on_tick = lambda e: sys.stderr.write(status_line(controls, e.notes_generated, instrument_name))
             _log("keys: +/- temperature  [/] instrument  </> tempo  space pause  q quit")
         _log(f"streaming with {runtime.backend} ({instrument_name(program)}, T={controls.temperature:g}); Ctrl-C stops")
-        # Everything loaded so far lives until exit: keep it out of the collector's scans, whose
-        # pauses would otherwise hold the GIL while the sender thread waits to send.
-        gc.collect()
-        gc.freeze()
         try:
             engine.run()
         except StreamError as error:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import mido
 
 from streamer.controls import Controls
-from streamer.scheduler import Scheduler
+from streamer.sender import SenderProcess
 
 
 @dataclass
@@ -37,12 +37,11 @@ class StreamError(RuntimeError):
 
 
 class Engine:
-    def __init__(self, runtime, scheduler: Scheduler, controls: Controls, settings: StreamSettings, watch=()):
+    def __init__(self, runtime, sender: SenderProcess, controls: Controls, settings: StreamSettings):
         self.runtime = runtime
-        self.scheduler = scheduler
+        self.sender = sender
         self.controls = controls
         self.settings = settings
-        self.watch = watch  # outputs with still_there(): ports we connected to that may vanish
         self.notes_generated = 0
         self.skips = 0
         self.started = None
@@ -91,20 +90,20 @@ class Engine:
             self.skips += 1
             onset = time.monotonic() + settings.lead_in_seconds
         duration = min(float(note["duration"]) * scale, settings.max_note_seconds)
-        self.scheduler.schedule_note(onset, onset + duration, settings.channel, int(note["pitch"]), int(note["velocity"]))
+        self.sender.schedule_note(onset, onset + duration, settings.channel, int(note["pitch"]), int(note["velocity"]))
         self.notes_generated += 1
         return onset
 
     def _apply_live_controls(self) -> None:
         if self.controls.silence.is_set():
             self.controls.silence.clear()
-            self.scheduler.silence_now()
+            self.sender.silence_now()
         if self.controls.program_changed.is_set():
             self._send_program()
 
     def _send_program(self) -> None:
         self.controls.program_changed.clear()
-        self.scheduler.send_soon(mido.Message("program_change", channel=self.settings.channel, program=self.controls.program))
+        self.sender.send_soon(mido.Message("program_change", channel=self.settings.channel, program=self.controls.program))
 
     def _absorb_player_notes(self) -> None:
         """Call and response: what the player played becomes the model's context."""
@@ -113,15 +112,14 @@ class Engine:
             self.runtime.feed(note.reshape(1).repeat(self.runtime.batch))
 
     def _check_health(self) -> None:
-        if self.scheduler.error is not None:
-            raise StreamError(f"output failed: {self.scheduler.error}")
-        for output in self.watch:
-            if not output.still_there():
-                raise StreamError(f"MIDI port {output.name!r} disappeared")
+        if self.sender.error is not None:
+            raise StreamError(self.sender.error)
+        if self.sender.stopped:
+            self.controls.stop.set()
 
     def _wait_for_last_notes(self, deadline: float | None) -> None:
         """After the last note, let the notes already scheduled ring out (capped by --seconds)."""
-        end = self.scheduler.last_scheduled_time()
+        end = self.sender.last_scheduled_time()
         if deadline:
             end = min(end, deadline)
         while not self.controls.stop.is_set() and time.monotonic() < end:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import mido
@@ -49,6 +51,12 @@ class MidiPortOutput:
     def __init__(self, backend: mido.Backend, name: str = "cadenza", connect: str | None = None):
         self.name = connect or name
         self.connected_to = connect
+        if connect:
+            names = backend.get_output_names()
+            matches = [n for n in names if n == connect] or [n for n in names if n.endswith(connect)]
+            if not matches:
+                raise CadenzaError(f"no MIDI output port named {connect!r} (have: {', '.join(names) or 'none'})")
+            connect = self.name = self.connected_to = matches[0]
         try:
             if connect:
                 self.port = backend.open_output(connect, client_name="cadenza")
@@ -175,3 +183,39 @@ class RecordOutput:
         temporary = self.path.with_name(f".{self.path.name}.partial")
         midi.save(str(temporary))
         os.replace(temporary, self.path)
+
+
+@dataclass
+class OutputSpec:
+    """What to open, as plain values: the sender process opens the outputs itself."""
+
+    port: str | None = None  # virtual MIDI output port name
+    connect: str | None = None  # existing MIDI port to send to
+    midi_api: str = "auto"
+    fluidsynth: bool = False  # also the default when no MIDI port is asked for
+    soundfont: Path | None = None
+    audio_driver: str = "auto"
+    wav: Path | None = None
+    record: Path | None = None
+
+
+def open_outputs(spec: OutputSpec, stack: ExitStack, log) -> tuple[list, list]:
+    """(outputs, outputs to watch for vanishing); each is closed by `stack` in reverse order."""
+    outputs, watch = [], []
+    if spec.port or spec.connect:
+        port = MidiPortOutput(midi_backend(spec.midi_api), name=spec.port or "cadenza", connect=spec.connect)
+        stack.callback(port.close)
+        outputs.append(port)
+        if spec.connect:
+            watch.append(port)
+        log(f"MIDI out: {'connected to' if spec.connect else 'virtual port'} {port.name!r}")
+    if spec.fluidsynth or not outputs:
+        synth = FluidSynthOutput(spec.soundfont, spec.audio_driver, spec.wav, log=log)
+        stack.callback(synth.close)
+        outputs.append(synth)
+        log(f"FluidSynth: audio driver {synth.driver}" + (f", writing {synth.wav_path}" if synth.wav_path else ""))
+    if spec.record:
+        recorder = RecordOutput(spec.record)
+        stack.callback(lambda: (recorder.close(), log(f"recorded to {recorder.path}")))
+        outputs.append(recorder)
+    return outputs, watch

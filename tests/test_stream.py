@@ -181,3 +181,32 @@ def test_unreadable_primer_is_a_one_line_error(tmp_path):
     result = run_cadenza("stream", "--no-keys", "--seconds", "1", "--primer", str(primer))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("cadenza: error: primer")
+
+
+def test_a_killed_engine_still_leaves_nothing_sounding(jack_midi, tmp_path):
+    """SIGKILL gives the engine no chance to clean up: the sender process sees its pipe close."""
+    record = tmp_path / "played.mid"
+    process = start_stream("killed", "--seed", "2", "--record", str(record))
+    try:
+        listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, ":killed"))
+        listener.wait_for_notes(12)
+        process.kill()
+        process.wait(timeout=15)
+        deadline = time.monotonic() + 10
+        while not record.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        listener.close()
+    finally:
+        process.kill()
+    assert still_sounding(listener.messages) == set()
+    assert any(m.type == "control_change" and m.control == 123 for _, m in listener.messages)
+    assert len([m for m in mido.MidiFile(str(record)) if m.type == "note_on" and m.velocity > 0]) >= 12
+
+
+def test_connect_to_a_missing_port_is_a_one_line_error(jack_midi):
+    env = dict(os.environ, MIDO_BACKEND=JACK_BACKEND)
+    result = subprocess.run(cadenza_command("stream", "--midi-api", "jack", "--connect", "no-such-port", "--no-keys"),
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("cadenza: error: no MIDI output port named 'no-such-port'")
