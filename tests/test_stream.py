@@ -54,22 +54,32 @@ def still_sounding(messages) -> set:
     return sounding
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_notes_pair_up_and_a_signal_silences_everything(jack_midi, stop_signal, tmp_path):
-    port = f"pair{int(stop_signal)}"
-    record = tmp_path / "played.mid"
+def stop_mid_stream(jack_midi, port: str, record, stop_signal: int, expect_code: int | None) -> Listener:
+    """Stream to `port` until 12 notes arrived, send `stop_signal`, wait for --record; the listener."""
     process = start_stream(port, "--seed", "1", "--record", str(record))
     try:
         listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, f":{port}"))
         listener.wait_for_notes(12)
         process.send_signal(stop_signal)
-        assert process.wait(timeout=15) == 0, process.stderr.read()
+        code = process.wait(timeout=15)
+        if expect_code is not None:
+            assert code == expect_code, process.stderr.read()
+        deadline = time.monotonic() + 10  # after SIGKILL the sender process writes it on its own
+        while not record.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         time.sleep(0.3)
         listener.close()
     finally:
         process.kill()
     assert still_sounding(listener.messages) == set()
     assert any(m.type == "control_change" and m.control == 123 for _, m in listener.messages)
+    return listener
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_notes_pair_up_and_a_signal_silences_everything(jack_midi, stop_signal, tmp_path):
+    record = tmp_path / "played.mid"
+    stop_mid_stream(jack_midi, f"pair{int(stop_signal)}", record, stop_signal, expect_code=0)
     recorded = [m for m in mido.MidiFile(str(record)) if not m.is_meta]
     ons = [m for m in recorded if m.type == "note_on" and m.velocity > 0]
     offs = [m for m in recorded if m.type == "note_off" or (m.type == "note_on" and m.velocity == 0)]
@@ -186,21 +196,7 @@ def test_unreadable_primer_is_a_one_line_error(tmp_path):
 def test_a_killed_engine_still_leaves_nothing_sounding(jack_midi, tmp_path):
     """SIGKILL gives the engine no chance to clean up: the sender process sees its pipe close."""
     record = tmp_path / "played.mid"
-    process = start_stream("killed", "--seed", "2", "--record", str(record))
-    try:
-        listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, ":killed"))
-        listener.wait_for_notes(12)
-        process.kill()
-        process.wait(timeout=15)
-        deadline = time.monotonic() + 10
-        while not record.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
-        listener.close()
-    finally:
-        process.kill()
-    assert still_sounding(listener.messages) == set()
-    assert any(m.type == "control_change" and m.control == 123 for _, m in listener.messages)
+    stop_mid_stream(jack_midi, "killed", record, signal.SIGKILL, expect_code=None)
     assert len([m for m in mido.MidiFile(str(record)) if m.type == "note_on" and m.velocity > 0]) >= 12
 
 
