@@ -14,20 +14,20 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import mido
 import numpy as np
-import rtmidi
+
+from streamer.midi_input import PolledMidiInput
 
 REPO = Path(__file__).resolve().parent.parent
 BACKEND = "mido.backends.rtmidi/UNIX_JACK"
 PERIOD_FRAMES, RATE = 64, 44100
 
 
-class StampedListener:
+class StampedListener(PolledMidiInput):
     """Reads a JACK MIDI port and keeps (arrival monotonic seconds, bytes) per message.
 
     rtmidi gives each message the JACK time since the previous one; their running sum fixes every
@@ -35,32 +35,20 @@ class StampedListener:
     come after the arrival, so that bound is the tightest.
     """
 
-    def __init__(self, port_suffix: str, poll_seconds: float = 0.001):
-        self.midi_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="bench-listener")
-        ports = self.midi_in.get_ports()
-        self.midi_in.open_port(next(i for i, name in enumerate(ports) if name.endswith(port_suffix)))
+    def __init__(self, port_suffix: str):
         self._events: list[tuple[float, float, bytes]] = []  # polled time, JACK delta, bytes
-        self._poll_seconds = poll_seconds
-        self._running = True
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__(mido.Backend(BACKEND, load=True), port_suffix, on_message=None,
+                         client_name="bench-listener", poll_seconds=0.001)
 
-    def _run(self) -> None:
-        while self._running:
-            event = self.midi_in.get_message()
-            if event is None:
-                time.sleep(self._poll_seconds)
-            else:
-                self._events.append((time.monotonic(), event[1], bytes(event[0])))
+    def handle_event(self, data: list[int], delta_seconds: float) -> None:
+        self._events.append((time.monotonic(), delta_seconds, bytes(data)))
 
     def first_polled(self, status: int) -> float | None:
         return next((polled for polled, _, data in list(self._events) if data[0] & 0xF0 == status), None)
 
-    def close(self) -> list[tuple[float, bytes]]:
-        self._running = False
-        self._thread.join(timeout=1)
-        self.midi_in.close_port()
-        self.midi_in.delete()
+    def arrivals(self) -> list[tuple[float, bytes]]:
+        """Close the port; (arrival monotonic seconds, bytes) per message received."""
+        self.close()
         polled = np.array([event[0] for event in self._events])
         jack_seconds = np.cumsum([event[1] for event in self._events])
         arrivals = jack_seconds + np.min(polled - jack_seconds)
@@ -112,7 +100,7 @@ def _stream(seconds: float, tempo_scale: float, log: Path, port: str) -> tuple[l
     stream.send_signal(signal.SIGINT)
     stream.wait(timeout=15)
     time.sleep(0.2)
-    return listener.close(), figures
+    return listener.arrivals(), figures
 
 
 def _replay_bare(streamer_log: Path, log: Path) -> list:
@@ -125,7 +113,7 @@ def _replay_bare(streamer_log: Path, log: Path) -> list:
     listener = StampedListener(":bench-bare")
     sender.send_signal(signal.SIGUSR1)
     sender.wait(timeout=float(lines[-1][0]) - float(lines[0][0]) + 30)
-    return listener.close()
+    return listener.arrivals()
 
 
 def _match(log: Path, arrivals: list) -> tuple[np.ndarray, np.ndarray, int]:

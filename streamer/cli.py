@@ -77,7 +77,7 @@ def stream(**options):
     """Improvise live: to a virtual MIDI port, an existing port and/or FluidSynth. Ctrl-C stops."""
     from models.instruments import instrument_name, resolve_instrument
     from models.runtime import Runtime
-    from streamer.controls import Controls, TerminalKeys, status_line
+    from streamer.controls import KEY_HELP, Controls, TerminalKeys, status_line
     from streamer.engine import Engine, StreamError, StreamSettings
     from streamer.outputs import OutputSpec, midi_backend
     from streamer.sender import SenderProcess
@@ -117,7 +117,7 @@ def stream(**options):
             keys = TerminalKeys(controls, instrument_name)
             stack.callback(keys.close)
             engine.on_tick = lambda e: sys.stderr.write(status_line(controls, e.notes_generated, instrument_name))
-            _log("keys: +/- temperature  [/] instrument  </> tempo  space pause  q quit")
+            _log(KEY_HELP)
         _log(f"streaming with {runtime.backend} ({instrument_name(program)}, T={controls.temperature:g}); Ctrl-C stops")
         try:
             engine.run()

@@ -48,12 +48,16 @@ class PolledMidiInput:
             event = self.midi_in.get_message()
             if event is None:
                 time.sleep(self._poll_seconds)
-                continue
-            try:
-                message = mido.Message.from_bytes(event[0])
-            except ValueError:
-                continue  # an incomplete or unknown message: nothing to act on
-            self._on_message(message)
+            else:
+                self.handle_event(event[0], event[1])
+
+    def handle_event(self, data: list[int], delta_seconds: float) -> None:
+        """One message from rtmidi's queue; delta_seconds is the API's time since the previous one."""
+        try:
+            message = mido.Message.from_bytes(data)
+        except ValueError:
+            return  # an incomplete or unknown message: nothing to act on
+        self._on_message(message)
 
     def close(self) -> None:
         self._running = False

@@ -26,7 +26,6 @@ class Scheduler:
         self._counter = itertools.count()
         # (channel, pitch) -> id of the note sounding there; a re-struck key cuts the old note.
         self._sounding: dict[tuple[int, int], int] = {}
-        self.sent_notes = 0
 
     def schedule_note(self, onset: float, end: float, channel: int, pitch: int, velocity: int) -> None:
         note_id = next(self._counter)
@@ -59,7 +58,6 @@ class Scheduler:
             self._send_all(mido.Message("note_off", channel=key[0], note=key[1], velocity=0), when)
         if kind == NOTE_ON:
             self._sounding[key] = note_id
-            self.sent_notes += 1
         self._send_all(message, when)
 
     def _send_all(self, message: mido.Message, when: float) -> None:
@@ -86,6 +84,3 @@ class Scheduler:
                 output.send(message)
             except Exception:
                 pass
-
-    def sounding_count(self) -> int:
-        return len(self._sounding)

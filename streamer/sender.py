@@ -43,9 +43,7 @@ class SenderProcess:
         self._connection.send((spec, timing_log))
         self._last_time = time.monotonic()
         self._error: str | None = None
-        self.sent_notes = 0
         self.stopped = False
-        self.realtime = False
 
     def wait_until_ready(self) -> None:
         """Block until the outputs are open; raise CadenzaError with the sender's reason if they are not."""
@@ -59,7 +57,6 @@ class SenderProcess:
         if kind == "error":
             self._process.wait(5)
             raise CadenzaError(detail)
-        self.realtime = detail["realtime"]
 
     def schedule_note(self, onset: float, end: float, channel: int, pitch: int, velocity: int) -> None:
         self._last_time = max(self._last_time, end)
@@ -90,9 +87,8 @@ class SenderProcess:
                 return
             if kind == "error":
                 self._error = detail
-            elif kind == "stopped":  # told to by a signal of its own (SIGTERM to the process group)
+            elif kind == "stopped":  # after our stop, or a SIGTERM of its own (to the process group)
                 self.stopped = True
-                self.sent_notes = detail["sent_notes"]
 
     def stop(self) -> None:
         """Silence everything, close the outputs and wait for the process to end."""
@@ -139,19 +135,19 @@ def serve(connection: Connection) -> None:
             return
         log_file = stack.enter_context(open(timing_log, "w")) if timing_log else None
         scheduler = Scheduler(outputs, timing_log=log_file)
-        realtime = request_realtime_priority(SENDER_PRIORITY)
-        connection.send(("ready", {"realtime": realtime}))
+        request_realtime_priority(SENDER_PRIORITY)
+        connection.send(("ready", None))
         try:
             reason = _loop(connection, scheduler, watch)
         except _Stopped:
             reason = None
         except Exception as error:  # a failing output: say why, after silencing
-            reason = f"{type(error).__name__}: {error}".splitlines()[0]
+            reason = f"output failed: {type(error).__name__}: {error}".splitlines()[0]
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # nothing may interrupt the silencing
             scheduler.silence_now()
         try:
-            connection.send(("error", reason) if reason else ("stopped", {"sent_notes": scheduler.sent_notes}))
+            connection.send(("error", reason) if reason else ("stopped", None))
         except OSError:
             pass  # the engine is gone
 
