@@ -10,7 +10,8 @@ from keras import layers
 # Inputs are keyed "pitch" etc. but named "pitch_input": the output layers own the plain names.
 warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
 
-from models.config import ModelConfig
+from models.config import FIELD_ORDER, ModelConfig
+from models.controls import CONTROL_SIZE
 
 HEADS = ("pitch", "step", "duration", "velocity")
 
@@ -20,21 +21,43 @@ def head_sizes(config: ModelConfig) -> dict:
 
 
 def build_model(config: ModelConfig) -> keras.Model:
-    """Sequence to sequence: at every position, logits for the NEXT note's four categories."""
+    """Sequence to sequence: at every position, the NEXT note's four fields, drawn one after another.
+
+    Inputs: the current note's four fields ("pitch" ...), the controls for what comes next
+    ("controls", [B, T, CONTROL_SIZE]), and the next note's true fields ("next_step" ...) for the
+    heads of the fields drawn after them (teacher forcing). Each head sees the recurrent state and
+    the fields before it in FIELD_ORDER.
+    """
     inputs = {name: keras.Input(shape=(None,), dtype="int32", name=f"{name}_input") for name in HEADS}
+    inputs["controls"] = keras.Input(shape=(None, CONTROL_SIZE), dtype="float32", name="controls_input")
+    for name in FIELD_ORDER[:-1]:
+        inputs[f"next_{name}"] = keras.Input(shape=(None,), dtype="int32", name=f"next_{name}_input")
     embedded = [
         layers.Embedding(128, config.pitch_embedding, name="pitch_embedding")(inputs["pitch"]),
         layers.Embedding(config.time_bins, config.time_embedding, name="step_embedding")(inputs["step"]),
         layers.Embedding(config.time_bins, config.time_embedding, name="duration_embedding")(inputs["duration"]),
         layers.Embedding(config.velocity_bins, config.velocity_embedding, name="velocity_embedding")(inputs["velocity"]),
+        inputs["controls"],
     ]
     hidden = layers.Concatenate(name="features")(embedded)
     for index in range(config.lstm_layers):
         hidden = layers.LSTM(config.lstm_units, return_sequences=True, name=f"lstm_{index}")(hidden)
         if config.dropout:
             hidden = layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
-    outputs = {name: layers.Dense(size, name=name)(hidden) for name, size in head_sizes(config).items()}
+    sizes = head_sizes(config)
+    outputs, context = {}, [hidden]
+    for name in FIELD_ORDER:
+        head_input = context[0] if len(context) == 1 else layers.Concatenate(name=f"{name}_context")(context)
+        outputs[name] = field_head(config, name, sizes[name])(head_input)
+        if name != FIELD_ORDER[-1]:
+            context.append(layers.Embedding(sizes[name], config.field_embedding, name=f"{name}_drawn")(inputs[f"next_{name}"]))
     return keras.Model(inputs, outputs, name="cadenza")
+
+
+def field_head(config: ModelConfig, name: str, size: int) -> keras.Sequential:
+    """A field's logits from the state and the fields drawn before it: one hidden layer."""
+    return keras.Sequential([layers.Dense(config.head_units, activation="relu", name=f"{name}_hidden"),
+                             layers.Dense(size, name=f"{name}_logits")], name=name)
 
 
 def compile_model(model: keras.Model, config: ModelConfig) -> None:

@@ -13,12 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from models.config import Bins, ModelConfig
+from models.config import FIELD_ORDER, ZERO_BIN_LIMIT_SECONDS, Bins, ModelConfig
+from models.controls import CONTROL_SIZE
 from models.errors import CadenzaError
 from models.notes import NOTE_DTYPE
 from models.stderr import silenced_stderr
 
 HEADS = ("pitch", "step", "duration", "velocity")
+CARD_FORMAT = "cadenza-step-v2"
+STEP_INPUTS = set(HEADS) | {"state", "controls", "temperature", "top_p", "uniform", "forced"}
+STEP_OUTPUTS = set(HEADS) | {"state", "log_prob"}
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default"
 # The note a stream starts from when nothing primes it: middle C, a quarter second, mezzo-forte.
 START_NOTE = (60, 0.0, 0.25, 80)
@@ -34,16 +38,27 @@ def read_card(model_dir: Path) -> dict:
         raise CadenzaError(f"{model_dir} is not an exported cadenza model (no card.json)")
     try:
         card = json.loads(card_path.read_text())
-        ModelConfig.from_dict(card["config"])
+        config = ModelConfig.from_dict(card["config"])
     except (ValueError, KeyError, TypeError) as error:
         raise CadenzaError(f"corrupt model card {card_path}: {error}") from None
+    if card.get("format") != CARD_FORMAT:
+        raise CadenzaError(f"{model_dir} is a {card.get('format', 'unknown')} model; this cadenza reads "
+                           f"{CARD_FORMAT} (re-export the run with `cadenza export`)")
+    expected = {"state_shape": [2 * config.lstm_layers, config.lstm_units], "field_order": list(FIELD_ORDER),
+                "control_size": CONTROL_SIZE}
+    for field_name, value in expected.items():
+        if card.get(field_name) != value:
+            raise CadenzaError(f"model card {card_path}: {field_name} is {card.get(field_name)!r}, "
+                               f"expected {value!r} for its config")
+    if len(card.get("bins", {}).get("time_seconds", [])) != config.time_bins:
+        raise CadenzaError(f"model card {card_path}: bins.time_seconds does not have config.time_bins entries")
     return card
 
 
 class TFLiteStep:
     """The step graph through the LiteRT interpreter: one thread, inputs set by tensor index."""
 
-    def __init__(self, path: Path, output_order: list):
+    def __init__(self, path: Path, output_order: list, card: dict):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:  # older installs ship the same interpreter inside TensorFlow
@@ -55,9 +70,19 @@ class TFLiteStep:
             raise CadenzaError(f"corrupt TFLite model {path}: {str(error).splitlines()[0]}") from None
         self._input_details = {d["name"]: d for d in self.interpreter.get_input_details()}
         self._inputs = {name: detail["index"] for name, detail in self._input_details.items()}
-        self._outputs = {name: d["index"] for name, d in zip(output_order, self.interpreter.get_output_details())}
-        if set(self._inputs) != set(HEADS) | {"state"} or set(self._outputs) != set(HEADS) | {"state"}:
-            raise CadenzaError(f"{path} does not have the inputs and outputs of a cadenza step graph")
+        output_details = self.interpreter.get_output_details()
+        if set(self._inputs) != STEP_INPUTS or sorted(output_order) != sorted(STEP_OUTPUTS) \
+                or len(output_details) != len(output_order):
+            raise CadenzaError(f"{path} does not have the inputs and outputs of a cadenza step graph "
+                               "(or the card's tflite_output_order does not match it)")
+        self._outputs = {name: d["index"] for name, d in zip(output_order, output_details)}
+        graph_state = list(self._input_details["state"]["shape_signature"][1:])
+        if graph_state != list(card["state_shape"]):
+            raise CadenzaError(f"model card: state_shape is {card['state_shape']}, the graph has {graph_state}")
+        by_index = {d["index"]: d for d in output_details}
+        if list(by_index[self._outputs["log_prob"]]["shape_signature"][1:]) != [len(FIELD_ORDER)] or \
+                list(by_index[self._outputs["state"]]["shape_signature"][1:]) != graph_state:
+            raise CadenzaError("model card: tflite_output_order does not match the graph's outputs")
         self.batch = None
 
     def _resize(self, batch: int) -> None:
@@ -69,16 +94,15 @@ class TFLiteStep:
             self.interpreter.allocate_tensors()
         self.batch = batch
 
-    def __call__(self, features: dict, state: np.ndarray) -> tuple[dict, np.ndarray]:
-        if state.shape[0] != self.batch:
-            self._resize(state.shape[0])
+    def __call__(self, inputs: dict) -> dict:
+        if inputs["state"].shape[0] != self.batch:
+            self._resize(inputs["state"].shape[0])
         set_tensor = self.interpreter.set_tensor
-        for name in HEADS:
-            set_tensor(self._inputs[name], features[name])
-        set_tensor(self._inputs["state"], state)
+        for name, index in self._inputs.items():
+            set_tensor(index, inputs[name])
         self.interpreter.invoke()
         get = self.interpreter.get_tensor
-        return {name: get(self._outputs[name]) for name in HEADS}, get(self._outputs["state"])
+        return {name: get(index) for name, index in self._outputs.items()}
 
 
 class SavedModelStep:
@@ -93,10 +117,9 @@ class SavedModelStep:
             raise CadenzaError(f"corrupt SavedModel {path}: {str(error).splitlines()[0]}") from None
         self._tf = tf
 
-    def __call__(self, features: dict, state: np.ndarray) -> tuple[dict, np.ndarray]:
-        tensors = {name: self._tf.constant(features[name]) for name in HEADS}
-        outputs = self._step(**tensors, state=self._tf.constant(state))
-        return {name: outputs[name].numpy() for name in HEADS}, outputs["state"].numpy()
+    def __call__(self, inputs: dict) -> dict:
+        outputs = self._step(**{name: self._tf.constant(value) for name, value in inputs.items()})
+        return {name: value.numpy() for name, value in outputs.items()}
 
 
 def tensorflow_sees_gpu() -> bool:
@@ -118,7 +141,7 @@ def load_step(model_dir: Path, backend: str = "auto", card: dict | None = None):
         path = model_dir / "model.tflite"
         if not path.exists():
             raise CadenzaError(f"{model_dir} has no model.tflite")
-        return TFLiteStep(path, card.get("tflite_output_order", sorted(HEADS + ("state",))))
+        return TFLiteStep(path, card.get("tflite_output_order", sorted(STEP_OUTPUTS)), card)
     if backend == "savedmodel":
         path = model_dir / "savedmodel"
         if not path.is_dir():
@@ -127,32 +150,18 @@ def load_step(model_dir: Path, backend: str = "auto", card: dict | None = None):
     raise CadenzaError(f"unknown backend {backend!r} (auto, tflite, savedmodel)")
 
 
-def sample_categorical(logits: np.ndarray, temperature, top_p: float | None, rng: np.random.Generator) -> np.ndarray:
-    """One category per row of logits [B, K] at a temperature (scalar or [B]), optionally nucleus-truncated."""
-    temperature = np.maximum(np.asarray(temperature, dtype=np.float64).reshape(-1, 1), 1e-4)
-    scaled = logits.astype(np.float64) / temperature
-    scaled -= scaled.max(axis=1, keepdims=True)
-    probabilities = np.exp(scaled)
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
-    draws = rng.random((len(logits), 1))
-    if top_p is None or top_p >= 1.0:
-        cumulative = np.cumsum(probabilities, axis=1)
-        return np.minimum((cumulative < draws).sum(axis=1), logits.shape[1] - 1)
-    order = np.argsort(-probabilities, axis=1)
-    ranked = np.take_along_axis(probabilities, order, axis=1)
-    cumulative = np.cumsum(ranked, axis=1)
-    # Keep the smallest set whose mass reaches top_p (always at least the most likely category).
-    ranked = np.where(cumulative - ranked < top_p, ranked, 0.0)
-    cumulative = np.cumsum(ranked, axis=1)
-    choice = np.minimum((cumulative < draws * cumulative[:, -1:]).sum(axis=1), logits.shape[1] - 1)
-    return order[np.arange(len(logits)), choice]
+SHORTEST_NOTE_SECONDS = 0.8 * ZERO_BIN_LIMIT_SECONDS
+NO_TOP_P = 2.0  # a nucleus above 1 keeps every category
 
 
 class Runtime:
     """B independent note streams over one exported step graph.
 
-    `prime` and `feed` push notes through the model; `sample` draws the next note of every
-    stream at a temperature and feeds it back, so the streams continue from what they played.
+    Every call of the graph plays one note per stream: `sample` draws it (fields in FIELD_ORDER,
+    each conditioned on the ones before), `feed` forces a known note instead (a primer, what a
+    player played) and `score` forces whole pieces. All three return the log-probability of each
+    field, so what was drawn can be scored exactly. Controls (models/controls.py) steer every
+    note drawn after they are set.
     """
 
     def __init__(self, model_dir: Path | str | None = None, backend: str = "auto", batch: int = 1, seed: int | None = None):
@@ -166,39 +175,87 @@ class Runtime:
         self.reset(batch)
 
     def reset(self, batch: int | None = None) -> None:
-        """Forget everything: zero state, and each stream starts from START_NOTE."""
+        """Forget everything: zero state, no controls, each stream continues from START_NOTE."""
         self.batch = batch or self.batch
         self.state = np.zeros((self.batch, *self.card["state_shape"]), dtype=np.float32)
-        self.logits = None
-        self.feed(np.repeat(np.array([START_NOTE], dtype=NOTE_DTYPE), self.batch))
+        self.controls = np.zeros((self.batch, CONTROL_SIZE), np.float32)
+        start = self.bins.encode(np.repeat(np.array([START_NOTE], dtype=NOTE_DTYPE), self.batch))
+        self.previous = {name: values.astype(np.int32) for name, values in start.items()}
 
-    def feed(self, notes: np.ndarray) -> None:
-        """Advance every stream by one given note (NOTE_DTYPE, shape [B])."""
-        features = self.bins.encode(notes)
-        self.logits, self.state = self.step_function(features, self.state)
+    def set_controls(self, vectors: np.ndarray) -> None:
+        """Controls for the notes drawn from now on: one vector [CONTROL_SIZE] for all streams, or [B, CONTROL_SIZE]."""
+        self.controls = np.ascontiguousarray(np.broadcast_to(np.asarray(vectors, np.float32), self.controls.shape))
+
+    def _play(self, forced: np.ndarray, temperature: np.ndarray, top_p: np.ndarray) -> dict:
+        """One graph call: returns {field: bins [B]} and "log_prob" [B, 4]; advances the state."""
+        outputs = self.step_function({
+            **self.previous, "state": self.state, "controls": self.controls, "temperature": temperature,
+            "top_p": top_p, "uniform": self.rng.random((self.batch, len(FIELD_ORDER)), dtype=np.float32),
+            "forced": forced,
+        })
+        self.state = outputs["state"]
+        self.previous = {name: outputs[name].astype(np.int32) for name in HEADS}
+        return outputs
+
+    def _forced(self, notes: np.ndarray) -> np.ndarray:
+        encoded = self.bins.encode(notes)
+        return np.stack([encoded[name] for name in FIELD_ORDER], axis=1).astype(np.int32)
+
+    def feed(self, notes: np.ndarray) -> dict:
+        """Advance every stream by one given note (NOTE_DTYPE, shape [B]); its log-probability per field [B]."""
+        ones = np.ones((self.batch, len(FIELD_ORDER)), np.float32)
+        outputs = self._play(self._forced(notes), ones, np.full(self.batch, NO_TOP_P, np.float32))
+        return {name: outputs["log_prob"][:, column] for column, name in enumerate(FIELD_ORDER)}
 
     def prime(self, notes: np.ndarray) -> None:
         """Feed a note sequence (the same for every stream) to set the model's state."""
         for note in notes:
             self.feed(np.repeat(note[None], self.batch))
 
-    def sample(self, temperature: float = 1.0, top_p: float | None = None, head_temperature: dict | None = None) -> np.ndarray:
-        """Draw the next note of every stream (NOTE_DTYPE, shape [B]) and feed it back.
+    def sample(self, temperature=1.0, top_p: float | None = None, head_temperature: dict | None = None) -> np.ndarray:
+        """Draw the next note of every stream (NOTE_DTYPE, shape [B]); it becomes the streams' context.
 
-        `temperature` applies to every head; `head_temperature` overrides it per head, e.g. {"step": 0.5}.
+        `temperature` (scalar or [B]) applies to every field, `head_temperature` overrides it per
+        field, e.g. {"step": 0.5}. The log-probabilities the draws used are in `last_log_prob`.
         """
-        if np.any(np.asarray(temperature) <= 0):
-            raise ValueError("temperature must be > 0")
         temperatures = {name: temperature for name in HEADS} | (head_temperature or {})
-        chosen = {name: sample_categorical(self.logits[name], temperatures[name], top_p, self.rng) for name in HEADS}
-        notes = np.zeros(self.batch, dtype=NOTE_DTYPE)
-        notes["pitch"] = chosen["pitch"]
-        notes["step"] = self.bins.bin_to_time(chosen["step"])
-        notes["duration"] = np.maximum(self.bins.bin_to_time(chosen["duration"]), self.bins.time_centers[1])
-        notes["velocity"] = self.bins.bin_to_velocity(chosen["velocity"])
-        self.logits, self.state = self.step_function(
-            {"pitch": chosen["pitch"].astype(np.int32), "step": chosen["step"].astype(np.int32),
-             "duration": chosen["duration"].astype(np.int32), "velocity": chosen["velocity"].astype(np.int32)},
-            self.state,
-        )
+        columns = [np.broadcast_to(np.asarray(temperatures[name], np.float32), (self.batch,)) for name in FIELD_ORDER]
+        temperature_matrix = np.stack(columns, axis=1)
+        if not np.all(temperature_matrix > 0) or not np.all(np.isfinite(temperature_matrix)):
+            raise ValueError("temperature must be a finite number > 0")
+        nucleus = NO_TOP_P if top_p is None or top_p >= 1.0 else float(top_p)
+        outputs = self._play(np.full((self.batch, len(FIELD_ORDER)), -1, np.int32), temperature_matrix,
+                             np.full(self.batch, nucleus, np.float32))
+        self.last_log_prob = {name: outputs["log_prob"][:, column] for column, name in enumerate(FIELD_ORDER)}
+        return self.notes_from_bins(outputs)
+
+    def notes_from_bins(self, bins: dict) -> np.ndarray:
+        """NOTE_DTYPE notes [B] from bins per field; each note reads back as the same bins."""
+        notes = np.zeros(len(bins["pitch"]), dtype=NOTE_DTYPE)
+        notes["pitch"] = bins["pitch"]
+        notes["step"] = self.bins.bin_to_time(bins["step"])
+        # Duration bin 0 is "under ZERO_BIN_LIMIT_SECONDS": a note must still sound, for a moment.
+        notes["duration"] = np.maximum(self.bins.bin_to_time(bins["duration"]), SHORTEST_NOTE_SECONDS)
+        notes["velocity"] = self.bins.bin_to_velocity(bins["velocity"])
         return notes
+
+    def score(self, notes: np.ndarray, lengths=None, controls: np.ndarray | None = None) -> dict:
+        """Natural-log probability of every field of every note, one stateful pass per piece.
+
+        `notes`: NOTE_DTYPE [B, T], B padded pieces; `lengths` [B] (default: all T). Returns
+        {field: [B, T]} at temperature 1 with no nucleus, each field given all earlier notes and the
+        fields drawn before it; positions past a piece's length are 0. Resets the runtime to B
+        streams (with `controls` [CONTROL_SIZE] or [B, CONTROL_SIZE] if given, else none).
+        """
+        notes = np.asarray(notes)
+        count, length = notes.shape
+        lengths = np.full(count, length) if lengths is None else np.asarray(lengths)
+        self.reset(count)
+        if controls is not None:
+            self.set_controls(controls)
+        scores = {name: np.zeros((count, length), np.float64) for name in FIELD_ORDER}
+        for position in range(int(lengths.max(initial=0))):
+            inside = position < lengths
+            for name, values in self.feed(notes[:, position]).items():
+                scores[name][:, position] = np.where(inside, values, 0.0)
+        return scores

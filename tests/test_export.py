@@ -1,16 +1,20 @@
-"""The exported step graph must reproduce the full-sequence Keras network, on both backends."""
+"""The exported step graph: same numbers as the Keras network, draws that follow its distributions,
+scores that match the draws, on both backends."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
-from models.config import Bins, ModelConfig
+from models.config import FIELD_ORDER, Bins, ModelConfig
+from models.controls import CONTROL_SIZE, control_vector
 from models.errors import CadenzaError
+from models.notes import make_notes
 from models.runtime import Runtime, load_step, read_card
 
 TINY = ModelConfig(lstm_layers=2, lstm_units=16, pitch_embedding=8, time_embedding=4, velocity_embedding=4,
-                   time_bins=16, velocity_bins=8, dropout=0.1)
+                   time_bins=16, velocity_bins=8, dropout=0.1, head_units=12, field_embedding=4)
 
 
 @pytest.fixture(scope="module")
@@ -27,36 +31,143 @@ def exported(tmp_path_factory):
     return model, out
 
 
-def _random_sequence(length, rng):
-    return {
-        "pitch": rng.integers(0, 128, (2, length)).astype(np.int32),
-        "step": rng.integers(0, TINY.time_bins, (2, length)).astype(np.int32),
-        "duration": rng.integers(0, TINY.time_bins, (2, length)).astype(np.int32),
-        "velocity": rng.integers(0, TINY.velocity_bins, (2, length)).astype(np.int32),
+def _random_sequence(length, rng, batch=2):
+    sequence = {
+        "pitch": rng.integers(0, 128, (batch, length + 1)).astype(np.int32),
+        "step": rng.integers(0, TINY.time_bins, (batch, length + 1)).astype(np.int32),
+        "duration": rng.integers(0, TINY.time_bins, (batch, length + 1)).astype(np.int32),
+        "velocity": rng.integers(0, TINY.velocity_bins, (batch, length + 1)).astype(np.int32),
     }
+    controls = rng.normal(size=(batch, length, CONTROL_SIZE)).astype(np.float32)
+    return sequence, controls
+
+
+def _step_inputs(sequence, controls, state, t, forced):
+    batch = state.shape[0]
+    return {**{k: v[:, t].copy() for k, v in sequence.items()}, "state": state, "controls": controls[:, t].copy(),
+            "temperature": np.ones((batch, 4), np.float32), "top_p": np.full(batch, 2.0, np.float32),
+            "uniform": np.full((batch, 4), 0.5, np.float32), "forced": forced}
 
 
 @pytest.mark.parametrize("backend", ["savedmodel", "tflite"])
-def test_stepping_matches_full_sequence(exported, backend):
+def test_forced_step_log_probs_match_the_keras_network(exported, backend):
+    """Teacher-forced full sequence in Keras == the step graph forcing each next note, field by field."""
+    from scipy.special import log_softmax
+
     model, out = exported
-    sequence = _random_sequence(20, np.random.default_rng(0))
-    full = model(sequence, training=False)
+    sequence, controls = _random_sequence(20, np.random.default_rng(0))
+    inputs = {k: v[:, :-1] for k, v in sequence.items()} | {"controls": controls}
+    inputs |= {f"next_{name}": sequence[name][:, 1:] for name in FIELD_ORDER[:-1]}
+    full = model(inputs, training=False)
     step = load_step(out, backend)
     state = np.zeros((2, 2 * TINY.lstm_layers, TINY.lstm_units), np.float32)
     differences = []
     for t in range(20):
-        logits, state = step({k: v[:, t].copy() for k, v in sequence.items()}, state)
-        for head in logits:
-            differences.append(np.abs(np.asarray(full[head])[:, t] - logits[head]))
-    differences = np.concatenate([d.ravel() for d in differences])
+        forced = np.stack([sequence[name][:, t + 1] for name in FIELD_ORDER], axis=1).astype(np.int32)
+        outputs = step(_step_inputs(sequence, controls, state, t, forced))
+        state = outputs["state"]
+        for column, name in enumerate(FIELD_ORDER):
+            expected = log_softmax(np.asarray(full[name])[:, t], axis=-1)[np.arange(2), forced[:, column]]
+            differences.append(np.abs(expected - outputs["log_prob"][:, column]))
+            assert np.array_equal(outputs[name], forced[:, column])
+    differences = np.concatenate(differences)
     assert np.isfinite(differences).all()
     assert differences.max() <= 1e-4
 
 
-def test_card_records_config_bins_and_license(exported):
+def _distribution(runtime, state, controls, prefix):
+    """Probabilities of every category of the field after `prefix` (bins of the fields before it)."""
+    column = len(prefix)
+    name = FIELD_ORDER[column]
+    size = {"pitch": 128, "velocity": TINY.velocity_bins}.get(name, TINY.time_bins)
+    forced = np.full((size, 4), -1, np.int32)
+    forced[:, :column] = prefix
+    forced[:, column] = np.arange(size)
+    outputs = runtime.step_function({
+        "pitch": np.full(size, 60, np.int32), "step": np.full(size, 3, np.int32),
+        "duration": np.full(size, 5, np.int32), "velocity": np.full(size, 4, np.int32),
+        "state": np.repeat(state, size, axis=0), "controls": np.repeat(controls, size, axis=0),
+        "temperature": np.ones((size, 4), np.float32), "top_p": np.full(size, 2.0, np.float32),
+        "uniform": np.full((size, 4), 0.5, np.float32), "forced": forced})
+    return np.exp(outputs["log_prob"][:, column].astype(np.float64))
+
+
+def test_draws_follow_the_conditional_distributions(exported):
+    """Chi-squared on 20,000 draws: the step drawn, and the pitch drawn given a fixed step."""
+    from scipy.stats import chisquare
+
+    _, out = exported
+    runtime = Runtime(out, backend="tflite", batch=1, seed=0)
+    rng = np.random.default_rng(1)
+    state = rng.normal(size=(1, 4, 16)).astype(np.float32)
+    controls = np.zeros((1, CONTROL_SIZE), np.float32)
+    draws = 20000
+    for prefix in ([], [7]):
+        column = len(prefix)
+        expected = _distribution(runtime, state, controls, prefix)
+        assert abs(expected.sum() - 1) < 1e-4
+        forced = np.full((draws, 4), -1, np.int32)
+        forced[:, :column] = prefix
+        outputs = runtime.step_function({
+            "pitch": np.full(draws, 60, np.int32), "step": np.full(draws, 3, np.int32),
+            "duration": np.full(draws, 5, np.int32), "velocity": np.full(draws, 4, np.int32),
+            "state": np.repeat(state, draws, axis=0), "controls": np.repeat(controls, draws, axis=0),
+            "temperature": np.ones((draws, 4), np.float32), "top_p": np.full(draws, 2.0, np.float32),
+            "uniform": rng.random((draws, 4), dtype=np.float32), "forced": forced})
+        counts = np.bincount(outputs[FIELD_ORDER[column]], minlength=len(expected))
+        common = expected * draws >= 5  # chi-squared wants >= 5 expected per cell: pool the rare ones
+        observed = np.append(counts[common], counts[~common].sum())
+        wanted = np.append(expected[common], expected[~common].sum()) * draws
+        keep = wanted > 0
+        assert chisquare(observed[keep], wanted[keep] * observed.sum() / wanted[keep].sum()).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("backend", ["savedmodel", "tflite"])
+def test_score_gives_back_the_log_probs_sample_used(exported, backend):
+    _, out = exported
+    runtime = Runtime(out, backend=backend, batch=3, seed=4)
+    notes, used = [], []
+    for _ in range(25):
+        notes.append(runtime.sample(1.0))
+        used.append(runtime.last_log_prob)
+    notes = np.stack(notes, axis=1)  # [B, T]
+    scores = Runtime(out, backend=backend).score(notes)
+    for name in FIELD_ORDER:
+        drawn = np.stack([u[name] for u in used], axis=1)
+        assert np.allclose(scores[name], drawn, atol=1e-4), name
+    joint = sum(scores[name] for name in FIELD_ORDER)
+    assert np.all(joint < 0)
+
+
+def test_score_respects_lengths_and_top_p_truncates(exported):
+    _, out = exported
+    runtime = Runtime(out, backend="tflite", seed=0)
+    notes = np.stack([make_notes([60, 62, 64, 65], [0.1] * 4, [0.2] * 4, [80] * 4)] * 2)
+    scores = runtime.score(notes, lengths=[4, 2])
+    assert np.all(scores["pitch"][1, 2:] == 0) and np.all(scores["pitch"][0] < 0)
+    assert np.allclose(scores["pitch"][0, :2], scores["pitch"][1, :2], atol=1e-5)
+    narrow = Runtime(out, backend="tflite", batch=200, seed=1)
+    wide = Runtime(out, backend="tflite", batch=200, seed=1)
+    assert len(np.unique(narrow.sample(1.0, top_p=0.05)["pitch"])) < len(np.unique(wide.sample(1.0)["pitch"]))
+
+
+def test_dropped_control_is_the_same_as_no_control(exported):
+    """A control vector with every 'given' flag off and zero values is exactly the no-control input."""
+    _, out = exported
+    notes = np.stack([make_notes([60, 67, 64], [0.0, 0.3, 0.2], [0.5] * 3, [70, 80, 90])])
+    plain = Runtime(out, backend="tflite").score(notes)
+    dropped = Runtime(out, backend="tflite").score(notes, controls=control_vector(None, None, None))
+    steered = Runtime(out, backend="tflite").score(notes, controls=control_vector(None, density=16.0))
+    for name in FIELD_ORDER:
+        assert np.array_equal(plain[name], dropped[name])
+    assert not np.allclose(plain["step"], steered["step"])
+
+
+def test_card_records_config_bins_order_and_license(exported):
     _, out = exported
     card = read_card(out)
     assert card["config"]["lstm_units"] == 16
+    assert card["field_order"] == list(FIELD_ORDER) and card["control_size"] == CONTROL_SIZE
     assert len(card["bins"]["time_seconds"]) == TINY.time_bins
     assert card["bins"]["time_seconds"][0] == 0.0
     assert "CC BY-NC-SA 4.0" in card["license"]
@@ -84,7 +195,7 @@ def test_runtime_tflite_does_not_import_tensorflow(exported):
     assert result.stdout.strip() == "False"
 
 
-def test_missing_and_corrupt_model_are_one_line_errors(tmp_path, exported):
+def test_missing_corrupt_and_mismatched_models_are_one_line_errors(tmp_path, exported):
     with pytest.raises(CadenzaError, match="not found"):
         Runtime(tmp_path / "nope")
     broken = tmp_path / "broken"
@@ -99,6 +210,15 @@ def test_missing_and_corrupt_model_are_one_line_errors(tmp_path, exported):
     (bad_tflite / "model.tflite").write_bytes(b"garbage" * 10)
     with pytest.raises(CadenzaError, match="corrupt TFLite"):
         Runtime(bad_tflite, backend="tflite")
+    card = json.loads((out / "card.json").read_text())
+    for field_name, value, message in [("state_shape", [4, 32], "state_shape"),
+                                       ("tflite_output_order", list(reversed(card["tflite_output_order"])), "output"),
+                                       ("format", "cadenza-step-v1", "re-export")]:
+        wrong = tmp_path / field_name
+        shutil.copytree(out, wrong)
+        (wrong / "card.json").write_text(json.dumps(card | {field_name: value}))
+        with pytest.raises(CadenzaError, match=message):
+            Runtime(wrong, backend="tflite")
 
 
 def test_bins_round_trip_times():

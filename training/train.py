@@ -74,9 +74,12 @@ def _dataset(sampler: WindowSampler, batch_size: int, seed: int):
 
 
 def _validation_arrays(sampler: WindowSampler, count: int, batch_size: int):
-    """Fixed windows (same every epoch and every resume) so validation losses compare."""
+    """Fixed windows (same every epoch and every resume) so validation losses compare.
+
+    No controls are given: the validation loss is then the joint NLL of free play, the headline figure.
+    """
     rng = np.random.default_rng(12345)
-    batches = [sampler.batch(batch_size, rng, augment=False) for _ in range(max(1, count // batch_size))]
+    batches = [sampler.batch(batch_size, rng, augment=False, dropout=1.0) for _ in range(max(1, count // batch_size))]
     inputs = _concat([b[0] for b in batches])
     targets = _concat([b[1] for b in batches])
     return inputs, targets

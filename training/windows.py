@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.config import Bins, ModelConfig
+from models.config import FIELD_ORDER, Bins, ModelConfig
+from models.controls import UpcomingControls, encode_controls
 from models.errors import CadenzaError
 from training.prepare import PreparedSplit
 
@@ -23,15 +24,23 @@ class WindowSampler:
         self._piece_start = split.offsets[:-1][usable]
         self._start_count = lengths[usable] - config.window
         self._piece_probability = self._start_count / self._start_count.sum()
+        self.upcoming = None
+        if config.preset != "seed":
+            self.upcoming = UpcomingControls(split.notes, split.offsets, config.density_seconds, config.key_seconds)
 
     def sample_notes(self, batch_size: int, rng: np.random.Generator, augment: bool) -> dict:
-        """Raw windows: pitch (int32) and step, duration (seconds), velocity, shape (batch, window + 1)."""
+        """Raw windows: pitch (int32) and step, duration (seconds), velocity, shape (batch, window + 1).
+
+        Also "index" (the notes' positions in the cache), "shift" (semitones) and "stretch" (time factor).
+        """
         piece = rng.choice(len(self._piece_start), size=batch_size, p=self._piece_probability)
         start = self._piece_start[piece] + (rng.random(batch_size) * self._start_count[piece]).astype(np.int64)
-        notes = self.notes[start[:, None] + np.arange(self.config.window + 1)]
+        index = start[:, None] + np.arange(self.config.window + 1)
+        notes = self.notes[index]
         pitch = notes["pitch"].astype(np.int32)
         step = notes["step"].astype(np.float64)
         duration = notes["duration"].astype(np.float64)
+        shift, stretch = np.zeros(batch_size, np.int64), np.ones((batch_size, 1))
         if augment and self.config.transpose_semitones:
             shift = rng.integers(-self.config.transpose_semitones, self.config.transpose_semitones + 1, batch_size)
             shift = np.clip(shift, -pitch.min(axis=1), 127 - pitch.max(axis=1))
@@ -39,10 +48,30 @@ class WindowSampler:
         if augment and self.config.time_stretch:
             stretch = 1 + rng.uniform(-self.config.time_stretch, self.config.time_stretch, (batch_size, 1))
             step, duration = step * stretch, duration * stretch
-        return {"pitch": pitch, "step": step, "duration": duration, "velocity": notes["velocity"].astype(np.int32)}
+        return {"pitch": pitch, "step": step, "duration": duration, "velocity": notes["velocity"].astype(np.int32),
+                "index": index, "shift": shift, "stretch": stretch}
 
-    def categorical_batch(self, batch_size: int, rng: np.random.Generator, augment: bool = True):
-        """(inputs, targets) for the sequence model: targets are the inputs shifted by one note."""
+    def controls(self, raw: dict, rng: np.random.Generator, dropout: float) -> np.ndarray:
+        """[batch, window, CONTROL_SIZE]: at each position, the controls measured from the next note on.
+
+        Each control is dropped for a whole window with probability `dropout`, so one model learns
+        both to follow a control and to play without it.
+        """
+        measured = self.upcoming.at(raw["index"][:, 1:])
+        batch = len(raw["shift"])
+        # Transposing the notes transposes their key; stretching time divides their density.
+        rolled = (np.arange(12)[None, :] - raw["shift"][:, None]) % 12
+        measured["key_counts"] = np.take_along_axis(measured["key_counts"], rolled[:, None, :], axis=2)
+        measured["density"] = measured["density"] / raw["stretch"]
+        keep = {name: (rng.random(batch) >= dropout)[:, None] for name in ("key", "density", "dynamics")}
+        return encode_controls(measured, keep)
+
+    def categorical_batch(self, batch_size: int, rng: np.random.Generator, augment: bool = True, dropout=None):
+        """(inputs, targets) for the sequence model: targets are the inputs shifted by one note.
+
+        The inputs also hold the controls and the next note's true fields ("next_step" ...): the
+        heads drawn later in FIELD_ORDER are trained on the true earlier fields (teacher forcing).
+        """
         raw = self.sample_notes(batch_size, rng, augment)
         features = {
             "pitch": raw["pitch"],
@@ -52,6 +81,9 @@ class WindowSampler:
         }
         inputs = {name: values[:, :-1] for name, values in features.items()}
         targets = {name: values[:, 1:] for name, values in features.items()}
+        inputs["controls"] = self.controls(raw, rng, self.config.control_dropout if dropout is None else dropout)
+        for name in FIELD_ORDER[:-1]:
+            inputs[f"next_{name}"] = targets[name]
         return inputs, targets
 
     def seed_batch(self, batch_size: int, rng: np.random.Generator, augment: bool = False):
@@ -67,10 +99,11 @@ class WindowSampler:
         }
         return window, targets
 
-    def batch(self, batch_size: int, rng: np.random.Generator, augment: bool = True):
+    def batch(self, batch_size: int, rng: np.random.Generator, augment: bool = True, dropout: float | None = None):
+        """One training batch; `dropout` overrides the config's control dropout (1.0: no controls)."""
         if self.config.preset == "seed":
             return self.seed_batch(batch_size, rng, augment)
-        return self.categorical_batch(batch_size, rng, augment)
+        return self.categorical_batch(batch_size, rng, augment, dropout)
 
     def predictions_per_batch(self, batch_size: int) -> int:
         return batch_size if self.config.preset == "seed" else batch_size * self.config.window

@@ -1,0 +1,73 @@
+"""Training throughput (predicted notes per second) of the default network beside a bare-LSTM floor.
+
+`python -m bench.training_throughput [--batch 64 256 512] [--seconds 20]`. Both train on the same
+pre-drawn MAESTRO windows in this one run, so the ratio is fair on a noisy machine; the window
+sampler's own cost is timed apart. The floor is the same 2 x LSTM with one plain pitch head: what
+the recurrent core alone costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import replace
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from models.config import ModelConfig  # noqa: E402
+
+
+def bare_lstm(config: ModelConfig):
+    import keras
+    from keras import layers
+
+    pitch = keras.Input(shape=(None,), dtype="int32", name="pitch_input")
+    hidden = layers.Embedding(128, config.pitch_embedding + 2 * config.time_embedding + config.velocity_embedding)(pitch)
+    for index in range(config.lstm_layers):
+        hidden = layers.LSTM(config.lstm_units, return_sequences=True)(hidden)
+    model = keras.Model({"pitch": pitch}, {"pitch": layers.Dense(128, name="pitch")(hidden)})
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                  loss={"pitch": keras.losses.SparseCategoricalCrossentropy(from_logits=True)})
+    return model
+
+
+def notes_per_second(model, batches, config: ModelConfig, seconds: float) -> float:
+    model.train_on_batch(*batches[0])
+    started, steps = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        model.train_on_batch(*batches[steps % len(batches)])
+        steps += 1
+    return steps * config.batch_size * config.window / (time.perf_counter() - started)
+
+
+def main(argv=None) -> None:
+    from models.network import build_model, compile_model
+    from training.prepare import load_split
+    from training.windows import WindowSampler
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default="data/maestro")
+    parser.add_argument("--batch", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    sampler = WindowSampler(load_split(args.data, "train"), ModelConfig())
+    rng = np.random.default_rng(0)
+    print(f"{'batch':>6} {'floor notes/s':>14} {'cadenza notes/s':>16} {'ratio':>6} {'sampler notes/s':>16}")
+    for batch in args.batch:
+        config = replace(ModelConfig(), batch_size=batch)
+        started = time.perf_counter()
+        batches = [sampler.batch(batch, rng) for _ in range(8)]
+        sampler_rate = 8 * batch * config.window / (time.perf_counter() - started)
+        floor_batches = [({"pitch": x["pitch"]}, {"pitch": y["pitch"]}) for x, y in batches]
+        floor = notes_per_second(bare_lstm(config), floor_batches, config, args.seconds)
+        model = build_model(config)
+        compile_model(model, config)
+        full = notes_per_second(model, batches, config, args.seconds)
+        print(f"{batch:>6} {floor:>14,.0f} {full:>16,.0f} {full / floor:>6.2f} {sampler_rate:>16,.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
