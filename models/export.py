@@ -6,7 +6,8 @@ One call of `step` plays one note of B streams, all in the graph: it takes the p
 field [B, 4], top-p [B], uniform noise [B, 4] and `forced` [B, 4] (a bin, or -1 to draw). It draws
 the next note's fields in FIELD_ORDER, each conditioned on those before it, and returns them,
 their log-probabilities [B, 4] (under the tempered, truncated distribution they were drawn from)
-and the new state. Forcing every field scores a known note; the columns of the [B, 4] inputs
+the most likely category of each field given the ones before it [B, 4], and the new state.
+Forcing every field scores a known note; the columns of the [B, 4] inputs
 and outputs follow FIELD_ORDER.
 """
 
@@ -38,8 +39,8 @@ def state_shape(config: ModelConfig) -> tuple:
 def draw_field(tf, logits, temperature, top_p, uniform, forced):
     """One category per row by inverse CDF on `uniform`, after temperature and nucleus (top-p).
 
-    Returns (category int32 [B], its log-probability [B]); where `forced` >= 0 that category is
-    taken instead and scored. Only ops that TFLite's builtins have (TopK, Cumsum, ArgMax).
+    Returns (category int32 [B], its log-probability [B], the most likely category [B]); where
+    `forced` >= 0 that category is taken instead and scored. Only ops that TFLite's builtins have (TopK, Cumsum, ArgMax).
     """
     size = logits.shape[-1]
     log_probs = tf.nn.log_softmax(logits / temperature[:, None])
@@ -57,7 +58,8 @@ def draw_field(tf, logits, temperature, top_p, uniform, forced):
     choice = tf.where(forced >= 0, forced, sampled)
     kept_log_probs = tf.where(keep, log_probs - tf.math.log(mass), OUTSIDE_NUCLEUS_LOG_PROB)
     chosen = tf.reduce_sum(tf.one_hot(choice, size, dtype=tf.float32) * kept_log_probs, axis=1)
-    return choice, chosen
+    most_likely = tf.cast(tf.argmax(logits, axis=1), tf.int32)
+    return choice, chosen, most_likely
 
 
 def make_step_module(model, config: ModelConfig):
@@ -88,18 +90,20 @@ def make_step_module(model, config: ModelConfig):
             for index, cell in enumerate(self.cells):
                 hidden, (h, c) = cell(hidden, [state[:, 2 * index], state[:, 2 * index + 1]], training=False)
                 new_state += [h, c]
-            outputs, log_probs, context = {}, [], [hidden]
+            outputs, log_probs, most_likely, context = {}, [], [], [hidden]
             for column, name in enumerate(FIELD_ORDER):
                 logits = tf.concat(context, axis=-1)
                 for layer in self.heads[name]:
                     logits = layer(logits)
-                choice, log_prob = draw_field(tf, logits, temperature[:, column], top_p, uniform[:, column],
-                                              forced[:, column])
+                choice, log_prob, best = draw_field(tf, logits, temperature[:, column], top_p, uniform[:, column],
+                                                    forced[:, column])
                 outputs[name] = choice
                 log_probs.append(log_prob)
+                most_likely.append(best)
                 if name in self.drawn:
                     context.append(self.drawn[name](choice))
             outputs["log_prob"] = tf.stack(log_probs, axis=1)
+            outputs["most_likely"] = tf.stack(most_likely, axis=1)
             outputs["state"] = tf.stack(new_state, axis=1)
             return outputs
 

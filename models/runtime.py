@@ -22,7 +22,7 @@ from models.stderr import silenced_stderr
 HEADS = ("pitch", "step", "duration", "velocity")
 CARD_FORMAT = "cadenza-step-v2"
 STEP_INPUTS = set(HEADS) | {"state", "controls", "temperature", "top_p", "uniform", "forced"}
-STEP_OUTPUTS = set(HEADS) | {"state", "log_prob"}
+STEP_OUTPUTS = set(HEADS) | {"state", "log_prob", "most_likely"}
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default"
 # The note a stream starts from when nothing primes it: middle C, a quarter second, mezzo-forte.
 START_NOTE = (60, 0.0, 0.25, 80)
@@ -202,9 +202,13 @@ class Runtime:
         return np.stack([encoded[name] for name in FIELD_ORDER], axis=1).astype(np.int32)
 
     def feed(self, notes: np.ndarray) -> dict:
-        """Advance every stream by one given note (NOTE_DTYPE, shape [B]); its log-probability per field [B]."""
+        """Advance every stream by one given note (NOTE_DTYPE, shape [B]); its log-probability per field [B].
+
+        `last_most_likely` then holds each field's most likely bin given the note's earlier fields.
+        """
         ones = np.ones((self.batch, len(FIELD_ORDER)), np.float32)
         outputs = self._play(self._forced(notes), ones, np.full(self.batch, NO_TOP_P, np.float32))
+        self.last_most_likely = {name: outputs["most_likely"][:, column] for column, name in enumerate(FIELD_ORDER)}
         return {name: outputs["log_prob"][:, column] for column, name in enumerate(FIELD_ORDER)}
 
     def prime(self, notes: np.ndarray) -> None:
@@ -247,6 +251,10 @@ class Runtime:
         fields drawn before it; positions past a piece's length are 0. Resets the runtime to B
         streams (with `controls` [CONTROL_SIZE] or [B, CONTROL_SIZE] if given, else none).
         """
+        return self.score_with_pitch_hits(notes, lengths, controls)[0]
+
+    def score_with_pitch_hits(self, notes: np.ndarray, lengths=None, controls: np.ndarray | None = None):
+        """`score`, and also [B, T] booleans: was the true pitch the most likely one (given its step)?"""
         notes = np.asarray(notes)
         count, length = notes.shape
         lengths = np.full(count, length) if lengths is None else np.asarray(lengths)
@@ -254,8 +262,10 @@ class Runtime:
         if controls is not None:
             self.set_controls(controls)
         scores = {name: np.zeros((count, length), np.float64) for name in FIELD_ORDER}
+        hits = np.zeros((count, length), bool)
         for position in range(int(lengths.max(initial=0))):
             inside = position < lengths
             for name, values in self.feed(notes[:, position]).items():
                 scores[name][:, position] = np.where(inside, values, 0.0)
-        return scores
+            hits[:, position] = inside & (self.last_most_likely["pitch"] == notes["pitch"][:, position])
+        return scores, hits

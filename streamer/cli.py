@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from models.errors import CadenzaError
+from models.options import BoundedFloat, sampling_options
 from models.primer import read_primer
 
 MIDI_API_CHOICES = click.Choice(["auto", "alsa", "jack", "coremidi"])
@@ -58,17 +59,16 @@ def _open_control_input(stack: ExitStack, options: dict, backend_factory, contro
               default="auto", show_default=True)
 @click.option("--wav", type=click.Path(path_type=Path, dir_okay=False), help="WAV path for the file audio driver.")
 @click.option("--record", type=click.Path(path_type=Path, dir_okay=False), help="Also write what is played to this MIDI file.")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
-@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True))
+@sampling_options
 @click.option("--instrument", default="Acoustic Grand Piano", show_default=True, help="GM name or program 0-127.")
-@click.option("--tempo-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--tempo-scale", type=BoundedFloat(0.25, 4.0), default=1.0, show_default=True,
               help="Multiplies every step and duration (2 = half speed).")
-@click.option("--seed", type=int, help="Random seed: the same seed gives the same notes.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Random seed: the same seed gives the same notes.")
 @click.option("--primer", type=click.Path(path_type=Path), help="MIDI file that primes the model (not played).")
 @click.option("--notes", type=click.IntRange(min=1), help="Stop after this many notes.")
-@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
-@click.option("--lookahead", type=click.FloatRange(min=0.01), default=0.2, show_default=True, help="Seconds generated ahead.")
-@click.option("--max-note-seconds", type=click.FloatRange(min=0.05), default=8.0, show_default=True)
+@click.option("--seconds", type=BoundedFloat(0, 7 * 86400, min_open=True), help="Stop after this many seconds.")
+@click.option("--lookahead", type=BoundedFloat(0.01, 5.0), default=0.2, show_default=True, help="Seconds generated ahead.")
+@click.option("--max-note-seconds", type=BoundedFloat(0.05, 60.0), default=8.0, show_default=True)
 @click.option("--control-port", help="MIDI input to take live controls from [default: a virtual input 'cadenza-control'].")
 @click.option("--control-map", type=click.Path(path_type=Path, exists=True, dir_okay=False), help="TOML/JSON CC mapping.")
 @click.option("--no-keys", is_flag=True, help="Do not read keys from the terminal.")
@@ -82,7 +82,11 @@ def stream(**options):
     from streamer.outputs import OutputSpec, midi_backend
     from streamer.sender import SenderProcess
 
+    from models.options import sampling_from_options
+    from models.runtime import DEFAULT_MODEL_DIR, read_card
+
     program = resolve_instrument(options["instrument"])
+    sampling = sampling_from_options(read_card(options["model"] or DEFAULT_MODEL_DIR), options)
     spec = OutputSpec(port=options["port"], connect=options["connect"], midi_api=options["midi_api"],
                       fluidsynth=options["fluidsynth"], soundfont=options["soundfont"],
                       audio_driver=options["audio_driver"], wav=options["wav"], record=options["record"])
@@ -103,22 +107,26 @@ def stream(**options):
             backend_cache.append(midi_backend(options["midi_api"]))
         return backend_cache[0]
 
-    controls = Controls(temperature=options["temperature"], program=program, tempo_scale=options["tempo_scale"])
+    controls = Controls(temperature=sampling.temperature, program=program, tempo_scale=options["tempo_scale"],
+                        density=sampling.density, key=sampling.key)
     with ExitStack() as stack:
         stack.callback(sender.stop)  # every note off, all-notes-off everywhere, outputs closed
         control_map = _open_control_input(stack, options, backend_factory, controls)
         settings = StreamSettings(lookahead_seconds=options["lookahead"], max_note_seconds=options["max_note_seconds"],
-                                  notes=options["notes"], seconds=options["seconds"], top_p=options["top_p"],
+                                  notes=options["notes"], seconds=options["seconds"], top_p=sampling.top_p,
+                                  head_temperature=sampling.head_temperature(),
                                   response_gap_seconds=control_map.response_gap_seconds)
         engine = Engine(runtime, sender, controls, settings)
         for signal_number in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signal_number, lambda *_: controls.stop.set())
         if TerminalKeys.available() and not options["no_keys"]:
-            keys = TerminalKeys(controls, instrument_name)
+            keys = TerminalKeys(controls, instrument_name,
+                                (runtime.card.get("controls") or {}).get("typical_density", 8.0))
             stack.callback(keys.close)
             engine.on_tick = lambda e: sys.stderr.write(status_line(controls, e.notes_generated, instrument_name))
             _log(KEY_HELP)
-        _log(f"streaming with {runtime.backend} ({instrument_name(program)}, T={controls.temperature:g}); Ctrl-C stops")
+        _log(f"streaming with {runtime.backend} ({instrument_name(program)}, T={controls.temperature:g}, "
+             f"density {controls.density or 'free'}, key {controls.key or 'free'}); Ctrl-C stops")
         try:
             engine.run()
         except StreamError as error:

@@ -12,8 +12,10 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from models.controls import all_keys
 from models.errors import CadenzaError
 from models.notes import NOTE_DTYPE
+from models.sampling import DENSITY_RANGE
 
 import numpy as np
 
@@ -27,6 +29,9 @@ class ControlMap:
     tempo_cc: int = 74
     tempo_range: tuple = (0.5, 2.0)  # log scale; the middle of the knob is 1.0
     silence_ccs: tuple = (120, 123)
+    density_cc: int = 71  # 0 = no density control, 1-127 = density_range on a log scale
+    density_range: tuple = (1.0, 24.0)
+    key_cc: int = 72  # 0 = no key, then the 24 keys (C major .. B major, C minor .. B minor), top = auto
     response_gap_seconds: float = 0.6  # the model answers this long after the player stops
 
     @classmethod
@@ -46,13 +51,28 @@ class ControlMap:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
+KEY_CHOICES = [None] + [str(key) for key in all_keys()] + ["auto"]
+
+
+def key_from_cc(value: int) -> str | None:
+    """CC value 0-127 -> None, one of the 24 keys, or 'auto', in equal slices."""
+    return KEY_CHOICES[min(value * len(KEY_CHOICES) // 128, len(KEY_CHOICES) - 1)]
+
+
 @dataclass
 class Controls:
-    """What the engine reads before each note; written by the command line, MIDI and keys."""
+    """What the engine reads before each note; written by the command line, MIDI and keys.
+
+    `density` (notes/s, 'auto' or None) and `key` ('D minor', 'auto' or None) steer the model;
+    every change bumps `steering_version` so the engine re-sends the controls to the runtime.
+    """
 
     temperature: float = 1.0
     program: int = 0
     tempo_scale: float = 1.0
+    density: float | str | None = None
+    key: str | None = None
+    steering_version: int = 0
     paused: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
     silence: threading.Event = field(default_factory=threading.Event)
@@ -70,6 +90,22 @@ class Controls:
 
     def set_tempo_scale(self, value: float) -> None:
         self.tempo_scale = float(min(max(value, 0.25), 4.0))
+
+    def set_density(self, value) -> None:
+        self.density = value if value in (None, "auto") else float(min(max(value, DENSITY_RANGE[0]), DENSITY_RANGE[1]))
+        self.steering_version += 1
+
+    def set_key(self, key: str | None) -> None:
+        self.key = key
+        self.steering_version += 1
+
+    def step_key(self, direction: int) -> None:
+        index = KEY_CHOICES.index(self.key) if self.key in KEY_CHOICES else 0
+        self.set_key(KEY_CHOICES[(index + direction) % len(KEY_CHOICES)])
+
+    def scale_density(self, factor: float, typical: float) -> None:
+        current = self.density if isinstance(self.density, float) else typical
+        self.set_density(current * factor)
 
     def player_is_playing(self, gap: float) -> bool:
         return self.held_keys > 0 or time.monotonic() - self.last_player_activity < gap
@@ -100,6 +136,14 @@ class MidiControlInput:
             elif message.control == self.map.tempo_cc:
                 low, high = self.map.tempo_range
                 controls.set_tempo_scale(math.exp(math.log(low) + (math.log(high) - math.log(low)) * message.value / 127))
+            elif message.control == self.map.density_cc:
+                if message.value == 0:
+                    controls.set_density(None)
+                else:
+                    low, high = self.map.density_range
+                    controls.set_density(math.exp(math.log(low) + (math.log(high) - math.log(low)) * (message.value - 1) / 126))
+            elif message.control == self.map.key_cc:
+                controls.set_key(key_from_cc(message.value))
             elif message.control in self.map.silence_ccs:
                 controls.silence.set()
         elif message.type == "program_change":
@@ -131,18 +175,19 @@ class MidiControlInput:
         self.port.close()
 
 
-KEY_HELP = "keys: +/- temperature  [/] instrument  </> tempo  space pause  q quit"
+KEY_HELP = "keys: +/- temperature  [/] instrument  </> tempo  d/D density  k/K key  space pause  q quit"
 
 
 class TerminalKeys:
     """Single keys from a terminal, read on their own thread; restores the terminal on close."""
 
-    def __init__(self, controls: Controls, instrument_name):
+    def __init__(self, controls: Controls, instrument_name, typical_density: float = 8.0):
         import termios
         import tty
 
         self.controls = controls
         self.instrument_name = instrument_name
+        self.typical_density = typical_density
         self._fd = sys.stdin.fileno()
         self._saved = termios.tcgetattr(self._fd)
         tty.setcbreak(self._fd)
@@ -177,6 +222,10 @@ class TerminalKeys:
             "[": lambda: controls.set_program(controls.program - 1),
             ">": lambda: controls.set_tempo_scale(controls.tempo_scale * 1.1),
             "<": lambda: controls.set_tempo_scale(controls.tempo_scale / 1.1),
+            "d": lambda: controls.scale_density(1 / 1.25, self.typical_density),
+            "D": lambda: controls.scale_density(1.25, self.typical_density),
+            "k": lambda: controls.step_key(1),
+            "K": lambda: controls.step_key(-1),
             " ": lambda: setattr(controls, "paused", not controls.paused),
             "q": controls.stop.set,
         }
@@ -191,5 +240,6 @@ class TerminalKeys:
 
 def status_line(controls: Controls, notes_played: int, instrument_name) -> str:
     state = "paused" if controls.paused else "playing"
+    density = f"{controls.density:.1f}/s" if isinstance(controls.density, float) else (controls.density or "free")
     return (f"\r{state}: T={controls.temperature:.2f}  {instrument_name(controls.program)} ({controls.program})  "
-            f"tempo x{controls.tempo_scale:.2f}  notes {notes_played}   ")
+            f"tempo x{controls.tempo_scale:.2f}  density {density}  key {controls.key or 'free'}  notes {notes_played}   ")

@@ -6,10 +6,13 @@ shorter than that never makes a note late, and a control change is heard within 
 
 from __future__ import annotations
 
+import collections
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mido
+
+from models.sampling import Sampling, controls_for
 
 from streamer.controls import Controls
 from streamer.sender import SenderProcess
@@ -24,12 +27,14 @@ class StreamSettings:
     notes: int | None = None  # stop after this many notes
     seconds: float | None = None  # stop after this long
     top_p: float | None = None
+    head_temperature: dict = field(default_factory=dict)  # per field, over the live temperature
     channel: int = 0
     lead_in_seconds: float = 0.05
     # A note that would start further behind the clock than this means generation stalled:
     # skip ahead rather than burst the backlog.
     late_limit_seconds: float = 0.05
     response_gap_seconds: float = 0.6
+    key_memory_notes: int = 32  # --key auto follows the pitch classes of the player's last notes
 
 
 class StreamError(RuntimeError):
@@ -46,6 +51,8 @@ class Engine:
         self.skips = 0
         self.started = None
         self.on_tick = None  # called about every 0.1 s (status line)
+        self.played_pitches = collections.deque(maxlen=settings.key_memory_notes)
+        self._steering_applied = None
 
     def run(self) -> None:
         """Generate until --notes, --seconds or a stop; raise StreamError if something broke."""
@@ -68,6 +75,7 @@ class Engine:
                 self._wait_for_last_notes(deadline)
                 break
             self._apply_live_controls()
+            self._apply_steering()
             if controls.paused or controls.player_is_playing(settings.response_gap_seconds) or not controls.played_notes.empty():
                 self._absorb_player_notes()
                 onset = None  # resume just after the pause or the player's phrase
@@ -80,7 +88,8 @@ class Engine:
 
     def _generate_one(self, onset: float | None, now: float) -> float:
         settings, controls = self.settings, self.controls
-        note = self.runtime.sample(controls.temperature, top_p=settings.top_p)[0]
+        note = self.runtime.sample(controls.temperature, top_p=settings.top_p,
+                                   head_temperature=settings.head_temperature)[0]
         scale = controls.tempo_scale
         if onset is None:
             onset = now + settings.lead_in_seconds
@@ -101,6 +110,17 @@ class Engine:
         if self.controls.program_changed.is_set():
             self._send_program()
 
+    def _apply_steering(self) -> None:
+        """Density and key reach the model for the next note drawn: within the lookahead."""
+        controls = self.controls
+        version = (controls.steering_version, len(self.played_pitches) if controls.key == "auto" else 0,
+                   tuple(self.played_pitches) if controls.key == "auto" else ())
+        if version == self._steering_applied:
+            return
+        self._steering_applied = version
+        sampling = Sampling(density=controls.density, key=controls.key)
+        self.runtime.set_controls(controls_for(sampling, self.runtime.card, list(self.played_pitches)))
+
     def _send_program(self) -> None:
         self.controls.program_changed.clear()
         self.sender.send_soon(mido.Message("program_change", channel=self.settings.channel, program=self.controls.program))
@@ -109,6 +129,7 @@ class Engine:
         """Call and response: what the player played becomes the model's context."""
         while not self.controls.played_notes.empty():
             note = self.controls.played_notes.get_nowait()
+            self.played_pitches.append(int(note["pitch"]))
             self.runtime.feed(note.reshape(1).repeat(self.runtime.batch))
 
     def _check_health(self) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from models.errors import CadenzaError
+from models.options import sampling_options
 from models.primer import read_primer
 
 
@@ -58,7 +59,7 @@ def prepare(maestro, midi_dir, out, no_sustain, workers, force):
 @click.option("--patience", type=click.IntRange(min=1), default=6, show_default=True, help="Early stopping, in epochs.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop after this much training time.")
 @click.option("--validation-windows", type=click.IntRange(min=1), default=1024, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--strategy", type=click.Choice(["none", "mirrored", "multiworker"]), default="none", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_layers, lstm_units, learning_rate,
@@ -77,21 +78,68 @@ def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_l
 
 
 @click.command()
-@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("model", type=click.Path(path_type=Path))
 @click.option("--split", "split_name", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
-@click.option("--data", type=click.Path(path_type=Path), help="Prepared data [default: the run's training data].")
+@click.option("--data", type=click.Path(path_type=Path), help="Prepared data [default: the run's training data, or data/maestro].")
+@click.option("--style", is_flag=True, help="Free-running style evaluation against real excerpts, with the human ceiling.")
+@click.option("--sweep", is_flag=True, help="With --style: choose the sampling on validation over a small grid.")
+@click.option("--stateful", is_flag=True, help="Per-field and joint NLL over whole pieces, one stateful pass each.")
+@click.option("--max-notes", type=click.IntRange(min=1), help="--stateful: score at most this many notes of each piece.")
+@click.option("--pieces", type=click.IntRange(1, 10000), default=48, show_default=True, help="--style: generated and real excerpts.")
+@click.option("--notes", type=click.IntRange(16, 100000), default=1000, show_default=True, help="--style: notes per excerpt.")
+@click.option("--drift-notes", type=click.IntRange(64, 1000000), default=10000, show_default=True,
+              help="--style: length of each of the 8 drift streams.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Results folder [default: MODEL/evaluation].")
+@sampling_options
 @click.option("--no-plots", is_flag=True)
-def evaluate(run, split_name, data, no_plots):
-    """Per-note metrics of a run's best checkpoint on a split, beside a unigram baseline."""
-    from training.evaluate import run_evaluation
+def evaluate(model, split_name, data, style, sweep, stateful, max_notes, pieces, notes, drift_notes, seed, out,
+             no_plots, **sampling):
+    """Evaluate a model. MODEL is a training run (teacher-forced metrics on windows, beside a unigram
+    baseline) or, with --style/--sweep/--stateful, an exported model or a run (exported first)."""
+    if not (style or sweep or stateful):
+        from training.evaluate import run_evaluation
 
-    result = run_evaluation(run, data, split_name, plots=not no_plots)
-    for name in ("model", "unigram"):
-        metrics = result[name]
-        click.echo(f"{name:>8}: pitch NLL {metrics['pitch_nll']:.3f} nats, top-1 {metrics['pitch_top1']:.3f}, "
-                   f"top-5 {metrics['pitch_top5']:.3f}, step MAE {metrics['step_mae_seconds']:.3f} s, "
-                   f"duration MAE {metrics['duration_mae_seconds']:.3f} s over {metrics['notes']:,} notes")
-    click.echo(f"written to {Path(run) / 'evaluation'}")
+        result = run_evaluation(model, data, split_name, plots=not no_plots)
+        for name in ("model", "unigram"):
+            metrics = result[name]
+            click.echo(f"{name:>8}: pitch NLL {metrics['pitch_nll']:.3f} nats, top-1 {metrics['pitch_top1']:.3f}, "
+                       f"top-5 {metrics['pitch_top5']:.3f}, step MAE {metrics['step_mae_seconds']:.3f} s, "
+                       f"duration MAE {metrics['duration_mae_seconds']:.3f} s over {metrics['notes']:,} notes")
+        click.echo(f"written to {Path(model) / 'evaluation'}")
+        return
+    from models.options import sampling_from_options
+    from models.runtime import read_card
+    from training import model_eval
+    from training.style import StyleSettings
+
+    model_dir = model_eval.resolve_model(model)
+    data = Path(data or _run_data(model) or "data/maestro")
+    evaluation = model_eval.ModelEvaluation(model_dir, data, split_name, out=out, plots=not no_plots)
+    settings = StyleSettings(pieces=pieces, notes=notes, seed=seed, drift_notes=drift_notes)
+    chosen = sampling_from_options(read_card(model_dir), sampling)
+    log = lambda message: click.echo(message, err=True)  # noqa: E731
+    if stateful:
+        result = model_eval.run_stateful(evaluation, max_notes, log=log)
+        click.echo(f"stateful on {split_name}: joint NLL {result['joint_nll']:.3f} nats/note = "
+                   + " + ".join(f"{result[f'{n}_nll']:.3f} {n}" for n in ("pitch", "step", "duration", "velocity"))
+                   + f"; pitch top-1 {result['pitch_top1']:.3f} over {result['notes']:,} notes")
+    if sweep:
+        result = model_eval.run_sweep(evaluation, chosen, settings, log=log)
+        chosen = model_eval.Sampling(**result["best"])
+        click.echo(f"sweep (validation): best {result['best']}")
+    if style or sweep:
+        model_eval.run_style(evaluation, chosen, settings, log=click.echo)
+    click.echo(f"written to {evaluation.out_dir}")
+
+
+def _run_data(path: Path) -> str | None:
+    config = Path(path) / "config.json"
+    if config.exists():
+        import json
+
+        return json.loads(config.read_text())["settings"]["data"]
+    return None
 
 
 @click.command()
@@ -110,26 +158,28 @@ def export(run, out):
 @click.option("--backend", type=click.Choice(["auto", "tflite", "savedmodel"]), default="auto", show_default=True)
 @click.option("--count", type=click.IntRange(min=1), default=4, show_default=True, help="Pieces, generated as one batch.")
 @click.option("--notes", type=click.IntRange(min=1), default=256, show_default=True, help="Notes per piece.")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
-@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True))
+@sampling_options
 @click.option("--instrument", default="Acoustic Grand Piano", show_default=True, help="GM name or program 0-127.")
 @click.option("--primer", type=click.Path(path_type=Path), help="MIDI file to continue from.")
 @click.option("--include-primer", is_flag=True, help="Start each output with the primer's notes.")
-@click.option("--seed", type=int, help="Random seed: the same seed gives the same pieces.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Random seed: the same seed gives the same pieces.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True)
 @click.option("--name", default="piece", show_default=True, help="File name prefix: NAME_000.mid ...")
 @click.option("--wav", is_flag=True, help="Also render audio with FluidSynth (offline, 44.1 kHz).")
 @click.option("--plots", is_flag=True, help="Piano roll + histograms per piece, and a comparison with the training data.")
 @click.option("--soundfont", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-def render(model, backend, count, notes, temperature, top_p, instrument, primer, include_primer, seed, out, name,
-           wav, plots, soundfont):
+def render(model, backend, count, notes, instrument, primer, include_primer, seed, out, name,
+           wav, plots, soundfont, **sampling):
     """Batch-render pieces to MIDI files (and WAV, plots, summary.json)."""
     import sys
 
     from models.instruments import resolve_instrument
+    from models.options import sampling_from_options
+    from models.runtime import DEFAULT_MODEL_DIR, read_card
     from training.render import RenderSettings, render as run_render
 
-    settings = RenderSettings(out=out, count=count, notes=notes, temperature=temperature, top_p=top_p,
+    chosen = sampling_from_options(read_card(model or DEFAULT_MODEL_DIR), sampling)
+    settings = RenderSettings(out=out, count=count, notes=notes, sampling=chosen,
                               program=resolve_instrument(instrument), seed=seed, model=model, backend=backend,
                               primer=read_primer(primer) if primer else None, primer_path=str(primer) if primer else None,
                               include_primer=include_primer, wav=wav, plots=plots, soundfont=soundfont, name=name,

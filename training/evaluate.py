@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.config import Bins, ModelConfig
+from models.config import FIELD_ORDER, Bins, ModelConfig
+from models.controls import CONTROL_SIZE
 from training.prepare import PreparedSplit
 
 TIME_HEADS = ("step", "duration")
@@ -58,6 +59,9 @@ class Tally:
 
     def means(self) -> dict:
         result = {name: round(total / max(self.notes, 1), 4) for name, total in self.sums.items()}
+        nll = [f"{name}_nll" for name in FIELD_ORDER]
+        if all(name in result for name in nll):
+            result["joint_nll"] = round(sum(result[name] for name in nll), 4)
         result["notes"] = self.notes
         return result
 
@@ -98,6 +102,9 @@ def evaluate_sequence_model(model, config: ModelConfig, split: PreparedSplit, ba
         index, mask = rows[begin : begin + batch_size], masks[begin : begin + batch_size]
         inputs, _ = _features(split, bins, index)
         targets, raw = _features(split, bins, np.where(index >= 0, index + 1, -1))
+        # No controls given (the headline setting); the later heads see the true earlier fields.
+        inputs["controls"] = np.zeros((*index.shape, CONTROL_SIZE), np.float32)
+        inputs |= {f"next_{name}": targets[name] for name in FIELD_ORDER[:-1]}
         outputs = model(inputs, training=False)
         log_probs = {head: _log_softmax(np.asarray(outputs[head])[mask]) for head in outputs}
         tally.add_categorical(bins, log_probs, {k: v[mask] for k, v in targets.items()}, {k: v[mask] for k, v in raw.items()})
@@ -228,6 +235,9 @@ def run_evaluation(run: Path, data: Path | None, split_name: str, plots: bool = 
 def _plot_stretch(model, config: ModelConfig, split: PreparedSplit, path: Path, plotting, length: int = 200) -> None:
     bins = Bins(config)
     piece = split.piece(0)[: length + 1]
-    inputs = {k: v[None, :-1] for k, v in bins.encode(piece).items()}
+    encoded = bins.encode(piece)
+    inputs = {k: v[None, :-1] for k, v in encoded.items()}
+    inputs["controls"] = np.zeros((1, len(piece) - 1, CONTROL_SIZE), np.float32)
+    inputs |= {f"next_{name}": encoded[name][None, 1:] for name in FIELD_ORDER[:-1]}
     predicted = np.asarray(model(inputs, training=False)["pitch"])[0].argmax(axis=-1)
     plotting.pitch_stretch(piece["pitch"][1:], predicted, path, f"{split.sources[0]} (first {len(predicted)} notes)")

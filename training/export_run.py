@@ -14,14 +14,42 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def card_details(run: Path, saved: dict) -> dict:
+def control_details(data: Path, config) -> dict:
+    """What the controls mean for this model, measured on its training data: the key profiles a
+    '--key D minor' stands for, and the typical density and dynamics ('--density auto')."""
+    import numpy as np
+
+    from models.controls import DENSITY_REFERENCE, tonic_profiles
+    from training.features import notes_per_second
+    from training.prepare import load_split
+
+    train = load_split(data, "train")
+    densities = [notes_per_second(train.piece(i)) for i in range(len(train))]
+    return {
+        "density_seconds": config.density_seconds,
+        "key_seconds": config.key_seconds,
+        "density_reference": DENSITY_REFERENCE,
+        "typical_density": round(float(np.median(densities)), 3),
+        "typical_velocity": round(float(np.median(train.notes["velocity"])), 1),
+        "key_profiles": tonic_profiles(train.notes, train.offsets, config.key_seconds),
+    }
+
+
+def _portable_source(source: dict) -> dict:
+    """The data source without this machine's absolute paths: only the folder's own name."""
+    return {key: (Path(value).name if key == "path" else value) for key, value in source.items()}
+
+
+def card_details(run: Path, saved: dict, config) -> dict:
     data = Path(saved["settings"]["data"])
     manifest = _read_json(data / "manifest.json") or {}
     state = _read_json(run / "state.json") or {}
     test = _read_json(run / "evaluation" / "test.json")
+    settings = {key: (Path(value).name if key in ("data", "out") else value) for key, value in saved["settings"].items()}
     return {
+        "controls": control_details(data, config),
         "training": {
-            "data": manifest.get("source", {"path": str(data)}),
+            "data": _portable_source(manifest.get("source", {"path": str(data)})),
             "splits": manifest.get("splits"),
             "inputs_sha256": manifest.get("inputs_sha256"),
             "representation": manifest.get("representation"),
@@ -32,7 +60,7 @@ def card_details(run: Path, saved: dict) -> dict:
             "best_validation_loss": state.get("best_val_loss"),
             "predictions_seen": state.get("predictions_seen"),
             "train_seconds": state.get("train_seconds"),
-            "settings": saved["settings"],
+            "settings": settings,
         },
         "metrics": {"test": {"model": test["model"], "unigram": test["unigram"]}} if test else {},
         "training_distributions": test["training_distributions"] if test else None,
@@ -43,4 +71,4 @@ def export_run(run: Path, out: Path) -> Path:
     model, config, saved = load_run(run)
     if config.preset == "seed":
         raise CadenzaError("the seed preset is for comparison only; it has no step graph to export")
-    return export_model(model, config, out, card_details(Path(run), saved))
+    return export_model(model, config, out, card_details(Path(run), saved, config))

@@ -94,3 +94,57 @@ def compare_distributions(generated: dict, reference: dict, centers: dict, path:
         axis.set(title=head, xlabel=centers.get(head, "category"), ylabel="probability")
         axis.legend(fontsize=8)
     save(figure, path)
+
+
+def style_distributions(real: dict, generated: dict, summary: dict, path: Path) -> None:
+    """One panel per feature: real against generated, over pieces (vectors: mean per bin)."""
+    names = list(summary["features"])
+    columns = 4
+    rows = -(-len(names) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.8 * rows))
+    for axis, name in zip(axes.ravel(), names):
+        row = summary["features"][name]
+        real_values, generated_values = np.asarray(real[name]), np.asarray(generated[name])
+        if real_values.ndim == 1:
+            low = min(real_values.min(), generated_values.min())
+            high = max(real_values.max(), generated_values.max())
+            edges = np.linspace(low, high + 1e-9, 25)
+            axis.hist(real_values, bins=edges, alpha=0.55, density=True, label="MAESTRO", color="tab:blue")
+            axis.hist(generated_values, bins=edges, alpha=0.55, density=True, label="cadenza", color="tab:orange")
+        else:
+            axis.plot(real_values.mean(axis=0), label="MAESTRO", color="tab:blue")
+            axis.plot(generated_values.mean(axis=0), label="cadenza", color="tab:orange")
+        axis.set_title(f"{name}\noverlap {row['overlap']:.2f} (ceiling {row['ceiling_overlap']:.2f})", fontsize=9)
+        axis.tick_params(labelsize=7)
+    for axis in axes.ravel()[len(names):]:
+        axis.axis("off")
+    axes.ravel()[0].legend(fontsize=8)
+    figure.tight_layout()
+    save(figure, path)
+
+
+def piano_roll_pair(generated: np.ndarray, real: np.ndarray, path: Path, seconds: float = 30.0) -> None:
+    """A generated excerpt above a MAESTRO one, the same time and pitch scales."""
+    figure, axes = plt.subplots(2, 1, figsize=(12, 6.5), sharex=True, sharey=True)
+    for axis, notes, title in ((axes[0], generated, "cadenza"), (axes[1], real, "MAESTRO")):
+        starts = onsets(notes)
+        shown = starts < seconds
+        colours = plt.cm.magma(notes["velocity"][shown] / 127.0)
+        axis.barh(notes["pitch"][shown], notes["duration"][shown], left=starts[shown], height=0.8, color=colours)
+        axis.set(ylabel="MIDI pitch", title=f"{title}: first {seconds:g} s")
+    axes[1].set(xlabel="time (s)", xlim=(0, seconds), ylim=(20, 109))
+    save(figure, path)
+
+
+def drift_curves(drift: dict, real_medians: dict, path: Path) -> None:
+    """Each scalar feature by part of a long stream, relative to the real median (1 = MAESTRO)."""
+    figure, axis = plt.subplots(figsize=(9, 5))
+    parts = np.arange(1, drift["parts"] + 1)
+    for name, curve in drift["curves"].items():
+        reference = real_medians.get(name) or 1.0
+        axis.plot(parts, np.asarray(curve) / reference, marker="o", label=name)
+    axis.axhline(1.0, color="black", linewidth=0.8)
+    axis.set(xlabel=f"part of the stream ({drift['notes_per_part']} notes each)", ylabel="generated / MAESTRO median",
+             title=f"Drift over {drift['streams']} streams of {drift['parts'] * drift['notes_per_part']} notes")
+    axis.legend(fontsize=7, ncol=2)
+    save(figure, path)

@@ -18,6 +18,7 @@ from models.config import Bins
 from models.instruments import default_soundfont, instrument_name
 from models.notes import NOTE_DTYPE, onsets, write_midi
 from models.runtime import Runtime
+from models.sampling import Sampling, controls_for
 
 SAMPLE_RATE = 44100
 PEAK_LEVEL = 0.89  # -1 dBFS: loud enough to hear, clear of clipping
@@ -30,10 +31,9 @@ class RenderSettings:
     out: Path
     count: int = 4
     notes: int = 256
-    temperature: float = 1.0
+    sampling: Sampling = field(default_factory=Sampling)
     program: int = 0
     seed: int | None = None
-    top_p: float | None = None
     model: Path | None = None
     backend: str = "auto"
     primer: np.ndarray | None = field(default=None, repr=False)
@@ -53,10 +53,14 @@ def generate(runtime: Runtime, settings: RenderSettings) -> tuple[np.ndarray, fl
     runtime.reset(settings.count)
     if settings.primer is not None:
         runtime.prime(settings.primer)
+    sampling = settings.sampling
+    primer_pitches = settings.primer["pitch"] if settings.primer is not None else None
+    runtime.set_controls(controls_for(sampling, runtime.card, primer_pitches))
+    head_temperature = sampling.head_temperature()
     pieces = np.zeros((settings.notes, settings.count), dtype=NOTE_DTYPE)
     started = time.perf_counter()
     for step in tqdm(range(settings.notes), desc="render", unit="step", disable=not settings.progress, dynamic_ncols=True):
-        pieces[step] = runtime.sample(settings.temperature, top_p=settings.top_p)
+        pieces[step] = runtime.sample(sampling.temperature, top_p=sampling.top_p, head_temperature=head_temperature)
     seconds = time.perf_counter() - started
     return pieces, settings.notes * settings.count / max(seconds, 1e-9)
 
@@ -121,7 +125,8 @@ def render(settings: RenderSettings) -> dict:
             from training.plots import piano_roll_and_histograms
 
             png = midi_path.with_suffix(".png")
-            piano_roll_and_histograms(notes, png, f"{midi_path.name}: {instrument_name(settings.program)}, T={settings.temperature:g}")
+            piano_roll_and_histograms(notes, png, f"{midi_path.name}: {instrument_name(settings.program)}, "
+                                      f"T={settings.sampling.temperature:g}")
             summary["plot"] = png.name
         summaries.append(summary)
     if settings.plots:

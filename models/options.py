@@ -1,0 +1,59 @@
+"""Command-line options both sides share: bounded numbers and the sampling options."""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import replace
+
+import click
+
+from models.sampling import DENSITY_RANGE, TEMPERATURE_RANGE, Sampling, parse_density, parse_key_option
+
+
+class BoundedFloat(click.FloatRange):
+    """A float in a range that also refuses nan and inf (click's FloatRange lets nan through)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def sampling_options(function):
+    """--temperature, --top-p, --<field>-temperature, --density and --key; left out, the card's choice."""
+    options = [
+        click.option("--temperature", type=BoundedFloat(*TEMPERATURE_RANGE),
+                     help="Sampling temperature of every field [default: the model card's]."),
+        click.option("--top-p", type=BoundedFloat(0, 1, min_open=True), help="Nucleus sampling (1 = off)."),
+        *[click.option(f"--{name}-temperature", type=BoundedFloat(*TEMPERATURE_RANGE),
+                       help=f"Temperature of the {name} field alone.")
+          for name in ("step", "pitch", "duration", "velocity")],
+        click.option("--density", help=f"Target notes per second ({DENSITY_RANGE[0]:g}-{DENSITY_RANGE[1]:g}), "
+                                       "'auto' (the data's typical value) or 'none'."),
+        click.option("--key", "key_name", help="Key to play in: 'D minor', 'F# major', 'auto' (follow the player) or 'none'."),
+    ]
+    return functools.reduce(lambda f, option: option(f), reversed(options), function)
+
+
+SAMPLING_OPTION_NAMES = ("temperature", "top_p", "step_temperature", "pitch_temperature", "duration_temperature",
+                         "velocity_temperature", "density", "key_name")
+
+
+def sampling_from_options(card: dict, options: dict) -> Sampling:
+    """A Sampling from the parsed options (popped from `options`), on top of the card's defaults.
+
+    'none' for --density or --key turns off a control the card's defaults would give.
+    """
+    values = {name: options.pop(name, None) for name in SAMPLING_OPTION_NAMES}
+    density_text, key_text = values.pop("density"), values.pop("key_name")
+    sampling = Sampling.from_card(card, **values)
+    changes = {}
+    if density_text is not None:
+        changes["density"] = parse_density(density_text)
+    if key_text is not None:
+        changes["key"] = parse_key_option(key_text)
+    sampling = replace(sampling, **changes)
+    sampling.validate()
+    return sampling

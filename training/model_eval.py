@@ -1,0 +1,128 @@
+"""Evaluate an exported model through the runtime, as it plays: stateful NLL over whole pieces,
+and the free-running style evaluation with its sweep (`cadenza evaluate MODEL --stateful/--style/--sweep`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.config import FIELD_ORDER
+from models.errors import CadenzaError
+from models.notes import NOTE_DTYPE
+from models.runtime import Runtime
+from models.sampling import Sampling
+from training.evaluate import write_json
+from training.prepare import PreparedSplit, load_split
+from training.style import StyleSettings, evaluate_style, format_table, real_excerpts, sweep
+
+
+@dataclass
+class ModelEvaluation:
+    """Where the model and the data are, and where the results go."""
+
+    model_dir: Path
+    data: Path
+    split: str = "test"
+    reference_split: str = "validation"  # the human ceiling's second set of real excerpts
+    out: Path | None = None  # default: MODEL/evaluation
+    backend: str = "tflite"
+    plots: bool = True
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out or Path(self.model_dir) / "evaluation")
+
+
+def resolve_model(path: Path) -> Path:
+    """An exported model folder as is; a training run is exported to RUN/exported first (once per checkpoint)."""
+    path = Path(path)
+    if (path / "card.json").exists():
+        return path
+    if (path / "config.json").exists() and (path / "best.keras").exists():
+        exported = path / "exported"
+        if not (exported / "card.json").exists() or (exported / "card.json").stat().st_mtime < (path / "best.keras").stat().st_mtime:
+            from training.export_run import export_run
+
+            export_run(path, exported)
+        return exported
+    raise CadenzaError(f"{path} is neither an exported model (card.json) nor a training run with best.keras")
+
+
+def stateful_nll(runtime: Runtime, split: PreparedSplit, max_notes: int | None, batch: int = 64, log=print) -> dict:
+    """Per-field and joint NLL (nats per note) and pitch top-1, one stateful pass over each whole piece."""
+    lengths = np.diff(split.offsets)
+    if max_notes:
+        lengths = np.minimum(lengths, max_notes)
+    order = np.argsort(lengths)  # similar lengths batched together: less padding
+    sums = {name: 0.0 for name in FIELD_ORDER}
+    hits, notes_scored = 0, 0
+    started = time.perf_counter()
+    for begin in range(0, len(order), batch):
+        pieces = order[begin : begin + batch]
+        width = int(lengths[pieces].max())
+        padded = np.zeros((len(pieces), width), dtype=NOTE_DTYPE)
+        for row, piece in enumerate(pieces):
+            padded[row, : lengths[piece]] = split.piece(piece)[: lengths[piece]]
+        scores, pitch_hits = runtime.score_with_pitch_hits(padded, lengths[pieces])
+        for name in FIELD_ORDER:
+            sums[name] -= float(scores[name].sum())
+        hits += int(pitch_hits.sum())
+        notes_scored += int(lengths[pieces].sum())
+        log(f"  scored {notes_scored:,} notes ({notes_scored / (time.perf_counter() - started):,.0f} notes/s)")
+    result = {f"{name}_nll": round(sums[name] / notes_scored, 4) for name in FIELD_ORDER}
+    result["joint_nll"] = round(sum(sums.values()) / notes_scored, 4)
+    result["pitch_top1"] = round(hits / notes_scored, 4)
+    result["notes"] = notes_scored
+    result["pieces"] = len(order)
+    result["max_notes_per_piece"] = max_notes
+    result["notes_per_second_scored"] = round(notes_scored / (time.perf_counter() - started), 1)
+    return result
+
+
+def run_stateful(evaluation: ModelEvaluation, max_notes: int | None, log=print) -> dict:
+    """Write the stateful figures into evaluation/<split>.json (kept beside what is there)."""
+    runtime = Runtime(evaluation.model_dir, backend=evaluation.backend, seed=0)
+    result = stateful_nll(runtime, load_split(evaluation.data, evaluation.split), max_notes, log=log)
+    path = evaluation.out_dir / f"{evaluation.split}.json"
+    existing = json.loads(path.read_text()) if path.exists() else {}
+    existing["stateful"] = result | {"bins": {"time": runtime.config.time_bins, "velocity": runtime.config.velocity_bins}}
+    write_json(path, existing)
+    return result
+
+
+def run_style(evaluation: ModelEvaluation, sampling: Sampling, settings: StyleSettings, log=print) -> dict:
+    """Generate, compare with real excerpts and the human ceiling, write style.json and the plots."""
+    runtime = Runtime(evaluation.model_dir, backend=evaluation.backend, seed=settings.seed)
+    real = real_excerpts(load_split(evaluation.data, evaluation.split), settings.pieces, settings.notes, settings.seed)
+    second = real_excerpts(load_split(evaluation.data, evaluation.reference_split), settings.pieces, settings.notes,
+                           settings.seed + 1)
+    started = time.perf_counter()
+    summary, material = evaluate_style(runtime, sampling, real, second, settings)
+    summary |= {"split": evaluation.split, "ceiling_split": evaluation.reference_split,
+                "seconds": round(time.perf_counter() - started, 1)}
+    out = evaluation.out_dir
+    write_json(out / "style.json", summary)
+    if evaluation.plots:
+        from training import plots
+
+        plots.style_distributions(material["real"], material["generated"], summary, out / "style_distributions.png")
+        plots.piano_roll_pair(material["generated_piece"], material["real_piece"], out / "style_piano_roll.png")
+        medians = {name: row["real_median"] for name, row in summary["features"].items()}
+        plots.drift_curves(summary["drift"], medians, out / "style_drift.png")
+    log(format_table(summary))
+    return summary
+
+
+def run_sweep(evaluation: ModelEvaluation, base: Sampling, settings: StyleSettings, log=print) -> dict:
+    """The sweep runs on the validation split (ceiling: train excerpts); writes sweep.json with the best setting."""
+    runtime = Runtime(evaluation.model_dir, backend=evaluation.backend, seed=settings.seed)
+    real = real_excerpts(load_split(evaluation.data, "validation"), settings.pieces, settings.notes, settings.seed)
+    second = real_excerpts(load_split(evaluation.data, "train"), settings.pieces, settings.notes, settings.seed + 1)
+    best, rows = sweep(runtime, real, second, settings, base, log=log)
+    result = {"split": "validation", "best": best.to_dict(), "rows": rows}
+    write_json(evaluation.out_dir / "sweep.json", result)
+    return result

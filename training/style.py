@@ -1,0 +1,206 @@
+"""Free-running style evaluation: generated pieces against real MAESTRO excerpts (`cadenza evaluate --style`).
+
+For each feature (training/features.py) the generated and the real per-piece values are compared
+as distributions over pieces: the overlapping area of their Gaussian KDEs (1 = the same) and
+KL(real || generated) in nats. Scalar features are compared directly; vector features (histograms,
+the transition matrix) as MGEval does: the distances between real pieces against the distances
+from real to generated pieces. The human ceiling is the same comparison for a second set of real
+excerpts (another split) against the first: no model should be expected to beat it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from models.notes import NOTE_DTYPE
+from models.sampling import Sampling
+from training.features import SCALAR_FEATURES, VECTOR_FEATURES, feature_table
+from training.prepare import PreparedSplit
+
+GRID_POINTS = 512
+
+
+@dataclass
+class StyleSettings:
+    """K pieces of N notes each; the drift stream is `drift_streams` x `drift_notes`, cut in `drift_parts`."""
+
+    pieces: int = 48
+    notes: int = 1000
+    seed: int = 0
+    drift_streams: int = 8
+    drift_notes: int = 10000
+    drift_parts: int = 4
+
+
+def real_excerpts(split: PreparedSplit, count: int, length: int, seed: int) -> list:
+    """`count` excerpts of `length` notes, from as many different pieces as the split allows."""
+    rng = np.random.default_rng(seed)
+    lengths = np.diff(split.offsets)
+    long_enough = np.flatnonzero(lengths >= length)
+    if len(long_enough) == 0:
+        raise ValueError(f"no piece has {length} notes")
+    pieces = rng.choice(long_enough, size=count, replace=count > len(long_enough))
+    excerpts = []
+    for piece in pieces:
+        start = split.offsets[piece] + rng.integers(0, lengths[piece] - length + 1)
+        notes = split.notes[start : start + length].astype(NOTE_DTYPE)
+        notes["step"][0] = 0.0
+        excerpts.append(notes)
+    return excerpts
+
+
+def _kde(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    from scipy.stats import gaussian_kde
+
+    values = np.asarray(values, dtype=np.float64)
+    spread = values.std()
+    if spread < 1e-9 or len(values) < 2:
+        # A set with one value: a narrow bump, so that identical sets still overlap fully.
+        width = max(1e-3 * (abs(values.mean()) + 1e-3), (grid[-1] - grid[0]) / GRID_POINTS * 2)
+        density = np.exp(-0.5 * ((grid[:, None] - values[None, :]) / width) ** 2).sum(axis=1)
+    else:
+        density = gaussian_kde(values)(grid)
+    return density / max(np.trapezoid(density, grid), 1e-300)
+
+
+def overlap_and_kl(reference: np.ndarray, other: np.ndarray) -> tuple[float, float]:
+    """Overlapping area of the two KDEs (0-1) and KL(reference || other) in nats."""
+    reference, other = np.asarray(reference, np.float64), np.asarray(other, np.float64)
+    low, high = min(reference.min(), other.min()), max(reference.max(), other.max())
+    pad = 0.25 * (high - low) + 1e-6 * (abs(high) + 1)
+    grid = np.linspace(low - pad, high + pad, GRID_POINTS)
+    p, q = _kde(reference, grid), _kde(other, grid)
+    overlap = float(np.trapezoid(np.minimum(p, q), grid))
+    tiny = 1e-12
+    kl = float(np.trapezoid(p * np.log((p + tiny) / (q + tiny)), grid))
+    return min(overlap, 1.0), max(kl, 0.0)
+
+
+def _distances(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """Euclidean distances between rows: within `a` (each pair once) or from every row of `a` to every row of `b`."""
+    if b is None:
+        first, second = np.triu_indices(len(a), k=1)
+        return np.linalg.norm(a[first] - a[second], axis=1)
+    return np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2).ravel()
+
+
+def compare_sets(real: dict, other: dict) -> dict:
+    """{feature: {real_median, other_median, overlap, kl}} for two feature tables."""
+    result = {}
+    for name in SCALAR_FEATURES:
+        overlap, kl = overlap_and_kl(real[name], other[name])
+        result[name] = {"real_median": float(np.median(real[name])), "other_median": float(np.median(other[name])),
+                        "overlap": overlap, "kl": kl}
+    for name in VECTOR_FEATURES:
+        within, across = _distances(real[name]), _distances(real[name], other[name])
+        overlap, kl = overlap_and_kl(within, across)
+        result[name] = {"real_median": None, "other_median": None, "overlap": overlap, "kl": kl,
+                        "distance_within_real": float(np.median(within)), "distance_to_other": float(np.median(across))}
+    return result
+
+
+def generate_pieces(runtime, sampling: Sampling, count: int, length: int) -> np.ndarray:
+    """[count, length] notes drawn free-running, by the same code path as `cadenza render`."""
+    from training.render import RenderSettings, generate
+
+    pieces, _ = generate(runtime, RenderSettings(out=None, count=count, notes=length, sampling=sampling, progress=False))
+    return pieces.T
+
+
+def drift(runtime, sampling: Sampling, settings: StyleSettings) -> dict:
+    """Median of each scalar feature over the streams, per part of one long stream."""
+    streams = generate_pieces(runtime, sampling, settings.drift_streams, settings.drift_notes)
+    parts = np.array_split(np.arange(settings.drift_notes), settings.drift_parts)
+    curves = {name: [] for name in SCALAR_FEATURES}
+    for part in parts:
+        table = feature_table([stream[part] for stream in streams])
+        for name in SCALAR_FEATURES:
+            curves[name].append(float(np.median(table[name])))
+    first, last = curves["notes_per_second"][0], curves["notes_per_second"][-1]
+    return {"parts": settings.drift_parts, "notes_per_part": len(parts[0]), "streams": settings.drift_streams,
+            "curves": curves, "density_change": (last - first) / first if first else 0.0}
+
+
+def summarize(generated: dict, ceiling: dict) -> dict:
+    """One row per feature: real median, generated median, overlap, KL, and the human ceiling's."""
+    features = {}
+    for name, row in generated.items():
+        features[name] = {"real_median": row["real_median"], "generated_median": row["other_median"],
+                          "overlap": round(row["overlap"], 4), "kl": round(row["kl"], 4),
+                          "ceiling_overlap": round(ceiling[name]["overlap"], 4), "ceiling_kl": round(ceiling[name]["kl"], 4)}
+    overlaps = [row["overlap"] for row in features.values()]
+    return {"features": features, "mean_overlap": round(float(np.mean(overlaps)), 4),
+            "min_overlap": round(float(np.min(overlaps)), 4),
+            "mean_ceiling_overlap": round(float(np.mean([r["ceiling_overlap"] for r in features.values()])), 4)}
+
+
+def evaluate_style(runtime, sampling: Sampling, real: list, second_real: list, settings: StyleSettings,
+                   with_drift: bool = True) -> tuple[dict, dict]:
+    """(summary for style.json, the raw material for plots)."""
+    runtime.rng = np.random.default_rng(settings.seed)
+    pieces = generate_pieces(runtime, sampling, settings.pieces, settings.notes)
+    real_table, generated_table = feature_table(real), feature_table(list(pieces))
+    summary = summarize(compare_sets(real_table, generated_table), compare_sets(real_table, feature_table(second_real)))
+    summary["sampling"] = sampling.to_dict()
+    summary["pieces"], summary["notes"] = settings.pieces, settings.notes
+    material = {"real": real_table, "generated": generated_table, "real_piece": real[0], "generated_piece": pieces[0]}
+    if with_drift:
+        summary["drift"] = drift(runtime, sampling, settings)
+    return summary, material
+
+
+def sweep_grid(base: Sampling) -> list:
+    """Samplings to try, coordinate by coordinate: overall temperature x top-p, then each field's temperature."""
+    grid = [replace(base, temperature=t, top_p=p) for t in (0.8, 0.9, 1.0) for p in (None, 0.95, 0.9)]
+    return grid
+
+
+def sweep(runtime, real: list, second_real: list, settings: StyleSettings, base: Sampling, log=print) -> tuple:
+    """Best mean overlap over the grid, then per-field temperatures tried one field at a time."""
+    rows = []
+
+    def score(sampling: Sampling) -> float:
+        summary, _ = evaluate_style(runtime, sampling, real, second_real, settings, with_drift=False)
+        rows.append({"sampling": sampling.to_dict(), "mean_overlap": summary["mean_overlap"],
+                     "min_overlap": summary["min_overlap"],
+                     "notes_per_second": summary["features"]["notes_per_second"]["generated_median"],
+                     "key_fit": summary["features"]["key_fit"]["generated_median"]})
+        log(f"  {_describe(sampling):<70} mean overlap {summary['mean_overlap']:.3f}  min {summary['min_overlap']:.3f}")
+        return summary["mean_overlap"]
+
+    best = max(sweep_grid(base), key=score)
+    best_score = max(r["mean_overlap"] for r in rows)
+    for name in ("step", "pitch", "duration", "velocity"):
+        for factor in (0.8, 0.9, 1.1):
+            candidate = replace(best, **{f"{name}_temperature": round(best.temperature * factor, 3)})
+            value = score(candidate)
+            if value > best_score:
+                best, best_score = candidate, value
+    return best, rows
+
+
+def _describe(sampling: Sampling) -> str:
+    parts = [f"T={sampling.temperature:g}", f"top-p={sampling.top_p or 'off'}"]
+    parts += [f"{name}:T={value:g}" for name, value in sampling.head_temperature().items()]
+    if sampling.density is not None:
+        parts.append(f"density={sampling.density}")
+    if sampling.key is not None:
+        parts.append(f"key={sampling.key}")
+    return " ".join(parts)
+
+
+def format_table(summary: dict) -> str:
+    """The one-screen table: feature, real median, generated median, overlap, ceiling."""
+    lines = [f"{'feature':<31}{'real':>9}{'generated':>11}{'overlap':>9}{'ceiling':>9}{'KL':>8}"]
+    for name, row in summary["features"].items():
+        real = "-" if row["real_median"] is None else f"{row['real_median']:.3g}"
+        generated = "-" if row["generated_median"] is None else f"{row['generated_median']:.3g}"
+        lines.append(f"{name:<31}{real:>9}{generated:>11}{row['overlap']:>9.3f}{row['ceiling_overlap']:>9.3f}{row['kl']:>8.3f}")
+    lines.append(f"{'mean':<31}{'':>9}{'':>11}{summary['mean_overlap']:>9.3f}{summary['mean_ceiling_overlap']:>9.3f}")
+    if "drift" in summary:
+        curve = summary["drift"]["curves"]["notes_per_second"]
+        lines.append(f"drift of notes/s over {summary['drift']['parts']} parts of {summary['drift']['notes_per_part']} notes: "
+                     + " ".join(f"{v:.2f}" for v in curve) + f" ({100 * summary['drift']['density_change']:+.1f} %)")
+    return "\n".join(lines)
