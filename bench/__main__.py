@@ -60,34 +60,77 @@ def _percentiles(samples_seconds) -> str:
     return f"{np.percentile(micro, 50):.0f} / {np.percentile(micro, 99):.0f}"
 
 
+def _step_inputs(runtime, batch: int = 1) -> dict:
+    """Inputs of one joint-graph call that draws every field (no forcing)."""
+    return {**{k: np.ones(batch, np.int32) for k in ("pitch", "step", "duration", "velocity")},
+            "state": np.zeros((batch, *runtime.card["state_shape"]), np.float32),
+            "controls": np.zeros((batch, 17), np.float32), "temperature": np.ones((batch, 4), np.float32),
+            "top_p": np.full(batch, 2.0, np.float32), "uniform": np.full((batch, 4), 0.5, np.float32),
+            "forced": np.full((batch, 4), -1, np.int32)}
+
+
+def _time_calls(function, count: int) -> list:
+    for _ in range(50):
+        function()
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def independent_heads_step(config):
+    """The previous design's step graph, same size with random weights: four independent heads, no
+    sampling in the graph (numpy drew each field). TFLite, for a side-by-side latency figure."""
+    import keras
+    import tensorflow as tf
+
+    cells = [keras.layers.LSTMCell(config.lstm_units) for _ in range(config.lstm_layers)]
+    embeddings = [keras.layers.Embedding(n, d) for n, d in ((128, 64), (64, 24), (64, 24), (32, 12))]
+    heads = [keras.layers.Dense(n) for n in (128, 64, 64, 32)]
+
+    @tf.function(input_signature=[tf.TensorSpec([1], tf.int32)] * 4 + [tf.TensorSpec([1, 4, config.lstm_units], tf.float32)])
+    def step(pitch, step_bin, duration, velocity, state):
+        hidden = tf.concat([e(v) for e, v in zip(embeddings, (pitch, step_bin, duration, velocity))], axis=-1)
+        new_state = []
+        for index, cell in enumerate(cells):
+            hidden, (h, c) = cell(hidden, [state[:, 2 * index], state[:, 2 * index + 1]])
+            new_state += [h, c]
+        return [head(hidden) for head in heads] + [tf.stack(new_state, axis=1)]
+
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(step.get_concrete_function())
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert(), num_threads=1)
+    interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    return interpreter.invoke
+
+
 def bench_inference() -> None:
-    """Single-step latency and batch throughput of the shipped model, beside the original method."""
+    """Single-note latency and batch throughput of the shipped model, beside the previous design and the original method."""
     from models.runtime import Runtime, load_step
     from models.config import SEED_CONFIG
     from models.network import build_seed_model
 
     model_dir = REPO / "models" / "default"
     runtime = Runtime(model_dir, backend="tflite", seed=0)
-    features = {k: np.array([1], np.int32) for k in ("pitch", "step", "duration", "velocity")}
     timings = {}
     for backend in ("tflite", "savedmodel"):
         step = load_step(model_dir, backend)
-        state = np.zeros((1, *runtime.card["state_shape"]), np.float32)
-        for _ in range(50):
-            step(features, state)
-        samples = []
-        for _ in range(2000 if backend == "tflite" else 300):
-            started = time.perf_counter()
-            step(features, state)
-            samples.append(time.perf_counter() - started)
+        inputs = _step_inputs(runtime)
+        samples = _time_calls(lambda: step(inputs), 2000 if backend == "tflite" else 300)
         timings[backend] = np.median(samples)
-        row(f"{backend} single step p50 / p99 (us)", _percentiles(samples), "goal TFLite p50 <= 100 us" if backend == "tflite" else "")
-    samples = []
-    for _ in range(1000):
-        started = time.perf_counter()
-        runtime.sample(1.0)
-        samples.append(time.perf_counter() - started)
-    row("tflite step + sampling, one stream p50 / p99 (us)", _percentiles(samples))
+        row(f"{backend} joint step (whole note drawn) p50 / p99 (us)", _percentiles(samples),
+            "goal TFLite p50 <= 150 us" if backend == "tflite" else "")
+    previous = _time_calls(independent_heads_step(runtime.config), 2000)
+    row("previous design: 4 independent heads, TFLite p50 / p99 (us)", _percentiles(previous), "same run, random weights")
+    samples = _time_calls(lambda: runtime.sample(1.0), 1000)
+    row("Runtime.sample, one stream p50 / p99 (us)", _percentiles(samples))
     batch = Runtime(model_dir, backend="tflite", batch=256, seed=0)
     started = time.perf_counter()
     for _ in range(50):
@@ -106,31 +149,62 @@ def bench_inference() -> None:
     return original
 
 
+def bench_quality() -> None:
+    """Runtime.score throughput and the style evaluation's run time (48 x 1000 notes, 8 x 10,000 drift)."""
+    from models.runtime import Runtime
+    from training.model_eval import ModelEvaluation, run_style
+    from training.prepare import load_split
+    from training.style import StyleSettings
+
+    data = REPO / "data" / "maestro"
+    if not (data / "test.npz").exists():
+        row("style evaluation / score", "skipped", "needs data/maestro (cadenza prepare)")
+        return
+    test = load_split(data, "test")
+    pieces = np.stack([test.piece(i)[:2000] for i in range(len(test)) if len(test.piece(i)) >= 2000][:64])
+    runtime = Runtime(REPO / "models" / "default", backend="tflite", seed=0)
+    started = time.perf_counter()
+    runtime.score(pieces)
+    row("Runtime.score, 64 pieces x 2000 notes (notes/s)", f"{pieces.size / (time.perf_counter() - started):,.0f}")
+    out = Path(tempfile.mkdtemp(prefix="cadenza-bench-style-"))
+    try:
+        started = time.perf_counter()
+        run_style(ModelEvaluation(REPO / "models" / "default", data, out=out, plots=True),
+                  _card_sampling(), StyleSettings(), log=lambda message: None)
+        row("style evaluation, default settings, with plots (s)", f"{time.perf_counter() - started:.1f}", "goal: a few minutes")
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _card_sampling():
+    from models.runtime import read_card
+    from models.sampling import Sampling
+
+    return Sampling.from_card(read_card(REPO / "models" / "default"))
+
+
 def bench_render(original_seconds_per_note: float) -> None:
     from training.render import RenderSettings, generate
     from models.runtime import Runtime
 
     runtime = Runtime(REPO / "models" / "default", backend="tflite", batch=64, seed=0)
-    _, rate = generate(runtime, RenderSettings(out=Path("."), count=64, notes=512, progress=False))
+    _, rate = generate(runtime, RenderSettings(out=Path("."), count=64, notes=512, progress=False, sampling=_card_sampling()))
     row("render K=64 x N=512 (notes/s)", f"{rate:,.0f}")
     row("render speed-up over original per-note predict (x)", f"{rate * original_seconds_per_note:,.0f}", "goal >= 1000x")
 
 
 def bench_training() -> None:
+    """Training throughput of the default network beside a bare 2 x LSTM floor, same windows, same run."""
+    from bench.training_throughput import measure
+
     data = REPO / "data" / "maestro"
     if not (data / "train.npz").exists():
         row("training throughput", "skipped", "needs data/maestro (cadenza prepare)")
         return
-    for preset in ("default", "seed"):
-        out = Path(tempfile.mkdtemp(prefix="cadenza-bench-train-"))
-        try:
-            subprocess.run([sys.executable, "-m", "cadenza_cli", "train", "--preset", preset, "--data", str(data),
-                            "--out", str(out / "run"), "--epochs", "2", "--steps-per-epoch", "40",
-                            "--validation-windows", "64"], capture_output=True, check=True, cwd=REPO)
-            last = (out / "run" / "log.csv").read_text().strip().splitlines()[-1].split(",")
-            row(f"training throughput, {preset} preset (predicted notes/s)", f"{float(last[3]):,.0f}")
-        finally:
-            shutil.rmtree(out, ignore_errors=True)
+    for batch, floor, full, sampler_rate in measure(str(data), (64, 256), 20.0):
+        row(f"training, batch {batch}: cadenza / bare-LSTM floor (notes/s)", f"{full:,.0f} / {floor:,.0f}",
+            f"ratio {full / floor:.2f} (aim >= 0.80)")
+        row(f"window sampler, batch {batch} (notes/s)", f"{sampler_rate:,.0f}")
 
 
 def bench_stream(seconds: float, jack_flags: str) -> None:
@@ -142,12 +216,12 @@ def bench_stream(seconds: float, jack_flags: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", nargs="*", choices=["ingest", "inference", "render", "training", "stream"])
+    parser.add_argument("--only", nargs="*", choices=["ingest", "inference", "render", "quality", "training", "stream"])
     parser.add_argument("--stream-seconds", type=float, default=60.0)
     parser.add_argument("--jack-flags", default="-r",
                         help="jackd's own flags: -r (no real-time, as the tests run it) or e.g. '-R -S'")
     arguments = parser.parse_args()
-    chosen = set(arguments.only or ["ingest", "inference", "render", "training", "stream"])
+    chosen = set(arguments.only or ["ingest", "inference", "render", "quality", "training", "stream"])
     print(f"{'figure':<52} {'value':>24}  goal")
     if "ingest" in chosen:
         bench_ingest()
@@ -156,6 +230,8 @@ def main() -> None:
         original = bench_inference()
     if "render" in chosen:
         bench_render(original)
+    if "quality" in chosen:
+        bench_quality()
     if "training" in chosen:
         bench_training()
     if "stream" in chosen:

@@ -41,3 +41,27 @@ def default_soundfont() -> Path:
     """The General MIDI soundfont bundled with pretty_midi (TimGM6mb), found without importing pretty_midi."""
     spec = importlib.util.find_spec("pretty_midi")
     return Path(spec.origin).parent / "TimGM6mb.sf2"
+
+
+def check_soundfont(path=None) -> Path:
+    """The soundfont to use (default: TimGM6mb), or a one-line error if FluidSynth cannot load it.
+
+    FluidSynth's sfload returns -1 for a file that is not a SoundFont 2; rendering with it anyway
+    would give a square-wave fallback, not an error.
+    """
+    from models.stderr import silenced_stderr
+
+    path = Path(path) if path else default_soundfont()
+    if not path.is_file():
+        raise CadenzaError(f"soundfont not found: {path}")
+    import fluidsynth
+
+    synth = fluidsynth.Synth()
+    try:
+        with silenced_stderr():
+            soundfont_id = synth.sfload(str(path))
+    finally:
+        synth.delete()
+    if soundfont_id < 0:
+        raise CadenzaError(f"cannot load soundfont {path}: not a SoundFont 2 file FluidSynth can read")
+    return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from models.options import BoundedFloat, sampling_options
 from models.primer import read_primer
 
 MIDI_API_CHOICES = click.Choice(["auto", "alsa", "jack", "coremidi"])
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 class StreamFailed(click.ClickException):
@@ -29,22 +31,20 @@ def _log(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _open_control_input(stack: ExitStack, options: dict, backend_factory, controls):
-    from streamer.controls import ControlMap, MidiControlInput
+def _open_control_input(stack: ExitStack, options: dict, backend_factory, controls, control_map):
+    from streamer.controls import MidiControlInput
 
     from models.stderr import silenced_stderr
 
-    control_map = ControlMap.load(options["control_map"])
     try:
         with silenced_stderr(active=not options["control_port"]):
             control = MidiControlInput(backend_factory(), controls, control_map, options["control_port"])
     except CadenzaError:
         if options["control_port"]:
             raise
-        return control_map  # no MIDI system here for the default virtual input: keys and flags still work
+        return  # no MIDI system here for the default virtual input: keys and flags still work
     stack.callback(control.close)
     _log(f"MIDI control in: {options['control_port'] or 'virtual port cadenza-control'}")
-    return control_map
 
 
 @click.command()
@@ -77,7 +77,7 @@ def stream(**options):
     """Improvise live: to a virtual MIDI port, an existing port and/or FluidSynth. Ctrl-C stops."""
     from models.instruments import instrument_name, resolve_instrument
     from models.runtime import Runtime
-    from streamer.controls import KEY_HELP, Controls, TerminalKeys, status_line
+    from streamer.controls import KEY_HELP, ControlMap, Controls, TerminalKeys, status_line
     from streamer.engine import Engine, StreamError, StreamSettings
     from streamer.outputs import OutputSpec, midi_backend
     from streamer.sender import SenderProcess
@@ -85,8 +85,14 @@ def stream(**options):
     from models.options import sampling_from_options
     from models.runtime import DEFAULT_MODEL_DIR, read_card
 
+    # From here on every terminating signal a user can send (Ctrl-C, kill, a closed terminal,
+    # Ctrl-\) only asks the stream to stop: whatever was started is silenced on the way out.
+    stop = threading.Event()
+    for signal_number in STOP_SIGNALS:
+        signal.signal(signal_number, lambda *_: stop.set())
     program = resolve_instrument(options["instrument"])
     sampling = sampling_from_options(read_card(options["model"] or DEFAULT_MODEL_DIR), options)
+    control_map = ControlMap.load(options["control_map"])
     spec = OutputSpec(port=options["port"], connect=options["connect"], midi_api=options["midi_api"],
                       fluidsynth=options["fluidsynth"], soundfont=options["soundfont"],
                       audio_driver=options["audio_driver"], wav=options["wav"], record=options["record"])
@@ -108,17 +114,15 @@ def stream(**options):
         return backend_cache[0]
 
     controls = Controls(temperature=sampling.temperature, program=program, tempo_scale=options["tempo_scale"],
-                        density=sampling.density, key=sampling.key)
+                        density=sampling.density, key=sampling.key, stop=stop)
     with ExitStack() as stack:
         stack.callback(sender.stop)  # every note off, all-notes-off everywhere, outputs closed
-        control_map = _open_control_input(stack, options, backend_factory, controls)
+        _open_control_input(stack, options, backend_factory, controls, control_map)
         settings = StreamSettings(lookahead_seconds=options["lookahead"], max_note_seconds=options["max_note_seconds"],
                                   notes=options["notes"], seconds=options["seconds"], top_p=sampling.top_p,
                                   head_temperature=sampling.head_temperature(),
                                   response_gap_seconds=control_map.response_gap_seconds)
         engine = Engine(runtime, sender, controls, settings)
-        for signal_number in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signal_number, lambda *_: controls.stop.set())
         if TerminalKeys.available() and not options["no_keys"]:
             keys = TerminalKeys(controls, instrument_name,
                                 (runtime.card.get("controls") or {}).get("typical_density", 8.0))

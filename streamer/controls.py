@@ -15,7 +15,7 @@ from pathlib import Path
 from models.controls import all_keys
 from models.errors import CadenzaError
 from models.notes import NOTE_DTYPE
-from models.sampling import DENSITY_RANGE
+from models.sampling import DENSITY_RANGE, TEMPERATURE_RANGE
 
 import numpy as np
 
@@ -44,11 +44,44 @@ class ControlMap:
             data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
         except (OSError, ValueError) as error:
             raise CadenzaError(f"cannot read control map {path}: {error}") from None
+        if not isinstance(data, dict):
+            raise CadenzaError(f"control map {path} must be a table of keys, e.g. temperature_cc = 16")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise CadenzaError(f"unknown keys in control map {path}: {', '.join(sorted(unknown))}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        control_map = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        control_map.validate(path)
+        return control_map
+
+    def validate(self, path) -> None:
+        """Every key's type and range, and no controller number used twice; a one-line error naming the key."""
+        def refuse(key: str, expected: str):
+            raise CadenzaError(f"control map {path}: {key} = {getattr(self, key)!r}; expected {expected}")
+
+        def is_number(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        for key in ("temperature_cc", "tempo_cc", "density_cc", "key_cc"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 127:
+                refuse(key, "a controller number 0-127")
+        limits = {"temperature_range": TEMPERATURE_RANGE, "tempo_range": (0.25, 4.0), "density_range": DENSITY_RANGE}
+        for key, (low_limit, high_limit) in limits.items():
+            value = getattr(self, key)
+            if not (isinstance(value, tuple) and len(value) == 2 and all(is_number(v) for v in value)
+                    and low_limit <= value[0] < value[1] <= high_limit):
+                refuse(key, f"[low, high] with {low_limit} <= low < high <= {high_limit}")
+        silence = self.silence_ccs
+        if not (isinstance(silence, tuple) and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 127
+                                                   for c in silence)):
+            refuse("silence_ccs", "a list of controller numbers 0-127, e.g. [120, 123]")
+        if not is_number(self.response_gap_seconds) or not 0.05 <= self.response_gap_seconds <= 30:
+            refuse("response_gap_seconds", "seconds between 0.05 and 30")
+        numbers = [self.temperature_cc, self.tempo_cc, self.density_cc, self.key_cc, *silence]
+        repeated = sorted({n for n in numbers if numbers.count(n) > 1})
+        if repeated:
+            raise CadenzaError(f"control map {path}: controller {repeated[0]} is used for two things")
 
 
 KEY_CHOICES = [None] + [str(key) for key in all_keys()] + ["auto"]
@@ -79,7 +112,7 @@ class Controls:
     program_changed: threading.Event = field(default_factory=threading.Event)
     played_notes: queue.Queue = field(default_factory=queue.Queue)
     last_player_activity: float = 0.0
-    held_keys: int = 0
+    held_since: dict = field(default_factory=dict)  # pitch -> monotonic onset, keys the player holds
 
     def set_temperature(self, value: float) -> None:
         self.temperature = float(min(max(value, 0.05), 5.0))
@@ -107,8 +140,12 @@ class Controls:
         current = self.density if isinstance(self.density, float) else typical
         self.set_density(current * factor)
 
-    def player_is_playing(self, gap: float) -> bool:
-        return self.held_keys > 0 or time.monotonic() - self.last_player_activity < gap
+    def player_is_playing(self, gap: float, longest_note: float) -> bool:
+        """A key held (for less than `longest_note` seconds: a stuck key or a lost note-off must
+        not pause the stream forever), or the last note ended less than `gap` seconds ago."""
+        now = time.monotonic()
+        held = any(now - onset < longest_note for onset in list(self.held_since.values()))
+        return held or now - self.last_player_activity < gap
 
 
 class MidiControlInput:
@@ -146,6 +183,8 @@ class MidiControlInput:
                 controls.set_key(key_from_cc(message.value))
             elif message.control in self.map.silence_ccs:
                 controls.silence.set()
+                self._open_notes.clear()  # all notes off means the player's too
+                controls.held_since = {}
         elif message.type == "program_change":
             controls.set_program(message.program)
         elif message.type == "note_on" and message.velocity > 0:
@@ -156,7 +195,7 @@ class MidiControlInput:
     def _note_started(self, pitch: int, velocity: int) -> None:
         now = time.monotonic()
         self._open_notes[pitch] = (now, velocity)
-        self.controls.held_keys = len(self._open_notes)
+        self.controls.held_since = {p: onset for p, (onset, _) in self._open_notes.items()}
         self.controls.last_player_activity = now
 
     def _note_ended(self, pitch: int) -> None:
@@ -168,7 +207,7 @@ class MidiControlInput:
         self._last_onset = onset
         note = np.array([(pitch, step, now - onset, velocity)], dtype=NOTE_DTYPE)[0]
         self.controls.played_notes.put(note)
-        self.controls.held_keys = len(self._open_notes)
+        self.controls.held_since = {p: onset for p, (onset, _) in self._open_notes.items()}
         self.controls.last_player_activity = now
 
     def close(self) -> None:

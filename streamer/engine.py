@@ -76,7 +76,7 @@ class Engine:
                 break
             self._apply_live_controls()
             self._apply_steering()
-            if controls.paused or controls.player_is_playing(settings.response_gap_seconds) or not controls.played_notes.empty():
+            if controls.paused or controls.player_is_playing(settings.response_gap_seconds, settings.max_note_seconds) or not controls.played_notes.empty():
                 self._absorb_player_notes()
                 onset = None  # resume just after the pause or the player's phrase
                 controls.stop.wait(0.01)

@@ -7,6 +7,7 @@ rtmidi's own queue keeps Python out of the audio thread.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -38,6 +39,7 @@ class PolledMidiInput:
             self.midi_in.open_port(matches[0])
         self.name = name
         self._on_message = on_message
+        self.skipped = 0
         self._poll_seconds = poll_seconds
         self._running = True
         self._thread = threading.Thread(target=self._run, name=f"midi-in-{name}", daemon=True)
@@ -52,12 +54,20 @@ class PolledMidiInput:
                 self.handle_event(event[0], event[1])
 
     def handle_event(self, data: list[int], delta_seconds: float) -> None:
-        """One message from rtmidi's queue; delta_seconds is the API's time since the previous one."""
+        """One message from rtmidi's queue; delta_seconds is the API's time since the previous one.
+
+        A message mido cannot read (truncated, unknown) or that its handler fails on is skipped and
+        counted, and the first one is reported on stderr: one bad message never stops the input.
+        """
         try:
             message = mido.Message.from_bytes(data)
-        except ValueError:
-            return  # an incomplete or unknown message: nothing to act on
-        self._on_message(message)
+            self._on_message(message)
+        except Exception as error:  # noqa: BLE001 - whatever a hostile device sends
+            self.skipped += 1
+            if self.skipped == 1:
+                hex_bytes = " ".join(f"{b:02X}" for b in data[:8])
+                sys.stderr.write(f"\ncadenza: skipped a MIDI message on {self.name!r} that cannot be used "
+                                 f"({hex_bytes}: {type(error).__name__}); later ones are only counted\n")
 
     def close(self) -> None:
         self._running = False

@@ -121,7 +121,10 @@ def _raise_stopped(*_) -> None:
 def serve(connection: Connection) -> None:
     """The sender process: open the outputs the first command names, then wait and send."""
     # Ctrl-C in a terminal reaches the engine too, which stops us in order; a SIGTERM may be ours alone.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C, a closed terminal (SIGHUP) and Ctrl-\ reach the whole process group: the engine
+    # handles them and tells this process to stop; if the engine dies, its pipe closes.
+    for ignored in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(ignored, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _raise_stopped)
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     spec, timing_log = connection.recv()

@@ -8,7 +8,7 @@ import pretty_midi
 import pytest
 
 from conftest import REPO as REPO_ROOT, pitch_entropy, run_cadenza, synthetic_midi
-from models.notes import make_notes
+from models.notes import make_notes, read_notes
 from models.runtime import Runtime
 from training.render import SAMPLE_RATE, synthesize
 
@@ -57,6 +57,24 @@ def test_lower_temperature_gives_lower_pitch_entropy():
     assert entropies[0] < entropies[1] < entropies[2], entropies
 
 
+def test_key_and_density_steer_the_shipped_model(tmp_path):
+    from models.controls import parse_key, scale_mask
+    from training.features import notes_per_second
+
+    result = run_cadenza("render", "--count", "8", "--notes", "300", "--seed", "2", "--key", "D minor",
+                         "--density", "4", "--out", str(tmp_path / "d4"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "d4" / "summary.json").read_text())
+    assert summary["settings"]["sampling"]["key"] == "D minor" and summary["settings"]["sampling"]["density"] == 4.0
+    in_scale, rates = [], []
+    for index in range(8):
+        notes = read_notes(tmp_path / "d4" / f"piece_{index:03d}.mid")
+        in_scale.append(np.mean(scale_mask(parse_key("D minor"))[notes["pitch"] % 12]))
+        rates.append(notes_per_second(notes))
+    assert np.mean(in_scale) > 0.85, in_scale
+    assert 2.5 < np.median(rates) < 6, rates
+
+
 def test_same_seed_same_pieces(tmp_path):
     for name in ("a", "b"):
         assert run_cadenza("render", "--count", "2", "--notes", "20", "--seed", "9", "--out", str(tmp_path / name)).returncode == 0
@@ -76,6 +94,13 @@ def test_primer_is_not_in_output_unless_asked(tmp_path):
     (["--instrument", "Violn"], "did you mean 'Violin'"),
     (["--instrument", "200"], "out of range"),
     (["--temperature", "0"], "temperature"),
+    (["--temperature", "nan"], "temperature"),
+    (["--pitch-temperature", "inf"], "pitch-temperature"),
+    (["--top-p", "1.5"], "top-p"),
+    (["--density", "0"], "density"),
+    (["--density", "fast"], "density"),
+    (["--key", "H major"], "cannot read key"),
+    (["--seed", "-1"], "seed"),
     (["--count", "0"], "count"),
     (["--notes", "0"], "notes"),
 ])
@@ -105,3 +130,18 @@ def test_notebook_logic_with_widget_values(tmp_path):
     assert result["wav"].stat().st_size > 1000 and result["plot"].read_bytes()[:4] == b"\x89PNG"
     notebook = json_module.loads((REPO_ROOT / "examples" / "interactive.ipynb").read_text())
     assert "build_interface" in "".join(notebook["cells"][1]["source"])
+
+
+def test_garbage_soundfont_name_with_folders_and_unwritable_out_are_refused(tmp_path):
+    garbage = tmp_path / "garbage.sf2"
+    garbage.write_bytes(b"RIFF" + b"\x00" * 400)
+    result = run_cadenza("render", "--out", str(tmp_path / "a"), "--notes", "5", "--wav", "--soundfont", str(garbage))
+    assert result.returncode == 2 and "cannot load soundfont" in result.stderr
+    assert not (tmp_path / "a").exists()
+    result = run_cadenza("render", "--out", str(tmp_path / "b"), "--notes", "5", "--name", "../escape")
+    assert result.returncode == 2 and "--name" in result.stderr
+    assert not (tmp_path / "escape_000.mid").exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run_cadenza("render", "--out", str(blocker / "sub"), "--notes", "5")
+    assert result.returncode == 2 and "cannot write to" in result.stderr

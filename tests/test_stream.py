@@ -176,6 +176,13 @@ def test_fluidsynth_through_jack_reaches_a_recording_client(jack_server, tmp_pat
 
 @pytest.mark.parametrize("arguments, message", [
     (["--temperature", "0"], "temperature"),
+    (["--temperature", "nan"], "temperature"),
+    (["--tempo-scale", "1e-6"], "tempo-scale"),
+    (["--tempo-scale", "inf"], "tempo-scale"),
+    (["--lookahead", "1e9"], "lookahead"),
+    (["--seed", "-1"], "seed"),
+    (["--density", "1e9"], "density"),
+    (["--key", "Q minor"], "cannot read key"),
     (["--instrument", "Violn"], "Violin"),
     (["--model", "/nonexistent/model"], "model folder not found"),
 ])
@@ -206,3 +213,113 @@ def test_connect_to_a_missing_port_is_a_one_line_error(jack_midi):
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("cadenza: error: no MIDI output port named 'no-such-port'")
+
+
+def _onset_rate(messages: list) -> float:
+    """Notes per second from arrival times (monotonic seconds, note-on)."""
+    times = [t for t, m in messages]
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def test_key_stream_plays_in_the_scale_and_density_cc_changes_the_rate(jack_midi):
+    from models.controls import parse_key, scale_mask
+
+    process = start_stream("steered", "--seed", "5", "--key", "D minor")
+    try:
+        listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, ":steered"))
+        control_out = jack_midi.open_output(wait_for_port(jack_midi.get_output_names, ":cadenza-control"))
+        notes = listener.wait_for_notes(60)
+        rates = {}
+        for density, value in ((4, 56), (16, 111)):  # CC71 maps 1-127 onto 1-24 notes/s, log scale
+            control_out.send(mido.Message("control_change", control=71, value=value))
+            time.sleep(1.0)  # past the lookahead and the notes already scheduled
+            since = time.monotonic()
+            listener.wait_for_notes(4 * density, since=since, timeout=60)
+            rates[density] = _onset_rate([(t, m) for t, m in listener.messages
+                                          if t >= since and m.type == "note_on" and m.velocity > 0])
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+        control_out.close()
+        listener.close()
+    finally:
+        process.kill()
+    in_scale = np.mean(scale_mask(parse_key("D minor"))[np.array([m.note for m in notes]) % 12])
+    assert in_scale > 0.8, in_scale
+    assert rates[16] > 2 * rates[4], rates
+
+
+@pytest.mark.parametrize("text, key", [
+    ("temperature_range = [2.0]", "temperature_range"),
+    ("tempo_range = [0, 2]", "tempo_range"),
+    ("silence_ccs = 7", "silence_ccs"),
+    ("density_cc = 1", "controller 1 is used for two things"),
+    ("key_cc = 300", "key_cc"),
+    ("response_gap_seconds = nan", "response_gap_seconds"),
+])
+def test_a_bad_control_map_is_refused_at_start(tmp_path, text, key):
+    control_map = tmp_path / "map.toml"
+    control_map.write_text(text + "\n")
+    wav = tmp_path / "never.wav"
+    result = run_cadenza("stream", "--no-keys", "--seconds", "1", "--audio-driver", "file", "--wav", str(wav),
+                         "--control-map", str(control_map))
+    assert result.returncode == 2, result.stderr
+    assert key in result.stderr.strip().splitlines()[-1]
+    assert not wav.exists()  # refused before any output opened
+
+
+def test_malformed_control_messages_are_skipped_and_control_survives(jack_midi):
+    process = start_stream("robust", "--seed", "3", "--tempo-scale", "0.5")
+    try:
+        listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, ":robust"))
+        control_out = jack_midi.open_output(wait_for_port(jack_midi.get_output_names, ":cadenza-control"))
+        listener.wait_for_notes(3)
+        import rtmidi
+
+        raw = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="raw-sender")
+        raw.open_port([i for i, p in enumerate(raw.get_ports()) if p.endswith(":cadenza-control")][0])
+        for data in ([0xF2, 0x01], [0xB0], [0x90, 0x3C], [0xF0, 0x01, 0x02]):
+            raw.send_message(data)
+        time.sleep(0.3)
+        control_out.send(mido.Message("program_change", program=40))
+        deadline = time.monotonic() + 10
+        while not any(m.type == "program_change" and m.program == 40 for _, m in listener.messages):
+            assert time.monotonic() < deadline, "control was lost after the malformed messages"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+        raw.close_port()
+        control_out.close()
+        listener.close()
+    finally:
+        process.kill()
+    assert "skipped a MIDI message" in process.stderr.read()
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGHUP, signal.SIGQUIT], ids=["SIGHUP", "SIGQUIT"])
+def test_a_closed_terminal_stops_as_cleanly_as_ctrl_c(jack_midi, stop_signal, tmp_path):
+    record = tmp_path / f"take-{stop_signal}.mid"
+    stop_mid_stream(jack_midi, f"hup{int(stop_signal)}", record, stop_signal, expect_code=0)
+    assert len([m for m in mido.MidiFile(str(record)) if m.type == "note_on" and m.velocity > 0]) >= 12
+
+
+def test_a_stuck_key_on_the_control_input_does_not_pause_the_stream_forever(jack_midi):
+    process = start_stream("stuck", "--seed", "2", "--max-note-seconds", "1")
+    try:
+        listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, ":stuck"))
+        control_out = jack_midi.open_output(wait_for_port(jack_midi.get_output_names, ":cadenza-control"))
+        listener.wait_for_notes(3)
+        control_out.send(mido.Message("note_on", note=60, velocity=90))  # and never a note-off
+        time.sleep(0.5)
+        paused_at = time.monotonic()
+        listener.wait_for_notes(5, since=paused_at + 0.2, timeout=8)  # cap 1 s + response gap 0.6 s
+        control_out.send(mido.Message("note_on", note=62, velocity=90))
+        time.sleep(0.2)
+        control_out.send(mido.Message("control_change", control=123, value=0))  # clears held keys at once
+        cleared_at = time.monotonic()
+        listener.wait_for_notes(3, since=cleared_at + 0.1, timeout=4)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+        control_out.close()
+        listener.close()
+    finally:
+        process.kill()

@@ -173,12 +173,16 @@ def render(model, backend, count, notes, instrument, primer, include_primer, see
     """Batch-render pieces to MIDI files (and WAV, plots, summary.json)."""
     import sys
 
-    from models.instruments import resolve_instrument
+    from models.instruments import check_soundfont, resolve_instrument
     from models.options import sampling_from_options
     from models.runtime import DEFAULT_MODEL_DIR, read_card
     from training.render import RenderSettings, render as run_render
 
     chosen = sampling_from_options(read_card(model or DEFAULT_MODEL_DIR), sampling)
+    if wav:
+        soundfont = check_soundfont(soundfont)
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise CadenzaError(f"--name {name!r} must be a plain file name prefix, without folders")
     settings = RenderSettings(out=out, count=count, notes=notes, sampling=chosen,
                               program=resolve_instrument(instrument), seed=seed, model=model, backend=backend,
                               primer=read_primer(primer) if primer else None, primer_path=str(primer) if primer else None,

@@ -125,4 +125,15 @@ def run_sweep(evaluation: ModelEvaluation, base: Sampling, settings: StyleSettin
     best, rows = sweep(runtime, real, second, settings, base, log=log)
     result = {"split": "validation", "best": best.to_dict(), "rows": rows}
     write_json(evaluation.out_dir / "sweep.json", result)
+    record_sampling(Path(evaluation.model_dir), best, max(row["mean_overlap"] for row in rows))
     return result
+
+
+def record_sampling(model_dir: Path, sampling: Sampling, mean_overlap: float) -> None:
+    """The sweep's choice becomes the model's default sampling: written into its card."""
+    card_path = model_dir / "card.json"
+    card = json.loads(card_path.read_text())
+    card["sampling"] = sampling.to_dict()
+    card["sampling_chosen_by"] = {"method": "style sweep on validation (cadenza evaluate --sweep)",
+                                  "mean_overlap": mean_overlap}
+    write_json(card_path, card)

@@ -103,12 +103,25 @@ def _distributions(notes: np.ndarray, bins: Bins, config) -> dict:
     return {head: np.bincount(encoded[head], minlength=size) / max(len(notes), 1) for head, size in sizes.items()}
 
 
+def check_writable(folder: Path) -> None:
+    """Create `folder` and write a probe file in it, or a one-line error."""
+    from models.errors import CadenzaError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".cadenza-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise CadenzaError(f"cannot write to {folder}: {error.strerror or error}") from None
+
+
 def render(settings: RenderSettings) -> dict:
     """Generate, write every file, and return the summary (also written as summary.json)."""
     runtime = Runtime(settings.model, backend=settings.backend, seed=settings.seed, batch=settings.count)
-    pieces, notes_per_second = generate(runtime, settings)
     out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)  # before the generating, not after it
+    pieces, notes_per_second = generate(runtime, settings)
     summaries = []
     for index in range(settings.count):
         notes = pieces[:, index]

@@ -7,6 +7,7 @@ best.keras (lowest validation loss) and state.json (epoch, best loss, patience, 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import sys
@@ -63,9 +64,12 @@ def _dataset(sampler: WindowSampler, batch_size: int, seed: int):
             return {k: spec(v) for k, v in value.items()}
         return tf.TensorSpec((None,) + value.shape[1:], tf.as_dtype(value.dtype))
 
+    passes = itertools.count()
+
     def generate():
-        # A fresh generator per epoch pass, each with its own seed: fresh windows every epoch.
-        rng = np.random.default_rng([seed, int(time.time_ns() % 2**31)])
+        # A fresh generator per pass over the dataset, each with its own seed: fresh windows every
+        # epoch, and the same ones again for the same --seed (a resume passes seed + epoch).
+        rng = np.random.default_rng([seed, next(passes)])
         while True:
             yield sampler.batch(batch_size, rng)
 
