@@ -81,8 +81,11 @@ def best_key(pitch_class_counts: np.ndarray) -> tuple[Key, float]:
 
 
 def key_profile(key: Key, profiles: dict) -> np.ndarray:
-    """A key's profile from the card's tonic-C profiles ({'major': [12], 'minor': [12]}), rolled to its tonic."""
-    return np.roll(np.asarray(profiles[key.mode], dtype=np.float32), key.tonic)
+    """A key's profile: the card's tonic-C profile of its mode ({'major': [12], 'minor': [12]}),
+    rolled to its tonic and kept to the scale. Real passages in a key also use a few notes
+    outside its scale; asking for the key asks for its scale, weighted as the music weights it."""
+    profile = np.roll(np.asarray(profiles[key.mode], dtype=np.float32), key.tonic) * scale_mask(key)
+    return profile / max(float(profile.sum()), 1e-6)
 
 
 def played_profile(pitches) -> np.ndarray | None:

@@ -79,7 +79,7 @@ def stream(**options):
     from models.runtime import Runtime
     from streamer.controls import KEY_HELP, ControlMap, Controls, TerminalKeys, status_line
     from streamer.engine import Engine, StreamError, StreamSettings
-    from streamer.outputs import OutputSpec, midi_backend
+    from streamer.outputs import OutputSpec, check_record_path, midi_backend
     from streamer.sender import SenderProcess
 
     from models.options import sampling_from_options
@@ -96,6 +96,8 @@ def stream(**options):
     spec = OutputSpec(port=options["port"], connect=options["connect"], midi_api=options["midi_api"],
                       fluidsynth=options["fluidsynth"], soundfont=options["soundfont"],
                       audio_driver=options["audio_driver"], wav=options["wav"], record=options["record"])
+    if options["record"]:
+        check_record_path(options["record"])
     runtime = Runtime(options["model"], backend=options["backend"], seed=options["seed"])
     if options["primer"]:
         runtime.prime(read_primer(options["primer"]))
@@ -137,7 +139,10 @@ def stream(**options):
             raise StreamFailed(str(error)) from None
         except Exception as error:  # a failed model step still silences everything on the way out
             raise StreamFailed(f"{type(error).__name__}: {error}") from None
-    _log(f"\nstopped after {engine.notes_generated} notes" + (f" ({engine.skips} skips)" if engine.skips else ""))
+    played = sender.notes_played if sender.notes_played is not None else "?"
+    _log(f"\nstopped after {played} notes played ({engine.notes_generated} generated"
+         + (f", {engine.skips} skips" if engine.skips else "")
+         + (f", {sender.notes_dropped} dropped after a suspension" if sender.notes_dropped else "") + ")")
 
 
 @click.command()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from models.instruments import default_soundfont
 from models.stderr import silenced_stderr
 
 MIDI_APIS = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE"}
+# Longer than one JACK period at common settings (2048 frames at 44.1 kHz = 46 ms), short at a stop.
+FLUSH_SECONDS = 0.06
 AUDIO_DRIVERS = {"linux": ["pipewire", "pulseaudio", "alsa", "jack"], "darwin": ["coreaudio"], "win32": ["wasapi", "dsound"]}
 
 
@@ -79,6 +82,9 @@ class MidiPortOutput:
         return self.connected_to is None or self.connected_to in self.backend.get_output_names()
 
     def close(self) -> None:
+        # rtmidi hands messages to JACK's (or ALSA's) queue; the server sends them in its next
+        # process cycle. Closing at once can drop the final note-offs and CC123 still queued.
+        time.sleep(FLUSH_SECONDS)
         self.port.close()
 
 
@@ -161,6 +167,7 @@ class RecordOutput:
         self.tempo = tempo
         self.events: list[tuple[float, mido.Message]] = []
         self.started = None
+        self.failure: str | None = None
 
     def send(self, message: mido.Message) -> None:
         now = time.monotonic()
@@ -180,9 +187,31 @@ class RecordOutput:
             track.append(message.copy(time=max(0, tick - last_tick)))
             last_tick = max(last_tick, tick)
         midi = mido.MidiFile(ticks_per_beat=self.ticks_per_beat, tracks=[track])
-        temporary = self.path.with_name(f".{self.path.name}.partial")
+        try:
+            self._save(midi, self.path)
+        except OSError as error:
+            # The take must not be lost: the folder vanished or filled up during the stream.
+            fallback = Path(tempfile.gettempdir()) / f"cadenza-take-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.mid"
+            self._save(midi, fallback)
+            self.failure = f"could not write {self.path} ({error.strerror or error}); the take is saved as {fallback}"
+            self.path = fallback
+
+    @staticmethod
+    def _save(midi: mido.MidiFile, path: Path) -> None:
+        temporary = path.with_name(f".{path.name}.partial")
         midi.save(str(temporary))
-        os.replace(temporary, self.path)
+        os.replace(temporary, path)
+
+
+def check_record_path(path: Path) -> None:
+    """A one-line error now, before the stream starts, if the take could not be written there."""
+    path = Path(path)
+    probe = path.with_name(f".{path.name}.probe-{os.getpid()}")
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise CadenzaError(f"cannot write --record {path}: {error.strerror or error}") from None
 
 
 @dataclass
@@ -216,6 +245,12 @@ def open_outputs(spec: OutputSpec, stack: ExitStack, log) -> tuple[list, list]:
         log(f"FluidSynth: audio driver {synth.driver}" + (f", writing {synth.wav_path}" if synth.wav_path else ""))
     if spec.record:
         recorder = RecordOutput(spec.record)
-        stack.callback(lambda: (recorder.close(), log(f"recorded to {recorder.path}")))
+        def close_recorder():
+            recorder.close()
+            if recorder.failure:
+                log(f"cadenza: {recorder.failure}")
+            log(f"recorded to {recorder.path}")
+
+        stack.callback(close_recorder)
         outputs.append(recorder)
     return outputs, watch

@@ -14,6 +14,9 @@ import time
 import mido
 
 NOTE_ON, NOTE_OFF, OTHER = 0, 1, 2
+# A note-on this far past its time was held back by a suspension (Ctrl-Z, a stalled machine):
+# dropped, like the engine skips ahead after a stall, instead of a burst of the whole backlog.
+STALE_NOTE_SECONDS = 0.25
 
 
 class Scheduler:
@@ -26,6 +29,8 @@ class Scheduler:
         self._counter = itertools.count()
         # (channel, pitch) -> id of the note sounding there; a re-struck key cuts the old note.
         self._sounding: dict[tuple[int, int], int] = {}
+        self.notes_played = 0
+        self.notes_dropped = 0
 
     def schedule_note(self, onset: float, end: float, channel: int, pitch: int, velocity: int) -> None:
         note_id = next(self._counter)
@@ -43,10 +48,15 @@ class Scheduler:
         return self._heap[0][0] if self._heap else None
 
     def send_due(self) -> None:
-        """Send every message whose time has come."""
-        while self._heap and self._heap[0][0] <= time.monotonic():
+        """Send every message whose time has come; drop note-ons gone stale (their note-offs then do nothing)."""
+        now = time.monotonic()
+        while self._heap and self._heap[0][0] <= now:
             when, _, kind, note_id, message = heapq.heappop(self._heap)
+            if kind == NOTE_ON and now - when > STALE_NOTE_SECONDS:
+                self.notes_dropped += 1
+                continue
             self._dispatch(when, kind, note_id, message)
+            now = time.monotonic()
 
     def _dispatch(self, when: float, kind: int, note_id: int, message: mido.Message) -> None:
         key = (message.channel, message.note) if kind != OTHER else None
@@ -58,6 +68,7 @@ class Scheduler:
             self._send_all(mido.Message("note_off", channel=key[0], note=key[1], velocity=0), when)
         if kind == NOTE_ON:
             self._sounding[key] = note_id
+            self.notes_played += 1
         self._send_all(message, when)
 
     def _send_all(self, message: mido.Message, when: float) -> None:

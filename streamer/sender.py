@@ -44,6 +44,8 @@ class SenderProcess:
         self._last_time = time.monotonic()
         self._error: str | None = None
         self.stopped = False
+        self.notes_played: int | None = None  # note-ons actually sent, known once stopped
+        self.notes_dropped = 0
 
     def wait_until_ready(self) -> None:
         """Block until the outputs are open; raise CadenzaError with the sender's reason if they are not."""
@@ -87,6 +89,8 @@ class SenderProcess:
                 return
             if kind == "error":
                 self._error = detail
+            elif kind == "played":
+                self.notes_played, self.notes_dropped = detail
             elif kind == "stopped":  # after our stop, or a SIGTERM of its own (to the process group)
                 self.stopped = True
 
@@ -94,9 +98,10 @@ class SenderProcess:
         """Silence everything, close the outputs and wait for the process to end."""
         self._send(("stop",))
         deadline = time.monotonic() + 10
-        while self._process.poll() is None and not self.stopped and time.monotonic() < deadline:
+        while self._process.poll() is None and self.notes_played is None and time.monotonic() < deadline:
             if self._connection.poll(0.05):
                 self._read_replies()
+        self._read_replies()
         try:
             self._process.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
@@ -151,6 +156,7 @@ def serve(connection: Connection) -> None:
             scheduler.silence_now()
         try:
             connection.send(("error", reason) if reason else ("stopped", None))
+            connection.send(("played", (scheduler.notes_played, scheduler.notes_dropped)))
         except OSError:
             pass  # the engine is gone
 

@@ -323,3 +323,71 @@ def test_a_stuck_key_on_the_control_input_does_not_pause_the_stream_forever(jack
         listener.close()
     finally:
         process.kill()
+
+
+def test_stop_loop_leaves_nothing_sounding_and_every_take_valid(jack_midi, tmp_path):
+    """40 short streams stopped by the end of --notes, SIGINT, SIGTERM or SIGHUP: zero notes left on."""
+    endings = ["notes", signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+    left_on, takes = [], 0
+    for index in range(40):
+        ending = endings[index % len(endings)]
+        record = tmp_path / f"take{index}.mid"
+        extra = ["--notes", "6"] if ending == "notes" else []
+        process = start_stream(f"loop{index}", "--seed", str(index), "--record", str(record), *extra)
+        try:
+            listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, f":loop{index}"))
+            listener.wait_for_notes(3)
+            if ending != "notes":
+                process.send_signal(ending)
+            assert process.wait(timeout=20) == 0, process.stderr.read()
+            assert " notes played (" in process.stderr.read()
+            time.sleep(0.1)
+            listener.close()
+        finally:
+            process.kill()
+        left_on.append(len(still_sounding(listener.messages)))
+        takes += len([m for m in mido.MidiFile(str(record)) if m.type == "note_on" and m.velocity > 0]) > 0
+    assert sum(left_on) == 0, left_on
+    assert takes == 40
+
+
+def test_unwritable_record_is_refused_before_the_stream_starts(tmp_path):
+    wav = tmp_path / "never.wav"
+    result = run_cadenza("stream", "--no-keys", "--seconds", "1", "--audio-driver", "file", "--wav", str(wav),
+                         "--record", str(tmp_path / "missing-folder" / "take.mid"))
+    assert result.returncode == 2 and "cannot write --record" in result.stderr
+    assert not wav.exists()
+
+
+def test_a_take_whose_folder_vanished_is_saved_to_a_fallback(tmp_path):
+    from streamer.outputs import RecordOutput
+
+    folder = tmp_path / "takes"
+    folder.mkdir()
+    recorder = RecordOutput(folder / "take.mid")
+    recorder.send(mido.Message("note_on", note=60, velocity=80))
+    recorder.send(mido.Message("note_off", note=60))
+    folder.rmdir()
+    recorder.close()
+    assert recorder.failure and str(recorder.path) in recorder.failure
+    try:
+        notes = [m for m in mido.MidiFile(str(recorder.path)) if m.type == "note_on"]
+        assert notes[0].note == 60
+    finally:
+        recorder.path.unlink()
+
+
+def test_notes_held_back_by_a_suspension_are_dropped_not_burst(tmp_path):
+    from streamer.outputs import RecordOutput
+    from streamer.scheduler import Scheduler
+
+    recorder = RecordOutput(tmp_path / "t.mid")
+    scheduler = Scheduler([recorder])
+    now = time.monotonic()
+    for offset in range(10):  # due a second ago: as if the process was stopped (Ctrl-Z) and resumed
+        scheduler.schedule_note(now - 1.0 + 0.01 * offset, now - 0.5, 0, 60 + offset, 80)
+    scheduler.schedule_note(now, now + 0.01, 0, 72, 90)
+    time.sleep(0.02)
+    scheduler.send_due()
+    sent = [m for _, m in recorder.events if m.type == "note_on"]
+    assert [m.note for m in sent] == [72] and scheduler.notes_dropped == 10 and scheduler.notes_played == 1

@@ -91,6 +91,9 @@ def run_stateful(evaluation: ModelEvaluation, max_notes: int | None, log=print) 
     existing = json.loads(path.read_text()) if path.exists() else {}
     existing["stateful"] = result | {"bins": {"time": runtime.config.time_bins, "velocity": runtime.config.velocity_bins}}
     write_json(path, existing)
+    if evaluation.out is None:
+        update_card(Path(evaluation.model_dir), lambda card: card.setdefault("metrics", {}).setdefault(
+            evaluation.split, {}).update({"stateful": existing["stateful"]}))
     return result
 
 
@@ -106,6 +109,12 @@ def run_style(evaluation: ModelEvaluation, sampling: Sampling, settings: StyleSe
                 "seconds": round(time.perf_counter() - started, 1)}
     out = evaluation.out_dir
     write_json(out / "style.json", summary)
+    if evaluation.out is None:  # the model's own evaluation: its card carries the headline figures
+        figures = {key: summary[key] for key in ("mean_overlap", "min_overlap", "mean_ceiling_overlap", "sampling")}
+        figures["density_change_over_stream"] = summary["drift"]["density_change"]
+        figures["steering"] = summary["steering"]
+        update_card(Path(evaluation.model_dir), lambda card: card.setdefault("metrics", {}).setdefault(
+            evaluation.split, {}).update({"style": figures}))
     if evaluation.plots:
         from training import plots
 
@@ -129,11 +138,17 @@ def run_sweep(evaluation: ModelEvaluation, base: Sampling, settings: StyleSettin
     return result
 
 
-def record_sampling(model_dir: Path, sampling: Sampling, mean_overlap: float) -> None:
-    """The sweep's choice becomes the model's default sampling: written into its card."""
+def update_card(model_dir: Path, change) -> None:
+    """Apply `change(card)` to the model's card.json and write it back atomically."""
     card_path = model_dir / "card.json"
     card = json.loads(card_path.read_text())
-    card["sampling"] = sampling.to_dict()
-    card["sampling_chosen_by"] = {"method": "style sweep on validation (cadenza evaluate --sweep)",
-                                  "mean_overlap": mean_overlap}
+    change(card)
     write_json(card_path, card)
+
+
+def record_sampling(model_dir: Path, sampling: Sampling, mean_overlap: float) -> None:
+    """The sweep's choice becomes the model's default sampling: written into its card."""
+    update_card(model_dir, lambda card: card.update({
+        "sampling": sampling.to_dict(),
+        "sampling_chosen_by": {"method": "style sweep on validation (cadenza evaluate --sweep)",
+                               "mean_overlap": mean_overlap}}))

@@ -120,6 +120,27 @@ def drift(runtime, sampling: Sampling, settings: StyleSettings) -> dict:
             "curves": curves, "density_change": (last - first) / first if first else 0.0}
 
 
+STEERING_DENSITIES = (4.0, 8.0, 16.0)
+STEERING_KEY = "D minor"
+
+
+def steering(runtime, sampling: Sampling, pieces: int = 16, notes: int = 500) -> dict:
+    """How well the controls are followed: measured notes/s at each target density, and the share
+    of notes in the scale when a key is asked for (on top of `sampling`'s temperatures)."""
+    from models.controls import parse_key, scale_mask
+    from training.features import notes_per_second
+
+    result = {"density": {}, "key": STEERING_KEY}
+    for target in STEERING_DENSITIES:
+        drawn = generate_pieces(runtime, replace(sampling, density=target), pieces, notes)
+        measured = float(np.median([notes_per_second(piece) for piece in drawn]))
+        result["density"][f"{target:g}"] = {"measured": round(measured, 3), "error": round(measured / target - 1, 4)}
+    drawn = generate_pieces(runtime, replace(sampling, key=STEERING_KEY), pieces, notes)
+    mask = scale_mask(parse_key(STEERING_KEY))
+    result["in_scale"] = round(float(np.mean(mask[np.concatenate([p["pitch"] for p in drawn]) % 12])), 4)
+    return result
+
+
 def summarize(generated: dict, ceiling: dict) -> dict:
     """One row per feature: real median, generated median, overlap, KL, and the human ceiling's."""
     features = {}
@@ -145,6 +166,7 @@ def evaluate_style(runtime, sampling: Sampling, real: list, second_real: list, s
     material = {"real": real_table, "generated": generated_table, "real_piece": real[0], "generated_piece": pieces[0]}
     if with_drift:
         summary["drift"] = drift(runtime, sampling, settings)
+        summary["steering"] = steering(runtime, sampling)
     return summary, material
 
 
@@ -202,4 +224,9 @@ def format_table(summary: dict) -> str:
         curve = summary["drift"]["curves"]["notes_per_second"]
         lines.append(f"drift of notes/s over {summary['drift']['parts']} parts of {summary['drift']['notes_per_part']} notes: "
                      + " ".join(f"{v:.2f}" for v in curve) + f" ({100 * summary['drift']['density_change']:+.1f} %)")
+    if "steering" in summary:
+        steer = summary["steering"]
+        lines.append("--density " + ", ".join(f"{target}: {row['measured']:.2f} notes/s ({100 * row['error']:+.0f} %)"
+                                             for target, row in steer["density"].items())
+                     + f"; --key '{steer['key']}': {100 * steer['in_scale']:.1f} % of notes in the scale")
     return "\n".join(lines)
