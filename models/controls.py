@@ -80,11 +80,14 @@ def best_key(pitch_class_counts: np.ndarray) -> tuple[Key, float]:
     return keys[index], float(shares[index])
 
 
-def key_profile(key: Key, profiles: dict) -> np.ndarray:
+def key_profile(key: Key, profiles: dict, strict: bool = True) -> np.ndarray:
     """A key's profile: the card's tonic-C profile of its mode ({'major': [12], 'minor': [12]}),
-    rolled to its tonic and kept to the scale. Real passages in a key also use a few notes
-    outside its scale; asking for the key asks for its scale, weighted as the music weights it."""
-    profile = np.roll(np.asarray(profiles[key.mode], dtype=np.float32), key.tonic) * scale_mask(key)
+    rolled to its tonic. Real passages in a key also use a few notes outside its scale; `strict`
+    keeps the profile to the scale (asking for a key asks for its scale, weighted as the music
+    weights it), otherwise the outside notes keep their share."""
+    profile = np.roll(np.asarray(profiles[key.mode], dtype=np.float32), key.tonic)
+    if strict:
+        profile = profile * scale_mask(key)
     return profile / max(float(profile.sum()), 1e-6)
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 
 from models.config import FIELD_ORDER
-from models.controls import control_vector, key_profile, parse_key, played_profile
+from models.controls import all_keys, control_vector, key_profile, parse_key, played_profile
 from models.errors import CadenzaError
 
 DENSITY_RANGE = (0.5, 40.0)  # notes per second a player may ask for
@@ -22,8 +22,10 @@ TEMPERATURE_RANGE = (0.05, 5.0)
 @dataclass(frozen=True)
 class Sampling:
     """temperature: all fields; <field>_temperature: one field (None: the overall one).
-    top_p: nucleus (None: off). density: notes per second, "auto" (the data's typical value) or None.
-    key: "D minor" etc., "auto" (follow the player) or None."""
+    top_p: nucleus (None: off). density: notes per second, "auto" (the data's typical value),
+    "random" (each stream draws one from the data's spread of pieces, and keeps it) or None.
+    key: "D minor" etc., "auto" (follow the player), "random" (each stream draws one of the 24
+    keys when it starts, and stays in it) or None."""
 
     temperature: float = 1.0
     top_p: float | None = None
@@ -33,6 +35,9 @@ class Sampling:
     velocity_temperature: float | None = None
     density: float | str | None = None
     key: str | None = None
+    # A key asked for by name keeps to its scale; a key drawn by 'random' is played as real pieces
+    # in that key are, with their share of notes from outside the scale.
+    key_strict: bool = True
 
     def head_temperature(self) -> dict:
         """{field: temperature} for the fields whose own temperature is set."""
@@ -58,9 +63,11 @@ class Sampling:
                 raise CadenzaError(f"{name.replace('_', '-')} {value} is outside {TEMPERATURE_RANGE[0]}-{TEMPERATURE_RANGE[1]}")
         if self.top_p is not None and not (0 < self.top_p <= 1):
             raise CadenzaError(f"top-p {self.top_p} is outside (0, 1]")
+        if self.density not in (None, "auto", "random") and not isinstance(self.density, (int, float)):
+            raise CadenzaError(f"density {self.density!r} is not notes per second, 'auto' or 'random'")
         if isinstance(self.density, (int, float)) and not (DENSITY_RANGE[0] <= self.density <= DENSITY_RANGE[1]):
             raise CadenzaError(f"density {self.density} notes/s is outside {DENSITY_RANGE[0]}-{DENSITY_RANGE[1]}")
-        if self.key not in (None, "auto"):
+        if self.key not in (None, "auto", "random"):
             try:
                 parse_key(self.key)
             except ValueError as error:
@@ -68,26 +75,26 @@ class Sampling:
 
 
 def parse_density(text: str | None):
-    """'6' -> 6.0, 'auto' -> 'auto', 'none' -> None; a one-line error otherwise."""
+    """'6' -> 6.0, 'auto' and 'random' stay, 'none' -> None; a one-line error otherwise."""
     if text is None or text.lower() == "none":
         return None
-    if text.lower() == "auto":
-        return "auto"
+    if text.lower() in ("auto", "random"):
+        return text.lower()
     try:
         value = float(text)
     except ValueError:
-        raise CadenzaError(f"--density takes notes per second, 'auto' or 'none', not {text!r}") from None
+        raise CadenzaError(f"--density takes notes per second, 'auto', 'random' or 'none', not {text!r}") from None
     if not math.isfinite(value) or not (DENSITY_RANGE[0] <= value <= DENSITY_RANGE[1]):
         raise CadenzaError(f"--density {text} is outside {DENSITY_RANGE[0]}-{DENSITY_RANGE[1]} notes/s")
     return value
 
 
 def parse_key_option(text: str | None):
-    """'D minor' stays, 'auto' stays, 'none' -> None; a one-line error for an unreadable key."""
+    """'D minor' stays, 'auto' and 'random' stay, 'none' -> None; a one-line error for an unreadable key."""
     if text is None or text.lower() == "none":
         return None
-    if text.lower() == "auto":
-        return "auto"
+    if text.lower() in ("auto", "random"):
+        return text.lower()
     try:
         return str(parse_key(text))
     except ValueError as error:
@@ -109,15 +116,49 @@ def scale_profiles(card: dict) -> dict:
     return flat
 
 
+def random_keys(count: int, rng: np.random.Generator) -> list:
+    """`count` keys drawn uniformly from the 24 major and minor keys, as names ('D minor')."""
+    keys = all_keys()
+    return [str(keys[index]) for index in rng.integers(0, len(keys), count)]
+
+
+def random_densities(count: int, card: dict, rng: np.random.Generator) -> list:
+    """`count` densities (notes/s) drawn from the card's quantiles of the training pieces' densities."""
+    controls = card.get("controls") or {}
+    quantiles = controls.get("density_quantiles")
+    if not quantiles:
+        return [float(controls.get("typical_density", 8.0))] * count
+    return [float(v) for v in np.interp(rng.random(count), np.linspace(0, 1, len(quantiles)), quantiles)]
+
+
+def resolve_random(sampling: Sampling, card: dict, rng: np.random.Generator) -> Sampling:
+    """One stream's Sampling with 'random' density and key drawn (and then kept)."""
+    if sampling.density == "random":
+        sampling = replace(sampling, density=random_densities(1, card, rng)[0])
+    if sampling.key == "random":
+        sampling = replace(sampling, key=random_keys(1, rng)[0], key_strict=False)
+    return sampling
+
+
+def stream_controls(sampling: Sampling, card: dict, streams: int, rng: np.random.Generator, played_pitches=None):
+    """Control vectors [streams, CONTROL_SIZE]; 'random' density or key is drawn for each stream."""
+    if "random" not in (sampling.density, sampling.key):
+        return np.repeat(controls_for(sampling, card, played_pitches)[None], streams, axis=0)
+    return np.stack([controls_for(resolve_random(sampling, card, rng), card, played_pitches) for _ in range(streams)])
+
+
 def controls_for(sampling: Sampling, card: dict, played_pitches=None) -> np.ndarray:
     """The control vector for a Sampling: 'auto' density is the card's typical density, 'auto' key
-    the profile of `played_pitches` (no key while nothing was played)."""
+    the profile of `played_pitches` (no key while nothing was played). 'random' is resolved per
+    stream by stream_controls or resolve_random, before this."""
     density = sampling.density
     if density == "auto":
         density = (card.get("controls") or {}).get("typical_density", 8.0)
+    if "random" in (sampling.density, sampling.key):
+        raise ValueError("'random' is drawn per stream: use stream_controls or resolve_random")
     profile = None
     if sampling.key == "auto":
         profile = played_profile(played_pitches if played_pitches is not None else [])
     elif sampling.key is not None:
-        profile = key_profile(parse_key(sampling.key), scale_profiles(card))
+        profile = key_profile(parse_key(sampling.key), scale_profiles(card), strict=sampling.key_strict)
     return control_vector(profile, density, None)

@@ -82,8 +82,11 @@ def stream(**options):
     from streamer.outputs import OutputSpec, check_record_path, midi_backend
     from streamer.sender import SenderProcess
 
+    import numpy as np
+
     from models.options import sampling_from_options
     from models.runtime import DEFAULT_MODEL_DIR, read_card
+    from models.sampling import resolve_random
 
     # From here on every terminating signal a user can send (Ctrl-C, kill, a closed terminal,
     # Ctrl-\) only asks the stream to stop: whatever was started is silenced on the way out.
@@ -91,7 +94,10 @@ def stream(**options):
     for signal_number in STOP_SIGNALS:
         signal.signal(signal_number, lambda *_: stop.set())
     program = resolve_instrument(options["instrument"])
-    sampling = sampling_from_options(read_card(options["model"] or DEFAULT_MODEL_DIR), options)
+    card = read_card(options["model"] or DEFAULT_MODEL_DIR)
+    sampling = sampling_from_options(card, options)
+    # 'random' density or key: drawn once for this stream now (reproducible with --seed), then kept.
+    sampling = resolve_random(sampling, card, np.random.default_rng(options["seed"]))
     control_map = ControlMap.load(options["control_map"])
     spec = OutputSpec(port=options["port"], connect=options["connect"], midi_api=options["midi_api"],
                       fluidsynth=options["fluidsynth"], soundfont=options["soundfont"],
@@ -116,7 +122,7 @@ def stream(**options):
         return backend_cache[0]
 
     controls = Controls(temperature=sampling.temperature, program=program, tempo_scale=options["tempo_scale"],
-                        density=sampling.density, key=sampling.key, stop=stop)
+                        density=sampling.density, key=sampling.key, key_strict=sampling.key_strict, stop=stop)
     with ExitStack() as stack:
         stack.callback(sender.stop)  # every note off, all-notes-off everywhere, outputs closed
         _open_control_input(stack, options, backend_factory, controls, control_map)

@@ -105,6 +105,7 @@ class Controls:
     tempo_scale: float = 1.0
     density: float | str | None = None
     key: str | None = None
+    key_strict: bool = True  # False for a key drawn by --key random (see Sampling)
     steering_version: int = 0
     paused: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
@@ -130,6 +131,7 @@ class Controls:
 
     def set_key(self, key: str | None) -> None:
         self.key = key
+        self.key_strict = True
         self.steering_version += 1
 
     def step_key(self, direction: int) -> None:

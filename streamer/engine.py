@@ -118,7 +118,7 @@ class Engine:
         if version == self._steering_applied:
             return
         self._steering_applied = version
-        sampling = Sampling(density=controls.density, key=controls.key)
+        sampling = Sampling(density=controls.density, key=controls.key, key_strict=controls.key_strict)
         self.runtime.set_controls(controls_for(sampling, self.runtime.card, list(self.played_pitches)))
 
     def _send_program(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -76,6 +77,33 @@ def stop_mid_stream(jack_midi, port: str, record, stop_signal: int, expect_code:
     return listener
 
 
+@contextlib.contextmanager
+def controlled_stream(jack_midi, port: str, *extra: str):
+    """A stream to `port` with a listener and an output into its control input; Ctrl-C at the end
+    must stop it with exit 0. Yields (process, listener, control_out)."""
+    process = start_stream(port, *extra)
+    try:
+        listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, f":{port}"))
+        control_out = jack_midi.open_output(wait_for_port(jack_midi.get_output_names, ":cadenza-control"))
+        listener.wait_for_notes(3)
+        yield process, listener, control_out
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+        control_out.close()
+        listener.close()
+    finally:
+        process.kill()
+
+
+def wait_for_program(listener, process, program: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(m.type == "program_change" and m.program == program for _, m in listener.messages):
+        assert time.monotonic() < deadline, (
+            f"the program change never reached the output: stream exit {process.poll()}, "
+            f"{len(listener.messages)} messages, last {listener.messages[-1:]}")
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_notes_pair_up_and_a_signal_silences_everything(jack_midi, stop_signal, tmp_path):
     record = tmp_path / "played.mid"
@@ -93,26 +121,11 @@ def _notes_after_control(listener, control_out, message, count):
 
 
 def test_cc1_moves_temperature_and_program_change_switches_instrument(jack_midi):
-    process = start_stream("controlled", "--seed", "3", "--tempo-scale", "0.3")
-    try:
-        listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, ":controlled"))
-        control_out = jack_midi.open_output(wait_for_port(jack_midi.get_output_names, ":cadenza-control"))
-        listener.wait_for_notes(3)
+    with controlled_stream(jack_midi, "controlled", "--seed", "3", "--tempo-scale", "0.3") as (process, listener, control_out):
         cold = _notes_after_control(listener, control_out, mido.Message("control_change", control=1, value=0), 80)
         hot = _notes_after_control(listener, control_out, mido.Message("control_change", control=1, value=127), 80)
         control_out.send(mido.Message("program_change", program=40))
-        deadline = time.monotonic() + 10
-        while not any(m.type == "program_change" and m.program == 40 for _, m in listener.messages):
-            assert time.monotonic() < deadline, (
-                f"the program change never reached the output: stream exit {process.poll()}, "
-                f"{len(listener.messages)} messages, last {listener.messages[-1:]}")
-            time.sleep(0.02)
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=15) == 0
-        control_out.close()
-        listener.close()
-    finally:
-        process.kill()
+        wait_for_program(listener, process, 40)
     cold_entropy = pitch_entropy([m.note for m in cold])
     hot_entropy = pitch_entropy([m.note for m in hot])
     assert cold_entropy + 1.0 < hot_entropy, (cold_entropy, hot_entropy)
@@ -224,10 +237,7 @@ def _onset_rate(messages: list) -> float:
 def test_key_stream_plays_in_the_scale_and_density_cc_changes_the_rate(jack_midi):
     from models.controls import parse_key, scale_mask
 
-    process = start_stream("steered", "--seed", "5", "--key", "D minor")
-    try:
-        listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, ":steered"))
-        control_out = jack_midi.open_output(wait_for_port(jack_midi.get_output_names, ":cadenza-control"))
+    with controlled_stream(jack_midi, "steered", "--seed", "5", "--key", "D minor") as (_, listener, control_out):
         notes = listener.wait_for_notes(60)
         rates = {}
         for density, value in ((4, 56), (16, 111)):  # CC71 maps 1-127 onto 1-24 notes/s, log scale
@@ -237,12 +247,6 @@ def test_key_stream_plays_in_the_scale_and_density_cc_changes_the_rate(jack_midi
             listener.wait_for_notes(4 * density, since=since, timeout=60)
             rates[density] = _onset_rate([(t, m) for t, m in listener.messages
                                           if t >= since and m.type == "note_on" and m.velocity > 0])
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=15) == 0
-        control_out.close()
-        listener.close()
-    finally:
-        process.kill()
     in_scale = np.mean(scale_mask(parse_key("D minor"))[np.array([m.note for m in notes]) % 12])
     assert in_scale > 0.8, in_scale
     assert rates[16] > 2 * rates[4], rates
@@ -268,30 +272,17 @@ def test_a_bad_control_map_is_refused_at_start(tmp_path, text, key):
 
 
 def test_malformed_control_messages_are_skipped_and_control_survives(jack_midi):
-    process = start_stream("robust", "--seed", "3", "--tempo-scale", "0.5")
-    try:
-        listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, ":robust"))
-        control_out = jack_midi.open_output(wait_for_port(jack_midi.get_output_names, ":cadenza-control"))
-        listener.wait_for_notes(3)
-        import rtmidi
+    import rtmidi
 
+    with controlled_stream(jack_midi, "robust", "--seed", "3", "--tempo-scale", "0.5") as (process, listener, control_out):
         raw = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="raw-sender")
         raw.open_port([i for i, p in enumerate(raw.get_ports()) if p.endswith(":cadenza-control")][0])
         for data in ([0xF2, 0x01], [0xB0], [0x90, 0x3C], [0xF0, 0x01, 0x02]):
             raw.send_message(data)
         time.sleep(0.3)
         control_out.send(mido.Message("program_change", program=40))
-        deadline = time.monotonic() + 10
-        while not any(m.type == "program_change" and m.program == 40 for _, m in listener.messages):
-            assert time.monotonic() < deadline, "control was lost after the malformed messages"
-            time.sleep(0.02)
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=15) == 0
+        wait_for_program(listener, process, 40)  # control still works after the malformed messages
         raw.close_port()
-        control_out.close()
-        listener.close()
-    finally:
-        process.kill()
     assert "skipped a MIDI message" in process.stderr.read()
 
 
@@ -303,11 +294,7 @@ def test_a_closed_terminal_stops_as_cleanly_as_ctrl_c(jack_midi, stop_signal, tm
 
 
 def test_a_stuck_key_on_the_control_input_does_not_pause_the_stream_forever(jack_midi):
-    process = start_stream("stuck", "--seed", "2", "--max-note-seconds", "1")
-    try:
-        listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, ":stuck"))
-        control_out = jack_midi.open_output(wait_for_port(jack_midi.get_output_names, ":cadenza-control"))
-        listener.wait_for_notes(3)
+    with controlled_stream(jack_midi, "stuck", "--seed", "2", "--max-note-seconds", "1") as (_, listener, control_out):
         control_out.send(mido.Message("note_on", note=60, velocity=90))  # and never a note-off
         time.sleep(0.5)
         paused_at = time.monotonic()
@@ -317,12 +304,6 @@ def test_a_stuck_key_on_the_control_input_does_not_pause_the_stream_forever(jack
         control_out.send(mido.Message("control_change", control=123, value=0))  # clears held keys at once
         cleared_at = time.monotonic()
         listener.wait_for_notes(3, since=cleared_at + 0.1, timeout=4)
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=15) == 0
-        control_out.close()
-        listener.close()
-    finally:
-        process.kill()
 
 
 def test_stop_loop_leaves_nothing_sounding_and_every_take_valid(jack_midi, tmp_path):

@@ -10,7 +10,7 @@ from conftest import run_cadenza
 from models.controls import UpcomingControls, best_key, control_vector, parse_key, scale_mask
 from models.errors import CadenzaError
 from models.notes import make_notes, write_midi
-from models.sampling import Sampling, controls_for, parse_density
+from models.sampling import Sampling, controls_for, parse_density, stream_controls
 from training import features
 from training.style import compare_sets, overlap_and_kl
 
@@ -102,6 +102,12 @@ def test_control_vectors_from_sampling():
     assert keyed[12] == 1 and keyed[:12].sum() == pytest.approx(1) and keyed[:12][scale_mask(parse_key("D minor"))].sum() > 0.99
     assert controls_for(Sampling(key="auto"), card, [62, 65, 69])[:12].max() == pytest.approx(1 / 3)
     assert not controls_for(Sampling(), card).any()
+    vectors = stream_controls(Sampling(key="random"), card, 64, np.random.default_rng(0))
+    assert vectors.shape == (64, 17) and np.all(vectors[:, 12] == 1)
+    assert len({tuple(np.round(v[:12], 4)) for v in vectors}) > 12  # many of the 24 keys drawn
+    spread = {"controls": {"density_quantiles": list(np.linspace(4, 20, 21))}}
+    densities = np.exp(stream_controls(Sampling(density="random"), spread, 500, np.random.default_rng(1))[:, 13]) * 8
+    assert 4 <= densities.min() and densities.max() <= 20 and 10 < np.median(densities) < 14
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,7 +194,7 @@ def test_evaluate_style_stateful_and_sweep_on_a_tiny_model(steered_model, tmp_pa
     result = run_cadenza("evaluate", str(exported), "--sweep", *common, "--no-plots", timeout=600)
     assert result.returncode == 0, result.stderr
     sweep = json.loads((out / "sweep.json").read_text())
-    assert sweep["split"] == "validation" and len(sweep["rows"]) == 18 + 12
+    assert sweep["split"] == "validation" and len(sweep["rows"]) == 54 + 12
     best = max(row["mean_overlap"] for row in sweep["rows"])
     assert [r for r in sweep["rows"] if r["sampling"] == sweep["best"]][0]["mean_overlap"] == best
     card = json.loads((exported / "card.json").read_text())

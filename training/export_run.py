@@ -30,6 +30,7 @@ def control_details(data: Path, config) -> dict:
         "key_seconds": config.key_seconds,
         "density_reference": DENSITY_REFERENCE,
         "typical_density": round(float(np.median(densities)), 3),
+        "density_quantiles": [round(float(q), 3) for q in np.percentile(densities, np.linspace(0, 100, 21))],
         "typical_velocity": round(float(np.median(train.notes["velocity"])), 1),
         "key_profiles": tonic_profiles(train.notes, train.offsets, config.key_seconds),
     }

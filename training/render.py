@@ -18,7 +18,7 @@ from models.config import Bins
 from models.instruments import default_soundfont, instrument_name
 from models.notes import NOTE_DTYPE, onsets, write_midi
 from models.runtime import Runtime
-from models.sampling import Sampling, controls_for
+from models.sampling import Sampling, stream_controls
 
 SAMPLE_RATE = 44100
 PEAK_LEVEL = 0.89  # -1 dBFS: loud enough to hear, clear of clipping
@@ -55,7 +55,7 @@ def generate(runtime: Runtime, settings: RenderSettings) -> tuple[np.ndarray, fl
         runtime.prime(settings.primer)
     sampling = settings.sampling
     primer_pitches = settings.primer["pitch"] if settings.primer is not None else None
-    runtime.set_controls(controls_for(sampling, runtime.card, primer_pitches))
+    runtime.set_controls(stream_controls(sampling, runtime.card, settings.count, runtime.rng, primer_pitches))
     head_temperature = sampling.head_temperature()
     pieces = np.zeros((settings.notes, settings.count), dtype=NOTE_DTYPE)
     started = time.perf_counter()
