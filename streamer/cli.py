@@ -128,7 +128,7 @@ def stream(**options):
         _open_control_input(stack, options, backend_factory, controls, control_map)
         settings = StreamSettings(lookahead_seconds=options["lookahead"], max_note_seconds=options["max_note_seconds"],
                                   notes=options["notes"], seconds=options["seconds"], top_p=sampling.top_p,
-                                  head_temperature=sampling.head_temperature(),
+                                  head_temperature=sampling.head_temperature(), start_temperature=sampling.temperature,
                                   response_gap_seconds=control_map.response_gap_seconds)
         engine = Engine(runtime, sender, controls, settings)
         if TerminalKeys.available() and not options["no_keys"]:

@@ -27,7 +27,9 @@ class StreamSettings:
     notes: int | None = None  # stop after this many notes
     seconds: float | None = None  # stop after this long
     top_p: float | None = None
-    head_temperature: dict = field(default_factory=dict)  # per field, over the live temperature
+    # Per-field temperatures at the start temperature; a live temperature change scales them alike.
+    head_temperature: dict = field(default_factory=dict)
+    start_temperature: float = 1.0
     channel: int = 0
     lead_in_seconds: float = 0.05
     # A note that would start further behind the clock than this means generation stalled:
@@ -88,8 +90,9 @@ class Engine:
 
     def _generate_one(self, onset: float | None, now: float) -> float:
         settings, controls = self.settings, self.controls
+        ratio = controls.temperature / settings.start_temperature
         note = self.runtime.sample(controls.temperature, top_p=settings.top_p,
-                                   head_temperature=settings.head_temperature)[0]
+                                   head_temperature={k: v * ratio for k, v in settings.head_temperature.items()})[0]
         scale = controls.tempo_scale
         if onset is None:
             onset = now + settings.lead_in_seconds

@@ -81,10 +81,13 @@ def stop_mid_stream(jack_midi, port: str, record, stop_signal: int, expect_code:
 def controlled_stream(jack_midi, port: str, *extra: str):
     """A stream to `port` with a listener and an output into its control input; Ctrl-C at the end
     must stop it with exit 0. Yields (process, listener, control_out)."""
+    # An earlier test's stream may still be closing its own control input: take the new one.
+    earlier = {name for name in jack_midi.get_output_names() if name.endswith(":cadenza-control")}
     process = start_stream(port, *extra)
     try:
         listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, f":{port}"))
-        control_out = jack_midi.open_output(wait_for_port(jack_midi.get_output_names, ":cadenza-control"))
+        control_out = jack_midi.open_output(wait_for_port(
+            lambda: [n for n in jack_midi.get_output_names() if n not in earlier], ":cadenza-control"))
         listener.wait_for_notes(3)
         yield process, listener, control_out
         process.send_signal(signal.SIGINT)
@@ -242,7 +245,9 @@ def test_key_stream_plays_in_the_scale_and_density_cc_changes_the_rate(jack_midi
         rates = {}
         for density, value in ((4, 56), (16, 111)):  # CC71 maps 1-127 onto 1-24 notes/s, log scale
             control_out.send(mido.Message("control_change", control=71, value=value))
-            time.sleep(1.0)  # past the lookahead and the notes already scheduled
+            # The control describes the next 4 s; the model moves to the new density over about
+            # that long (measured: the next 16 notes after 1 s still at the old rate, after 6 s at 3.7/s).
+            time.sleep(6.0)
             since = time.monotonic()
             listener.wait_for_notes(4 * density, since=since, timeout=60)
             rates[density] = _onset_rate([(t, m) for t, m in listener.messages
@@ -276,8 +281,9 @@ def test_malformed_control_messages_are_skipped_and_control_survives(jack_midi):
 
     with controlled_stream(jack_midi, "robust", "--seed", "3", "--tempo-scale", "0.5") as (process, listener, control_out):
         raw = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="raw-sender")
-        raw.open_port([i for i, p in enumerate(raw.get_ports()) if p.endswith(":cadenza-control")][0])
-        for data in ([0xF2, 0x01], [0xB0], [0x90, 0x3C], [0xF0, 0x01, 0x02]):
+        raw.open_port(raw.get_ports().index(control_out.name))
+        # (Not an unterminated SysEx: rtmidi itself swallows what follows one until an F7.)
+        for data in ([0xF2, 0x01], [0xB0], [0x90, 0x3C], [0xF8, 0x01, 0x02]):
             raw.send_message(data)
         time.sleep(0.3)
         control_out.send(mido.Message("program_change", program=40))
