@@ -65,3 +65,27 @@ def test_missing_folder_and_csv_are_one_line_errors(tmp_path):
     (tmp_path / "maestro").mkdir()
     result = run_cadenza("prepare", "--maestro", str(tmp_path / "maestro"), "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "maestro-v*.csv" in result.stderr
+
+
+def test_corrupt_manifest_out_as_a_file_and_malformed_csv_are_handled(tmp_path):
+    from conftest import run_cadenza, synthetic_midi
+
+    source = tmp_path / "midi"
+    source.mkdir()
+    synthetic_midi(source / "a.mid", tempo_change=False)
+    out = tmp_path / "prepared"
+    assert run_cadenza("prepare", "--midi-dir", str(source), "--out", str(out)).returncode == 0
+    (out / "manifest.json").write_text("{truncated")
+    again = run_cadenza("prepare", "--midi-dir", str(source), "--out", str(out))
+    assert again.returncode == 0, again.stderr  # parsed again, manifest rewritten
+    assert '"fingerprint"' in (out / "manifest.json").read_text()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    result = run_cadenza("prepare", "--midi-dir", str(source), "--out", str(a_file))
+    assert result.returncode == 2 and "is a file" in result.stderr
+    maestro = tmp_path / "maestro"
+    maestro.mkdir()
+    (maestro / "maestro-v3.0.0.csv").write_bytes(b'split,midi_filename\n"unterminated,\xff\xfe\n')
+    result = run_cadenza("prepare", "--maestro", str(maestro), "--out", str(tmp_path / "m"))
+    assert result.returncode == 2 and "cannot read" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

@@ -39,7 +39,10 @@ def list_maestro(maestro_dir: Path) -> list[SourceFile]:
     csv_files = sorted(maestro_dir.glob("maestro-v*.csv"))
     if not csv_files:
         raise CadenzaError(f"no maestro-v*.csv in {maestro_dir}")
-    table = pandas.read_csv(csv_files[0])
+    try:
+        table = pandas.read_csv(csv_files[0])
+    except (ValueError, UnicodeDecodeError, pandas.errors.ParserError) as error:
+        raise CadenzaError(f"cannot read {csv_files[0]}: {str(error).splitlines()[0]}") from None
     missing = {"split", "midi_filename"} - set(table.columns)
     if missing:
         raise CadenzaError(f"{csv_files[0].name} lacks the columns {sorted(missing)}")
@@ -137,12 +140,20 @@ def _run_workers(files, representation, workers, progress):
 def prepare(files: list[SourceFile], out: Path, source_description: dict, representation: Representation,
             workers: int | None = None, progress: bool = True, force: bool = False) -> dict:
     """Parse every file in parallel, write one cache per split and manifest.json; return the manifest."""
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise CadenzaError(f"--out {out} is a file, not a folder") from None
+    except OSError as error:
+        raise CadenzaError(f"cannot create {out}: {error.strerror or error}") from None
     fingerprint = stat_fingerprint(files, representation)
     manifest_path = out / "manifest.json"
     if not force and manifest_path.exists():
-        old = json.loads(manifest_path.read_text())
-        if old.get("fingerprint") == fingerprint and all((out / f"{s}.npz").exists() for s in SPLITS):
+        try:
+            old = json.loads(manifest_path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            old = {}  # a damaged manifest only means the cache cannot be trusted: parse again
+        if isinstance(old, dict) and old.get("fingerprint") == fingerprint and all((out / f"{s}.npz").exists() for s in SPLITS):
             old["up_to_date"] = True
             return old
     started = time.perf_counter()
