@@ -22,11 +22,11 @@ from pathlib import Path
 from models.config import FIELD_ORDER, Bins, ModelConfig
 from models.controls import CONTROL_SIZE
 from models.network import HEADS
+from models.runtime import CARD_FORMAT
 
 SAVEDMODEL_DIR = "savedmodel"
 TFLITE_FILE = "model.tflite"
 CARD_FILE = "card.json"
-CARD_FORMAT = "cadenza-step-v2"
 LICENSE = "CC BY-NC-SA 4.0 (inherited from the MAESTRO v3.0.0 training data)"
 # Stands for log(0) where a category lies outside the nucleus: finite, so one-hot sums stay exact.
 OUTSIDE_NUCLEUS_LOG_PROB = -1e30

@@ -122,12 +122,16 @@ def random_keys(count: int, rng: np.random.Generator) -> list:
     return [str(keys[index]) for index in rng.integers(0, len(keys), count)]
 
 
+def typical_density(card: dict) -> float:
+    """The training pieces' median notes per second, from the card ('--density auto')."""
+    return float((card.get("controls") or {}).get("typical_density", 8.0))
+
+
 def random_densities(count: int, card: dict, rng: np.random.Generator) -> list:
     """`count` densities (notes/s) drawn from the card's quantiles of the training pieces' densities."""
-    controls = card.get("controls") or {}
-    quantiles = controls.get("density_quantiles")
+    quantiles = (card.get("controls") or {}).get("density_quantiles")
     if not quantiles:
-        return [float(controls.get("typical_density", 8.0))] * count
+        return [typical_density(card)] * count
     return [float(v) for v in np.interp(rng.random(count), np.linspace(0, 1, len(quantiles)), quantiles)]
 
 
@@ -151,11 +155,9 @@ def controls_for(sampling: Sampling, card: dict, played_pitches=None) -> np.ndar
     """The control vector for a Sampling: 'auto' density is the card's typical density, 'auto' key
     the profile of `played_pitches` (no key while nothing was played). 'random' is resolved per
     stream by stream_controls or resolve_random, before this."""
-    density = sampling.density
-    if density == "auto":
-        density = (card.get("controls") or {}).get("typical_density", 8.0)
     if "random" in (sampling.density, sampling.key):
         raise ValueError("'random' is drawn per stream: use stream_controls or resolve_random")
+    density = typical_density(card) if sampling.density == "auto" else sampling.density
     profile = None
     if sampling.key == "auto":
         profile = played_profile(played_pitches if played_pitches is not None else [])

@@ -86,7 +86,7 @@ def stream(**options):
 
     from models.options import sampling_from_options
     from models.runtime import DEFAULT_MODEL_DIR, read_card
-    from models.sampling import resolve_random
+    from models.sampling import resolve_random, typical_density
 
     # From here on every terminating signal a user can send (Ctrl-C, kill, a closed terminal,
     # Ctrl-\) only asks the stream to stop: whatever was started is silenced on the way out.
@@ -132,8 +132,7 @@ def stream(**options):
                                   response_gap_seconds=control_map.response_gap_seconds)
         engine = Engine(runtime, sender, controls, settings)
         if TerminalKeys.available() and not options["no_keys"]:
-            keys = TerminalKeys(controls, instrument_name,
-                                (runtime.card.get("controls") or {}).get("typical_density", 8.0))
+            keys = TerminalKeys(controls, instrument_name, typical_density(card))
             stack.callback(keys.close)
             engine.on_tick = lambda e: sys.stderr.write(status_line(controls, e.notes_generated, instrument_name))
             _log(KEY_HELP)

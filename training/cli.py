@@ -110,6 +110,7 @@ def evaluate(model, split_name, data, style, sweep, stateful, max_notes, pieces,
         return
     from models.options import sampling_from_options
     from models.runtime import read_card
+    from models.sampling import Sampling
     from training import model_eval
     from training.style import StyleSettings
 
@@ -126,7 +127,7 @@ def evaluate(model, split_name, data, style, sweep, stateful, max_notes, pieces,
                    + f"; pitch top-1 {result['pitch_top1']:.3f} over {result['notes']:,} notes")
     if sweep:
         result = model_eval.run_sweep(evaluation, chosen, settings, log=log)
-        chosen = model_eval.Sampling(**result["best"])
+        chosen = Sampling(**result["best"])
         click.echo(f"sweep (validation): best {result['best']}")
     if style or sweep:
         model_eval.run_style(evaluation, chosen, settings, log=click.echo)
