@@ -57,26 +57,70 @@ def draw_field(tf, logits, temperature, top_p, uniform, forced):
     sampled = tf.cast(tf.argmax(tf.cast(reached, tf.int32), axis=1), tf.int32)
     choice = tf.where(forced >= 0, forced, sampled)
     kept_log_probs = tf.where(keep, log_probs - tf.math.log(mass), OUTSIDE_NUCLEUS_LOG_PROB)
-    chosen = tf.reduce_sum(tf.one_hot(choice, size, dtype=tf.float32) * kept_log_probs, axis=1)
+    chosen = tf.gather(kept_log_probs, choice, batch_dims=1)
     most_likely = tf.cast(tf.argmax(logits, axis=1), tf.int32)
     return choice, chosen, most_likely
 
 
+def folded_weights(model, config: ModelConfig) -> dict:
+    """The trained weights rearranged for one step, with the same arithmetic as the Keras layers.
+
+    An embedding followed by a dense layer is one lookup table (embedding @ the kernel's rows for
+    it), so each embedded input costs a gather instead of a matrix product; each LSTM layer's
+    input and recurrent kernels are stacked to take [input, h] in one product. Measured on the
+    shipped network this takes about a tenth off the TFLite step.
+    """
+    import numpy as np
+
+    def embedding(name):
+        return model.get_layer(name).embeddings.numpy()
+
+    folded = {"lstm": [], "heads": {}}
+    rows = 0
+    tables = []
+    for name in HEADS:
+        table = embedding(f"{name}_embedding")
+        tables.append((name, table, rows))
+        rows += table.shape[1]
+    for index in range(config.lstm_layers):
+        cell = model.get_layer(f"lstm_{index}").cell
+        kernel, recurrent, bias = (w.numpy() for w in (cell.kernel, cell.recurrent_kernel, cell.bias))
+        if index == 0:
+            folded["inputs"] = {name: table @ kernel[start:start + table.shape[1]] for name, table, start in tables}
+            folded["inputs"]["pitch"] = folded["inputs"]["pitch"] + bias  # added once, with the pitch row
+            kernel, bias = kernel[rows:], np.zeros_like(bias)  # what is left: the controls' rows
+        folded["lstm"].append((np.concatenate([kernel, recurrent]), bias))
+    for column, name in enumerate(FIELD_ORDER):
+        hidden_layer, logits_layer = model.get_layer(name).layers
+        kernel, bias = hidden_layer.kernel.numpy(), hidden_layer.bias.numpy()
+        drawn, start = {}, config.lstm_units
+        for earlier in FIELD_ORDER[:column]:
+            table = embedding(f"{earlier}_drawn")
+            drawn[earlier] = table @ kernel[start:start + table.shape[1]]
+            start += table.shape[1]
+        folded["heads"][name] = {"state_kernel": kernel[:config.lstm_units], "bias": bias, "drawn": drawn,
+                                 "logits": (logits_layer.kernel.numpy(), logits_layer.bias.numpy())}
+    return folded
+
+
 def make_step_module(model, config: ModelConfig):
-    """A tf.Module whose `step` and `initial_state` functions reuse the trained layers."""
+    """A tf.Module whose `step` and `initial_state` functions compute what the trained layers do."""
     import tensorflow as tf
 
     batch_vector = lambda name, dtype=tf.int32: tf.TensorSpec([None], dtype, name=name)  # noqa: E731
     per_field = lambda name, dtype=tf.float32: tf.TensorSpec([None, len(FIELD_ORDER)], dtype, name=name)  # noqa: E731
+    weights = folded_weights(model, config)
+    constant = lambda array: tf.constant(array, tf.float32)  # noqa: E731
 
     class StepModule(tf.Module):
         def __init__(self):
             super().__init__()
-            self.embeddings = [model.get_layer(f"{name}_embedding") for name in HEADS]
-            self.cells = [model.get_layer(f"lstm_{i}").cell for i in range(config.lstm_layers)]
-            # A head's layers one by one: the Sequential itself was built for [B, T, features].
-            self.heads = {name: model.get_layer(name).layers for name in FIELD_ORDER}
-            self.drawn = {name: model.get_layer(f"{name}_drawn") for name in FIELD_ORDER[:-1]}
+            self.input_tables = {name: constant(table) for name, table in weights["inputs"].items()}
+            self.lstm = [(constant(kernel), constant(bias)) for kernel, bias in weights["lstm"]]
+            self.heads = {name: {"state_kernel": constant(head["state_kernel"]), "bias": constant(head["bias"]),
+                                 "drawn": {k: constant(v) for k, v in head["drawn"].items()},
+                                 "logits": tuple(constant(w) for w in head["logits"])}
+                          for name, head in weights["heads"].items()}
 
         @tf.function(input_signature=[batch_vector(n) for n in HEADS] + [
             tf.TensorSpec([None, *state_shape(config)], tf.float32, name="state"),
@@ -84,24 +128,27 @@ def make_step_module(model, config: ModelConfig):
             per_field("temperature"), batch_vector("top_p", tf.float32), per_field("uniform"),
             per_field("forced", tf.int32)])
         def step(self, pitch, step, duration, velocity, state, controls, temperature, top_p, uniform, forced):
-            features = [embedding(v) for embedding, v in zip(self.embeddings, (pitch, step, duration, velocity))]
-            hidden = tf.concat(features + [controls], axis=-1)
-            new_state = []
-            for index, cell in enumerate(self.cells):
-                hidden, (h, c) = cell(hidden, [state[:, 2 * index], state[:, 2 * index + 1]], training=False)
-                new_state += [h, c]
-            outputs, log_probs, most_likely, context = {}, [], [], [hidden]
+            previous = {"pitch": pitch, "step": step, "duration": duration, "velocity": velocity}
+            looked_up = tf.add_n([tf.gather(self.input_tables[name], previous[name]) for name in HEADS])
+            hidden, new_state = controls, []
+            for index, (kernel, bias) in enumerate(self.lstm):
+                h, c = state[:, 2 * index], state[:, 2 * index + 1]
+                z = tf.matmul(tf.concat([hidden, h], axis=1), kernel) + (looked_up if index == 0 else bias)
+                gate_in, gate_forget, candidate, gate_out = tf.split(z, 4, axis=1)  # Keras' gate order
+                c = tf.sigmoid(gate_forget) * c + tf.sigmoid(gate_in) * tf.tanh(candidate)
+                hidden = tf.sigmoid(gate_out) * tf.tanh(c)
+                new_state += [hidden, c]
+            outputs, log_probs, most_likely = {}, [], []
             for column, name in enumerate(FIELD_ORDER):
-                logits = tf.concat(context, axis=-1)
-                for layer in self.heads[name]:
-                    logits = layer(logits)
+                head = self.heads[name]
+                pre = [tf.matmul(hidden, head["state_kernel"])]
+                pre += [tf.gather(table, outputs[earlier]) for earlier, table in head["drawn"].items()]
+                logits = tf.matmul(tf.nn.relu(tf.add_n(pre) + head["bias"]), head["logits"][0]) + head["logits"][1]
                 choice, log_prob, best = draw_field(tf, logits, temperature[:, column], top_p, uniform[:, column],
                                                     forced[:, column])
                 outputs[name] = choice
                 log_probs.append(log_prob)
                 most_likely.append(best)
-                if name in self.drawn:
-                    context.append(self.drawn[name](choice))
             outputs["log_prob"] = tf.stack(log_probs, axis=1)
             outputs["most_likely"] = tf.stack(most_likely, axis=1)
             outputs["state"] = tf.stack(new_state, axis=1)

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 import mido
 
-from models.sampling import Sampling, controls_for
+from models.sampling import Sampling, controls_for, typical_density
 
 from streamer.controls import Controls
+from streamer.density import DensityBridge
 from streamer.sender import SenderProcess
 
 
@@ -55,6 +56,7 @@ class Engine:
         self.on_tick = None  # called about every 0.1 s (status line)
         self.played_pitches = collections.deque(maxlen=settings.key_memory_notes)
         self._steering_applied = None
+        self.density_bridge = DensityBridge()
 
     def run(self) -> None:
         """Generate until --notes, --seconds or a stop; raise StreamError if something broke."""
@@ -97,7 +99,7 @@ class Engine:
         if onset is None:
             onset = now + settings.lead_in_seconds
         else:
-            onset += float(note["step"]) * scale
+            onset += self.density_bridge.stretch(float(note["step"])) * scale
         if onset < time.monotonic() - settings.late_limit_seconds:
             self.skips += 1
             onset = time.monotonic() + settings.lead_in_seconds
@@ -122,6 +124,7 @@ class Engine:
             return
         self._steering_applied = version
         sampling = Sampling(density=controls.density, key=controls.key, key_strict=controls.key_strict)
+        self.density_bridge.retarget(typical_density(self.runtime.card) if controls.density == "auto" else controls.density)
         self.runtime.set_controls(controls_for(sampling, self.runtime.card, list(self.played_pitches)))
 
     def _send_program(self) -> None:

@@ -38,6 +38,15 @@ def test_train_checkpoints_resumes_evaluates_and_exports(prepared, tmp_path):
     rows = list(csv.DictReader(open(run / "log.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert int(rows[1]["predictions_seen"]) == 2 * int(rows[0]["predictions_seen"])
+    # Moving the end anneals from where the rate is; a run stopped by its budget goes on when given more.
+    assert "annealing to" in resumed.stdout, resumed.stdout
+    budget = run_cadenza("train", "--data", str(prepared), "--out", str(run), "--epochs", "4", "--resume",
+                         "--max-minutes", "0.0001", *TINY, timeout=300)
+    assert budget.returncode == 0 and json.loads((run / "state.json").read_text())["stopped_because"] == "time budget"
+    more = run_cadenza("train", "--data", str(prepared), "--out", str(run), "--epochs", "4", "--resume", *TINY,
+                       timeout=300)
+    assert more.returncode == 0, more.stderr
+    assert [int(r["epoch"]) for r in csv.DictReader(open(run / "log.csv"))] == [1, 2, 3, 4]
     evaluated = run_cadenza("evaluate", str(run), "--split", "train", timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr
     result = json.loads((run / "evaluation" / "train.json").read_text())
@@ -48,7 +57,7 @@ def test_train_checkpoints_resumes_evaluates_and_exports(prepared, tmp_path):
     exported = run_cadenza("export", str(run), "--out", str(tmp_path / "model"), timeout=300)
     assert exported.returncode == 0, exported.stderr
     card = json.loads((tmp_path / "model" / "card.json").read_text())
-    assert card["training"]["epochs_run"] == 2 and "CC BY-NC-SA 4.0" in card["license"]
+    assert card["training"]["epochs_run"] == 4 and "CC BY-NC-SA 4.0" in card["license"]
 
 
 def test_mirrored_strategy_on_two_logical_cpus(prepared, tmp_path):

@@ -7,6 +7,7 @@ best.keras (lowest validation loss) and state.json (epoch, best loss, patience, 
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import json
 import os
@@ -95,6 +96,56 @@ def _concat(items):
     if isinstance(items[0], dict):
         return {k: np.concatenate([i[k] for i in items]) for k in items[0]}
     return np.concatenate(items)
+
+
+@functools.cache
+def _schedule_class():
+    import keras
+
+    @keras.saving.register_keras_serializable(package="cadenza")
+    class ResumedCosine(keras.optimizers.schedules.LearningRateSchedule):
+        """Cosine from the rate a resumed run had reached down to its floor, over the steps now left.
+
+        Used when a resume changes --epochs: the original CosineDecay would jump (or stop short),
+        while this one anneals smoothly to the same floor at the new end.
+        """
+
+        def __init__(self, start_rate, start_step, end_step, floor_rate):
+            self.start_rate, self.start_step = float(start_rate), int(start_step)
+            self.end_step, self.floor_rate = int(end_step), float(floor_rate)
+
+        def __call__(self, step):
+            import keras.ops as ops
+
+            span = max(self.end_step - self.start_step, 1)
+            done = ops.clip((ops.cast(step, "float32") - self.start_step) / span, 0.0, 1.0)
+            cosine = 0.5 * (1.0 + ops.cos(np.pi * done))
+            return self.floor_rate + (self.start_rate - self.floor_rate) * cosine
+
+        def get_config(self):
+            return {"start_rate": self.start_rate, "start_step": self.start_step,
+                    "end_step": self.end_step, "floor_rate": self.floor_rate}
+
+    return ResumedCosine
+
+
+def _reschedule(model, config: ModelConfig, total_steps: int) -> None:
+    """A resume that moves the run's end gets a schedule that ends there (from the current rate)."""
+    import keras
+
+    optimizer = model.optimizer
+    schedule = optimizer._learning_rate
+    if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return
+    end_step = getattr(schedule, "end_step", None) or getattr(schedule, "decay_steps", None)
+    if end_step == total_steps:
+        return
+    step = int(optimizer.iterations.numpy())
+    rate = float(keras.ops.convert_to_numpy(schedule(step)))
+    floor = config.learning_rate * 0.05
+    optimizer._learning_rate = _schedule_class()(rate, step, total_steps, min(floor, rate))
+    print(f"learning rate: {rate:.5f} at step {step}, annealing to {min(floor, rate):.5f} at step {total_steps}",
+          flush=True)
 
 
 def _build(config: ModelConfig, total_steps: int):
@@ -189,8 +240,9 @@ def train(settings: TrainSettings, config: ModelConfig) -> dict:
     import keras
 
     config, state = _start_or_resume(settings, config)
-    if state.get("stopped_because"):
+    if state.get("stopped_because") and not _may_continue(state, settings):
         return state
+    state.pop("stopped_because", None)
     keras.utils.set_random_seed(settings.seed + state["epoch"])
     train_sampler = WindowSampler(load_split(settings.data, "train"), config)
     validation_sampler = WindowSampler(load_split(settings.data, "validation"), config)
@@ -200,6 +252,7 @@ def train(settings: TrainSettings, config: ModelConfig) -> dict:
         if settings.resume:
             model = keras.models.load_model(settings.out / "last.keras", compile=True, safe_mode=False,
                                             custom_objects=_custom_objects())
+            _reschedule(model, config, settings.epochs * settings.steps_per_epoch)
         else:
             model = _build(config, settings.epochs * settings.steps_per_epoch)
     validation = _validation_arrays(validation_sampler, settings.validation_windows, config.batch_size)
@@ -266,10 +319,19 @@ def _train_on_batches(model, sampler: WindowSampler, settings: TrainSettings, co
         done.set()
 
 
+def _may_continue(state: dict, settings: TrainSettings) -> bool:
+    """A stopped run goes on when the resume lifts what stopped it (more minutes, more patience)."""
+    if state["epoch"] >= settings.epochs:
+        return False
+    if state["stopped_because"] == "time budget":
+        return not settings.max_minutes or state["train_seconds"] < settings.max_minutes * 60
+    return state["wait"] < settings.patience
+
+
 def _custom_objects() -> dict:
     from models.network import positive_pressure_mse
 
-    return {"positive_pressure_mse": positive_pressure_mse}
+    return {"positive_pressure_mse": positive_pressure_mse, "ResumedCosine": _schedule_class()}
 
 
 def preset_config(preset: str, **overrides) -> ModelConfig:
