@@ -1,9 +1,24 @@
 """The `cadenza` command: one click group; each side adds its own subcommands."""
 
 import os
+import signal
+import sys
+
+
+def _stopped_during_start_up(signal_number, frame):
+    """Until a command sets its own handling, a stop signal is a quiet exit, not a traceback."""
+    sys.stderr.write(f"\ncadenza: stopped by {signal.Signals(signal_number).name}\n")
+    sys.exit(128 + signal_number)
+
+
+for _signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+    signal.signal(_signal, _stopped_during_start_up)
 
 # TensorFlow's C++ start-up chatter would bury cadenza's own one-line messages.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Probing for a JACK server (FluidSynth's audio driver, a JACK MIDI port) must not start one:
+# that took about 6 s, printed jackd's banner and left its semaphores in /dev/shm.
+os.environ.setdefault("JACK_NO_START_SERVER", "1")
 
 import click  # noqa: E402
 

@@ -20,17 +20,19 @@ def head_sizes(config: ModelConfig) -> dict:
     return {"pitch": 128, "step": config.time_bins, "duration": config.time_bins, "velocity": config.velocity_bins}
 
 
-def build_model(config: ModelConfig) -> keras.Model:
+def build_model(config: ModelConfig, field_order: tuple = FIELD_ORDER, conditioned: bool = True) -> keras.Model:
     """Sequence to sequence: at every position, the NEXT note's four fields, drawn one after another.
 
     Inputs: the current note's four fields ("pitch" ...), the controls for what comes next
     ("controls", [B, T, CONTROL_SIZE]), and the next note's true fields ("next_step" ...) for the
     heads of the fields drawn after them (teacher forcing). Each head sees the recurrent state and
-    the fields before it in FIELD_ORDER.
+    the fields before it in FIELD_ORDER (`field_order` other than that is for the ablation in
+    bench/field_order.py only: the export and runtime draw in FIELD_ORDER; so is `conditioned`
+    False, four independent heads as in the previous design).
     """
     inputs = {name: keras.Input(shape=(None,), dtype="int32", name=f"{name}_input") for name in HEADS}
     inputs["controls"] = keras.Input(shape=(None, CONTROL_SIZE), dtype="float32", name="controls_input")
-    for name in FIELD_ORDER[:-1]:
+    for name in field_order[:-1]:
         inputs[f"next_{name}"] = keras.Input(shape=(None,), dtype="int32", name=f"next_{name}_input")
     embedded = [
         layers.Embedding(128, config.pitch_embedding, name="pitch_embedding")(inputs["pitch"]),
@@ -46,10 +48,10 @@ def build_model(config: ModelConfig) -> keras.Model:
             hidden = layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
     sizes = head_sizes(config)
     outputs, context = {}, [hidden]
-    for name in FIELD_ORDER:
+    for name in field_order:
         head_input = context[0] if len(context) == 1 else layers.Concatenate(name=f"{name}_context")(context)
         outputs[name] = field_head(config, name, sizes[name])(head_input)
-        if name != FIELD_ORDER[-1]:
+        if conditioned and name != field_order[-1]:
             context.append(layers.Embedding(sizes[name], config.field_embedding, name=f"{name}_drawn")(inputs[f"next_{name}"]))
     return keras.Model(inputs, outputs, name="cadenza")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from contextlib import contextmanager
 
 
@@ -22,3 +23,20 @@ def silenced_stderr(active: bool = True):
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+@contextmanager
+def captured_stderr():
+    """Like silenced_stderr, but keeps what was printed: the yielded list gets its lines at exit."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines += [line.strip() for line in capture.read().decode(errors="replace").splitlines() if line.strip()]

@@ -75,6 +75,11 @@ def _open_control_input(stack: ExitStack, options: dict, backend_factory, contro
 @click.option("--timing-log", type=click.Path(path_type=Path, dir_okay=False), hidden=True)
 def stream(**options):
     """Improvise live: to a virtual MIDI port, an existing port and/or FluidSynth. Ctrl-C stops."""
+    # From here on every terminating signal a user can send (Ctrl-C, kill, a closed terminal,
+    # Ctrl-\) only asks the stream to stop: whatever was started is silenced on the way out.
+    stop = threading.Event()
+    for signal_number in STOP_SIGNALS:
+        signal.signal(signal_number, lambda *_: stop.set())
     from models.instruments import instrument_name, resolve_instrument
     from models.runtime import Runtime
     from streamer.controls import KEY_HELP, ControlMap, Controls, TerminalKeys, status_line
@@ -88,11 +93,6 @@ def stream(**options):
     from models.runtime import DEFAULT_MODEL_DIR, read_card
     from models.sampling import resolve_random, typical_density
 
-    # From here on every terminating signal a user can send (Ctrl-C, kill, a closed terminal,
-    # Ctrl-\) only asks the stream to stop: whatever was started is silenced on the way out.
-    stop = threading.Event()
-    for signal_number in STOP_SIGNALS:
-        signal.signal(signal_number, lambda *_: stop.set())
     program = resolve_instrument(options["instrument"])
     card = read_card(options["model"] or DEFAULT_MODEL_DIR)
     sampling = sampling_from_options(card, options)

@@ -14,6 +14,8 @@ import time
 import mido
 import rtmidi
 
+from models.stderr import silenced_stderr
+
 
 def rtmidi_api(backend: mido.Backend) -> int:
     """The rtmidi API constant behind a mido backend name such as 'mido.backends.rtmidi/UNIX_JACK'."""
@@ -21,12 +23,24 @@ def rtmidi_api(backend: mido.Backend) -> int:
     return getattr(rtmidi, f"API_{api}") if api else rtmidi.API_UNSPECIFIED
 
 
+def midi_system_alive(api: int) -> bool:
+    """False once the MIDI system under our ports is gone (a JACK server that stopped or was
+    killed). Nothing can be sent then, and closing a port would crash the process."""
+    try:
+        with silenced_stderr():  # libjack explains at length that there is no server
+            rtmidi.MidiOut(api).delete()
+    except (SystemError, OSError, RuntimeError):
+        return False
+    return True
+
+
 class PolledMidiInput:
     """Opens a virtual input (virtual=True) or an existing port by name, and calls on_message per message."""
 
     def __init__(self, backend: mido.Backend, name: str, on_message, virtual: bool = False,
                  client_name: str = "cadenza", poll_seconds: float = 0.002):
-        self.midi_in = rtmidi.MidiIn(rtmidi_api(backend), name=client_name)
+        self.api = rtmidi_api(backend)
+        self.midi_in = rtmidi.MidiIn(self.api, name=client_name)
         self.midi_in.ignore_types(sysex=True, timing=True, active_sense=True)
         if virtual:
             self.midi_in.open_virtual_port(name)
@@ -72,5 +86,6 @@ class PolledMidiInput:
     def close(self) -> None:
         self._running = False
         self._thread.join(timeout=1)
-        self.midi_in.close_port()
-        self.midi_in.delete()
+        if midi_system_alive(self.api):  # else the port is gone with its server: closing it would crash
+            self.midi_in.close_port()
+            self.midi_in.delete()

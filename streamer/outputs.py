@@ -6,6 +6,7 @@ The engine talks to a list of these and never knows which is a MIDI port, a synt
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 import time
@@ -14,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mido
+import rtmidi
 
 from models.errors import CadenzaError
 from models.instruments import default_soundfont
-from models.stderr import silenced_stderr
+from models.stderr import captured_stderr
+from streamer.midi_input import midi_system_alive, rtmidi_api
 
 MIDI_APIS = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE"}
 # Longer than one JACK period at common settings (2048 frames at 44.1 kHz = 46 ms), short at a stop.
@@ -48,6 +51,19 @@ def _silence_messages() -> list[mido.Message]:
     return messages
 
 
+def _virtual_port_name(name: str, before: list, after: list) -> tuple[str, list]:
+    """(the full name others see for the port just opened, the same-named ports already open).
+
+    The MIDI system renames a second client of the same name (JACK: 'cadenza-01:cadenza'), so a
+    second cadenza would otherwise open a port a DAW cannot tell apart from the first one's.
+    """
+    def named(port: str) -> bool:  # 'client:port' (JACK), 'client:port 128:0' (ALSA)
+        return re.sub(r" \d+:\d+$", "", port.split(":", 1)[-1]) == name
+
+    new = [port for port in after if port not in before and named(port)]
+    return (new[0] if len(new) == 1 else name), [port for port in before if named(port)]
+
+
 class MidiPortOutput:
     """A virtual MIDI output port a DAW can record from, or an existing port by name."""
 
@@ -60,15 +76,19 @@ class MidiPortOutput:
             if not matches:
                 raise CadenzaError(f"no MIDI output port named {connect!r} (have: {', '.join(names) or 'none'})")
             connect = self.name = self.connected_to = matches[0]
+        self.same_name_as = []  # ports of that name that were open before ours (a second cadenza?)
         try:
             if connect:
                 self.port = backend.open_output(connect, client_name="cadenza")
             else:
+                before = backend.get_input_names()  # our virtual output is an input for the others
                 self.port = backend.open_output(name, virtual=True, client_name="cadenza")
+                self.name, self.same_name_as = _virtual_port_name(name, before, backend.get_input_names())
         except (OSError, IOError, SystemError) as error:
             where = f"port {connect!r}" if connect else f"a virtual port {name!r}"
             raise CadenzaError(f"cannot open {where}: {error}".splitlines()[0]) from None
         self.backend = backend
+        self.api = rtmidi_api(backend)
 
     def send(self, message: mido.Message) -> None:
         self.port.send(message)
@@ -77,11 +97,18 @@ class MidiPortOutput:
         for message in _silence_messages():
             self.port.send(message)
 
-    def still_there(self) -> bool:
-        """False once a port we connected to has vanished (a virtual port of ours cannot)."""
-        return self.connected_to is None or self.connected_to in self.backend.get_output_names()
+    def missing(self) -> str | None:
+        """Why nothing sent reaches anyone any more (the MIDI system or the port we connected to
+        is gone), or None while all is well."""
+        if not midi_system_alive(self.api):
+            return "the JACK server stopped" if self.api == rtmidi.API_UNIX_JACK else "the MIDI system stopped"
+        if self.connected_to is not None and self.connected_to not in self.backend.get_output_names():
+            return f"MIDI port {self.name!r} disappeared"
+        return None
 
     def close(self) -> None:
+        if not midi_system_alive(self.api):
+            return  # the port went with its server; closing it would crash the process
         # rtmidi hands messages to JACK's (or ALSA's) queue; the server sends them in its next
         # process cycle. Closing at once can drop the final note-offs and CC123 still queued.
         time.sleep(FLUSH_SECONDS)
@@ -112,10 +139,11 @@ class FluidSynthOutput:
         self.wav_path = None
         self.driver = self._start_driver(driver, wav_path, log)
 
-    def _try_driver(self, name: str, quiet: bool = False) -> bool:
+    def _try_driver(self, name: str) -> bool:
         self.synth.setting("audio.driver", name)
         # pyfluidsynth's start() reports success even when the driver failed: check the handle.
-        with silenced_stderr(quiet):
+        # What FluidSynth and the audio libraries print on the way is kept for our own one line.
+        with captured_stderr() as self.driver_messages:
             self.synth.audio_driver = self._fluidsynth.new_fluid_audio_driver(self.synth.settings, self.synth.synth)
         return bool(self.synth.audio_driver)
 
@@ -124,10 +152,11 @@ class FluidSynthOutput:
         for name in candidates:
             if name == "file":
                 break
-            if self._try_driver(name, quiet=driver == "auto"):
+            if self._try_driver(name):
                 return name
         if driver not in ("auto", "file"):
-            raise CadenzaError(f"audio driver {driver!r} could not start (no such device or server)")
+            errors = [line for line in self.driver_messages if "error" in line.lower()] or ["no such device or server"]
+            raise CadenzaError(f"audio driver {driver!r} could not start: {errors[-1].removeprefix('fluidsynth: error: ')}")
         self.wav_path = Path(wav_path or f"cadenza-{time.strftime('%Y%m%d-%H%M%S')}.wav").resolve()
         self.synth.setting("audio.file.name", str(self.wav_path))
         self.synth.setting("audio.file.type", "wav")
@@ -235,9 +264,11 @@ def open_outputs(spec: OutputSpec, stack: ExitStack, log) -> tuple[list, list]:
         port = MidiPortOutput(midi_backend(spec.midi_api), name=spec.port or "cadenza", connect=spec.connect)
         stack.callback(port.close)
         outputs.append(port)
-        if spec.connect:
-            watch.append(port)
+        watch.append(port)
         log(f"MIDI out: {'connected to' if spec.connect else 'virtual port'} {port.name!r}")
+        if port.same_name_as:
+            log(f"note: a port named {spec.port or 'cadenza'!r} was already open ({', '.join(port.same_name_as)}): "
+                f"is another cadenza running? Route from {port.name!r}, or pick another name with --port")
     if spec.fluidsynth or not outputs:
         synth = FluidSynthOutput(spec.soundfont, spec.audio_driver, spec.wav, log=log)
         stack.callback(synth.close)

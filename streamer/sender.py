@@ -26,7 +26,7 @@ from streamer.outputs import OutputSpec, open_outputs
 from streamer.realtime import SENDER_PRIORITY, request_realtime_priority
 from streamer.scheduler import Scheduler
 
-WATCH_SECONDS = 0.25  # how often a port we connected to is checked for having vanished
+WATCH_SECONDS = 0.5  # how often a MIDI port is checked for having vanished (or its server)
 START_TIMEOUT_SECONDS = 60.0
 
 
@@ -188,8 +188,9 @@ def _loop(connection, scheduler: Scheduler, watch: list) -> str | None:
                 continue
             next_watch = now + WATCH_SECONDS
             for output in watch:
-                if not output.still_there():
-                    return f"MIDI port {output.name!r} disappeared"
+                reason = output.missing()
+                if reason:
+                    return reason
 
 
 def _apply(command: tuple, scheduler: Scheduler) -> None:

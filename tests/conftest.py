@@ -24,6 +24,7 @@ def jack_server():
         pytest.fail("jackd is not installed: run the README's set-up (apt package jackd2)")
     name = f"cadenza-test-{os.getpid()}"
     env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
+    os.environ["JACK_NO_START_SERVER"] = "1"  # a client in a test never starts a server of its own
     process = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", "44100", "-p", "256"],
                                stdout=open(os.devnull, "w") if not os.environ.get("CADENZA_JACK_LOG") else open(os.environ["CADENZA_JACK_LOG"], "w"), stderr=subprocess.STDOUT, env=env)
     previous = os.environ.get("JACK_DEFAULT_SERVER")
@@ -37,6 +38,9 @@ def jack_server():
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
+        # Clients killed on purpose (SIGKILL tests) leave their semaphores behind.
+        for leftover in Path("/dev/shm").glob(f"jack_sem.*_{name}_*"):
+            leftover.unlink(missing_ok=True)
         if previous is None:
             os.environ.pop("JACK_DEFAULT_SERVER", None)
         else:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 import wave
+from pathlib import Path
 
 import mido
 import numpy as np
@@ -312,6 +313,64 @@ def test_a_closed_terminal_stops_as_cleanly_as_ctrl_c(jack_midi, stop_signal, tm
     record = tmp_path / f"take-{stop_signal}.mid"
     stop_mid_stream(jack_midi, f"hup{int(stop_signal)}", record, stop_signal, expect_code=0)
     assert len([m for m in mido.MidiFile(str(record)) if m.type == "note_on" and m.velocity > 0]) >= 12
+
+
+def test_a_killed_jack_server_stops_the_stream_with_one_line_and_keeps_the_take(tmp_path):
+    name = f"cadenza-doomed-{os.getpid()}"
+    env = dict(os.environ, JACK_DEFAULT_SERVER=name, MIDO_BACKEND=JACK_BACKEND, JACK_NO_AUDIO_RESERVATION="1")
+    server = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", "44100", "-p", "256"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    record = tmp_path / "take.mid"
+    try:
+        subprocess.run(["jack_wait", "-w", "-t", "10"], env=env, check=True, capture_output=True, timeout=15)
+        process = subprocess.Popen(cadenza_command("stream", "--port", "cadenza", "--record", str(record),
+                                                   "--seconds", "60", "--no-keys", "--seed", "1"),
+                                   cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(5.0)
+        server.kill()
+        server.wait()
+        killed = time.monotonic()
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+        for leftover in Path("/dev/shm").glob(f"jack_sem.*_{name}_*"):
+            leftover.unlink(missing_ok=True)
+    assert process.returncode == 1, stderr
+    assert time.monotonic() - killed < 5, "noticed too late"
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == "cadenza: stream stopped: the JACK server stopped", stderr
+    take = mido.MidiFile(str(record))
+    assert len([m for m in take if m.type == "note_on" and m.velocity > 0]) >= 10
+
+
+def test_a_second_instance_says_its_port_name_is_taken(jack_midi):
+    env = dict(os.environ, MIDO_BACKEND=JACK_BACKEND)
+    command = cadenza_command("stream", "--port", "twin", "--seconds", "4", "--no-keys")
+    first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(jack_midi.get_input_names, ":twin")
+        second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        first_err = first.communicate(timeout=60)[1]
+    assert first.returncode == 0 and "already open" not in first_err, first_err
+    assert second.returncode == 0, second.stderr
+    assert "a port named 'twin' was already open" in second.stderr, second.stderr
+    assert "virtual port 'twin'" not in second.stderr  # it names the port the DAW sees, not the one asked for
+
+
+def test_signals_during_start_up_exit_quietly(tmp_path):
+    """From the interpreter's first imports to the first note: a stop signal never prints a traceback."""
+    env = dict(os.environ, MIDO_BACKEND="mido.backends.rtmidi/UNIX_JACK", JACK_DEFAULT_SERVER="no-server-here")
+    for delay, stop_signal in ((0.05, signal.SIGINT), (0.3, signal.SIGTERM), (0.8, signal.SIGHUP), (1.5, signal.SIGINT)):
+        process = subprocess.Popen(cadenza_command("stream", "--fluidsynth", "--audio-driver", "file", "--wav",
+                                                   str(tmp_path / "a.wav"), "--seconds", "20", "--no-keys"),
+                                   cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        process.send_signal(stop_signal)
+        _, stderr = process.communicate(timeout=30)
+        assert "Traceback" not in stderr, (delay, stderr)
+        assert process.returncode in (0, 128 + stop_signal), (delay, process.returncode, stderr)
 
 
 def test_a_stuck_key_on_the_control_input_does_not_pause_the_stream_forever(jack_midi):

@@ -66,7 +66,8 @@ class WindowSampler:
         keep = {name: (rng.random(batch) >= dropout)[:, None] for name in ("key", "density", "dynamics")}
         return encode_controls(measured, keep)
 
-    def categorical_batch(self, batch_size: int, rng: np.random.Generator, augment: bool = True, dropout=None):
+    def categorical_batch(self, batch_size: int, rng: np.random.Generator, augment: bool = True, dropout=None,
+                          extra_next: bool = False):
         """(inputs, targets) for the sequence model: targets are the inputs shifted by one note.
 
         The inputs also hold the controls and the next note's true fields ("next_step" ...): the
@@ -84,6 +85,8 @@ class WindowSampler:
         inputs["controls"] = self.controls(raw, rng, self.config.control_dropout if dropout is None else dropout)
         for name in FIELD_ORDER[:-1]:
             inputs[f"next_{name}"] = targets[name]
+        if extra_next:  # bench/field_order.py: every field, for other orders
+            inputs |= {f"next_{name}": targets[name] for name in FIELD_ORDER}
         return inputs, targets
 
     def seed_batch(self, batch_size: int, rng: np.random.Generator, augment: bool = False):
