@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP = $(VENV)/.cadenza-installed
 STREAM_ARGS ?=
 
-.PHONY: setup system-packages run test bench
+.PHONY: setup system-packages run test bench soak fuzz
 
 setup: system-packages $(STAMP)
 
@@ -36,3 +36,11 @@ test: setup
 
 bench: setup
 	$(VENV)/bin/python -m bench
+
+# A 30-minute stream under a random control flood: memory, hanging notes, timing drift.
+soak: setup
+	$(VENV)/bin/python -m bench.soak --seconds 1800
+
+# The fuzz tests, run much longer than in the suite.
+fuzz: setup
+	CADENZA_FUZZ_EXAMPLES=20000 $(VENV)/bin/python -m pytest tests/test_fuzz.py

@@ -116,8 +116,8 @@ def _replay_bare(streamer_log: Path, log: Path) -> list:
     return listener.arrivals()
 
 
-def _match(log: Path, arrivals: list) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per message matched: (arrival - scheduled, sent - scheduled) in ms; and the notes scheduled."""
+def match_messages(log: Path, arrivals: list) -> tuple[list, int]:
+    """[(arrival, arrival - scheduled, sent - scheduled)] in seconds per message matched; and the notes scheduled."""
     pending: dict[bytes, list] = {}
     notes = 0
     for line in log.read_text().splitlines():
@@ -125,7 +125,7 @@ def _match(log: Path, arrivals: list) -> tuple[np.ndarray, np.ndarray, int]:
         data = bytes.fromhex("".join(hex_bytes))
         pending.setdefault(data, []).append((float(when), float(sent)))
         notes += data[0] & 0xF0 == 0x90
-    errors, wakes = [], []
+    matched = []
     for arrived, data in arrivals:
         queue = pending.get(data, [])
         # Note-offs sent while silencing at the stop are not in the log: never match them to a
@@ -134,9 +134,16 @@ def _match(log: Path, arrivals: list) -> tuple[np.ndarray, np.ndarray, int]:
             queue.pop(0)
         if queue and queue[0][0] <= arrived + 0.05:
             when, sent = queue.pop(0)
-            errors.append(arrived - when)
-            wakes.append(sent - when)
-    return np.asarray(errors) * 1e3, np.asarray(wakes) * 1e3, notes
+            matched.append((arrived, arrived - when, sent - when))
+    return matched, notes
+
+
+def _match(log: Path, arrivals: list) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per message matched: (arrival - scheduled, sent - scheduled) in ms; and the notes scheduled."""
+    matched, notes = match_messages(log, arrivals)
+    errors = np.asarray([m[1] for m in matched]) * 1e3
+    wakes = np.asarray([m[2] for m in matched]) * 1e3
+    return errors, wakes, notes
 
 
 def _timing_rows(label: str, errors_ms: np.ndarray, wakes_ms: np.ndarray) -> list[tuple[str, str, str]]:

@@ -150,49 +150,46 @@ class Controls:
         return held or now - self.last_player_activity < gap
 
 
-class MidiControlInput:
-    """A MIDI input (a controller or a virtual port) mapped onto Controls; played notes feed the model."""
+class ControlMapper:
+    """MIDI messages from the player onto Controls, through the control map; played notes feed the model."""
 
-    def __init__(self, backend, controls: Controls, control_map: ControlMap, name: str | None = None):
+    def __init__(self, controls: Controls, control_map: ControlMap):
         self.controls = controls
         self.map = control_map
         self._open_notes: dict[int, tuple[float, int]] = {}
         self._last_onset: float | None = None
-        from streamer.midi_input import PolledMidiInput
 
-        try:
-            self.port = PolledMidiInput(backend, name or "cadenza-control", self._on_message, virtual=not name,
-                                        client_name="cadenza-control", poll_seconds=0.005)
-        except (OSError, IOError, SystemError, RuntimeError) as error:
-            raise CadenzaError(f"cannot open control port {name or 'cadenza-control'!r}: {error}".splitlines()[0]) from None
-
-    def _on_message(self, message) -> None:
+    def handle(self, message) -> None:
         controls = self.controls
         if message.type == "control_change":
-            if message.control == self.map.temperature_cc:
-                low, high = self.map.temperature_range
-                controls.set_temperature(low + (high - low) * message.value / 127)
-            elif message.control == self.map.tempo_cc:
-                low, high = self.map.tempo_range
-                controls.set_tempo_scale(math.exp(math.log(low) + (math.log(high) - math.log(low)) * message.value / 127))
-            elif message.control == self.map.density_cc:
-                if message.value == 0:
-                    controls.set_density(None)
-                else:
-                    low, high = self.map.density_range
-                    controls.set_density(math.exp(math.log(low) + (math.log(high) - math.log(low)) * (message.value - 1) / 126))
-            elif message.control == self.map.key_cc:
-                controls.set_key(key_from_cc(message.value))
-            elif message.control in self.map.silence_ccs:
-                controls.silence.set()
-                self._open_notes.clear()  # all notes off means the player's too
-                controls.held_since = {}
+            self._control_change(message.control, message.value)
         elif message.type == "program_change":
             controls.set_program(message.program)
         elif message.type == "note_on" and message.velocity > 0:
             self._note_started(message.note, message.velocity)
         elif message.type in ("note_off", "note_on"):
             self._note_ended(message.note)
+
+    def _control_change(self, control: int, value: int) -> None:
+        controls, control_map = self.controls, self.map
+        if control == control_map.temperature_cc:
+            low, high = control_map.temperature_range
+            controls.set_temperature(low + (high - low) * value / 127)
+        elif control == control_map.tempo_cc:
+            low, high = control_map.tempo_range
+            controls.set_tempo_scale(math.exp(math.log(low) + (math.log(high) - math.log(low)) * value / 127))
+        elif control == control_map.density_cc:
+            if value == 0:
+                controls.set_density(None)
+            else:
+                low, high = control_map.density_range
+                controls.set_density(math.exp(math.log(low) + (math.log(high) - math.log(low)) * (value - 1) / 126))
+        elif control == control_map.key_cc:
+            controls.set_key(key_from_cc(value))
+        elif control in control_map.silence_ccs:
+            controls.silence.set()
+            self._open_notes.clear()  # all notes off means the player's too
+            controls.held_since = {}
 
     def _note_started(self, pitch: int, velocity: int) -> None:
         now = time.monotonic()
@@ -211,6 +208,20 @@ class MidiControlInput:
         self.controls.played_notes.put(note)
         self.controls.held_since = {p: onset for p, (onset, _) in self._open_notes.items()}
         self.controls.last_player_activity = now
+
+
+class MidiControlInput:
+    """A MIDI input (a controller or a virtual port) whose messages go through a ControlMapper."""
+
+    def __init__(self, backend, controls: Controls, control_map: ControlMap, name: str | None = None):
+        self.mapper = ControlMapper(controls, control_map)
+        from streamer.midi_input import PolledMidiInput
+
+        try:
+            self.port = PolledMidiInput(backend, name or "cadenza-control", self.mapper.handle, virtual=not name,
+                                        client_name="cadenza-control", poll_seconds=0.005)
+        except (OSError, IOError, SystemError, RuntimeError) as error:
+            raise CadenzaError(f"cannot open control port {name or 'cadenza-control'!r}: {error}".splitlines()[0]) from None
 
     def close(self) -> None:
         self.port.close()
