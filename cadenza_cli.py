@@ -35,5 +35,20 @@ def main() -> None:
 register_training(main)
 register_streamer(main)
 
+TENSORFLOW_MISSING = ("cadenza: error: this command needs TensorFlow, which this install does not have: "
+                      "pip install 'cadenza[cpu]' (or 'cadenza[gpu]' on a machine with an NVIDIA GPU)")
+
+
+def run() -> None:
+    """The console entry point: `main`, with a missing TensorFlow said in one line."""
+    try:
+        main()
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in ("tensorflow", "keras", "tf_keras"):
+            raise
+        click.echo(TENSORFLOW_MISSING, err=True)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -1,5 +1,7 @@
 """The one error type users see: a one-line message and exit code 2."""
 
+import importlib.util
+
 import click
 
 
@@ -10,3 +12,10 @@ class CadenzaError(click.ClickException):
 
     def show(self, file=None) -> None:
         click.echo(f"cadenza: error: {self.format_message()}", err=True, file=file)
+
+
+def require_tensorflow(what: str) -> None:
+    """Streaming and rendering need only LiteRT; training, export and evaluation need TensorFlow."""
+    if importlib.util.find_spec("tensorflow") is None:
+        raise CadenzaError(f"{what} needs TensorFlow, which this install does not have: "
+                           "pip install 'cadenza[cpu]' (or 'cadenza[gpu]' on a machine with an NVIDIA GPU)")

@@ -15,7 +15,7 @@ import numpy as np
 
 from models.config import FIELD_ORDER, ZERO_BIN_LIMIT_SECONDS, Bins, ModelConfig
 from models.controls import CONTROL_SIZE
-from models.errors import CadenzaError
+from models.errors import CadenzaError, require_tensorflow
 from models.notes import NOTE_DTYPE
 from models.stderr import silenced_stderr
 
@@ -109,6 +109,7 @@ class SavedModelStep:
     """The step graph through TensorFlow: runs on the GPU where TensorFlow sees one."""
 
     def __init__(self, path: Path):
+        require_tensorflow("the savedmodel backend")
         import tensorflow as tf
 
         try:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from models.errors import CadenzaError
+from models.errors import CadenzaError, require_tensorflow
 from models.options import sampling_options
 from models.primer import read_primer
 
@@ -65,6 +65,7 @@ def prepare(maestro, midi_dir, out, no_sustain, workers, force):
 def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_layers, lstm_units, learning_rate,
           patience, max_minutes, validation_windows, seed, strategy, resume):
     """Train a model on a prepared dataset, checkpointing every epoch."""
+    require_tensorflow("training")
     from training.train import TrainSettings, preset_config, train as run_training
 
     config = preset_config(preset, batch_size=batch_size, window=window, lstm_layers=lstm_layers,
@@ -98,6 +99,7 @@ def evaluate(model, split_name, data, style, sweep, stateful, max_notes, pieces,
     """Evaluate a model. MODEL is a training run (teacher-forced metrics on windows, beside a unigram
     baseline) or, with --style/--sweep/--stateful, an exported model or a run (exported first)."""
     if not (style or sweep or stateful):
+        require_tensorflow("teacher-forced evaluation of a training run")
         from training.evaluate import run_evaluation
 
         result = run_evaluation(model, data, split_name, plots=not no_plots)
@@ -148,6 +150,7 @@ def _run_data(path: Path) -> str | None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for savedmodel/, model.tflite, card.json.")
 def export(run, out):
     """Export a run's best checkpoint as a stateful single-step graph with its model card."""
+    require_tensorflow("export")
     from training.export_run import export_run
 
     path = export_run(run, out)

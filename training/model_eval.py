@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from models.config import FIELD_ORDER
-from models.errors import CadenzaError
+from models.errors import CadenzaError, require_tensorflow
 from models.notes import NOTE_DTYPE
 from models.runtime import Runtime
 from models.sampling import Sampling
@@ -47,6 +47,7 @@ def resolve_model(path: Path) -> Path:
         if not (exported / "card.json").exists() or (exported / "card.json").stat().st_mtime < (path / "best.keras").stat().st_mtime:
             from training.export_run import export_run
 
+            require_tensorflow(f"exporting the run {path}")
             export_run(path, exported)
         return exported
     raise CadenzaError(f"{path} is neither an exported model (card.json) nor a training run with best.keras")
