@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import click
 from models.errors import CadenzaError
 from models.options import BoundedFloat, sampling_options
 from models.primer import read_primer
+from streamer.clock import QUANTIZE_CHOICES
 
 MIDI_API_CHOICES = click.Choice(["auto", "alsa", "jack", "coremidi"])
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -31,16 +33,33 @@ def _log(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _open_control_input(stack: ExitStack, options: dict, backend_factory, controls, control_map):
+def _timing_settings(options: dict):
+    """Musical-time options checked together (before anything opens); a TimingSettings."""
+    from streamer.timeline import TimingSettings
+
+    sync = None if options["sync"] == "off" else options["sync"]
+    if sync and options["bpm"]:
+        raise CadenzaError("--bpm sets cadenza's own tempo; with --sync midi-clock the clock sets it: give one")
+    if sync and options["clock_out"]:
+        raise CadenzaError("--clock-out sends cadenza's own tempo; it cannot also follow a clock (--sync)")
+    if options["swing"] and options["quantize"] == "off":
+        raise CadenzaError("--swing moves grid points: give a grid with --quantize, e.g. --quantize 1/16")
+    return TimingSettings(bpm=options["bpm"], sync=sync, quantize=options["quantize"], swing=options["swing"] / 100,
+                          latency_seconds=options["latency_ms"] / 1000, clock_out=options["clock_out"],
+                          turns_bars=options["turns"], beats_per_bar=options["beats_per_bar"])
+
+
+def _open_control_input(stack: ExitStack, options: dict, backend_factory, controls, control_map, required: bool):
     from streamer.controls import MidiControlInput
 
     from models.stderr import silenced_stderr
 
     try:
-        with silenced_stderr(active=not options["control_port"]):
-            control = MidiControlInput(backend_factory(), controls, control_map, options["control_port"])
+        with silenced_stderr(active=not (options["control_port"] or required)):
+            control = MidiControlInput(backend_factory(), controls, control_map, options["control_port"],
+                                       poll_seconds=0.001 if required else 0.005)
     except CadenzaError:
-        if options["control_port"]:
+        if options["control_port"] or required:
             raise
         return  # no MIDI system here for the default virtual input: keys and flags still work
     stack.callback(control.close)
@@ -69,6 +88,18 @@ def _open_control_input(stack: ExitStack, options: dict, backend_factory, contro
 @click.option("--seconds", type=BoundedFloat(0, 7 * 86400, min_open=True), help="Stop after this many seconds.")
 @click.option("--lookahead", type=BoundedFloat(0.01, 5.0), default=0.2, show_default=True, help="Seconds generated ahead.")
 @click.option("--max-note-seconds", type=BoundedFloat(0.05, 60.0), default=8.0, show_default=True)
+@click.option("--bpm", type=BoundedFloat(20, 400), help="Play in musical time at this tempo (cadenza's own clock).")
+@click.option("--sync", type=click.Choice(["off", "midi-clock"]), default="off", show_default=True,
+              help="midi-clock: follow the MIDI clock (tempo, Start/Stop/Continue, Song Position) on the control input.")
+@click.option("--quantize", type=click.Choice(list(QUANTIZE_CHOICES)), default="off", show_default=True,
+              help="Snap onsets to this grid of the current tempo (chords stay chords; lengths are kept).")
+@click.option("--swing", type=BoundedFloat(0, 75), default=0.0, show_default=True,
+              help="Percent of a grid step by which every second grid point comes late (with --quantize).")
+@click.option("--latency-ms", type=BoundedFloat(-500, 500), default=0.0, show_default=True,
+              help="Send everything this many ms early (negative: late), for a synth's or interface's latency.")
+@click.option("--clock-out", is_flag=True, help="Send MIDI clock, Start and Stop at cadenza's own tempo to the outputs.")
+@click.option("--turns", type=click.IntRange(1, 64), help="Call and response: answer the player for this many bars, bar-aligned.")
+@click.option("--beats-per-bar", type=click.IntRange(1, 16), default=4, show_default=True)
 @click.option("--control-port", help="MIDI input to take live controls from [default: a virtual input 'cadenza-control'].")
 @click.option("--control-map", type=click.Path(path_type=Path, exists=True, dir_okay=False), help="TOML/JSON CC mapping.")
 @click.option("--no-keys", is_flag=True, help="Do not read keys from the terminal.")
@@ -99,6 +130,7 @@ def stream(**options):
     # 'random' density or key: drawn once for this stream now (reproducible with --seed), then kept.
     sampling = resolve_random(sampling, card, np.random.default_rng(options["seed"]))
     control_map = ControlMap.load(options["control_map"])
+    timing = _timing_settings(options)
     spec = OutputSpec(port=options["port"], connect=options["connect"], midi_api=options["midi_api"],
                       fluidsynth=options["fluidsynth"], soundfont=options["soundfont"],
                       audio_driver=options["audio_driver"], wav=options["wav"], record=options["record"])
@@ -123,14 +155,24 @@ def stream(**options):
 
     controls = Controls(temperature=sampling.temperature, program=program, tempo_scale=options["tempo_scale"],
                         density=sampling.density, key=sampling.key, key_strict=sampling.key_strict, stop=stop)
+    if timing.sync == "midi-clock":
+        from streamer.clock import ClockFollower
+
+        controls.clock = ClockFollower()
     with ExitStack() as stack:
         stack.callback(sender.stop)  # every note off, all-notes-off everywhere, outputs closed
-        _open_control_input(stack, options, backend_factory, controls, control_map)
+        _open_control_input(stack, options, backend_factory, controls, control_map, required=bool(timing.sync))
         settings = StreamSettings(lookahead_seconds=options["lookahead"], max_note_seconds=options["max_note_seconds"],
                                   notes=options["notes"], seconds=options["seconds"], top_p=sampling.top_p,
                                   head_temperature=sampling.head_temperature(), start_temperature=sampling.temperature,
                                   response_gap_seconds=control_map.response_gap_seconds)
-        engine = Engine(runtime, sender, controls, settings)
+        timeline = None
+        if timing.timed:
+            from streamer.timeline import Timeline
+
+            timeline = Timeline(timing, typical_density(card), controls.clock, origin=time.monotonic() + 0.2)
+            _log(_describe_timing(timing))
+        engine = Engine(runtime, sender, controls, settings, timeline)
         if TerminalKeys.available() and not options["no_keys"]:
             keys = TerminalKeys(controls, instrument_name, typical_density(card))
             stack.callback(keys.close)
@@ -148,6 +190,20 @@ def stream(**options):
     _log(f"\nstopped after {played} notes played ({engine.notes_generated} generated"
          + (f", {engine.skips} skips" if engine.skips else "")
          + (f", {sender.notes_dropped} dropped after a suspension" if sender.notes_dropped else "") + ")")
+
+
+def _describe_timing(timing) -> str:
+    parts = ["following the MIDI clock on the control input (nothing plays before Start)" if timing.sync
+             else f"{timing.bpm or 120:g} BPM"]
+    if timing.quantize != "off":
+        parts.append(f"quantize {timing.quantize}" + (f", swing {timing.swing:.0%}" if timing.swing else ""))
+    if timing.latency_seconds:
+        parts.append(f"sent {timing.latency_seconds * 1000:+.0f} ms early")
+    if timing.clock_out:
+        parts.append("clock out")
+    if timing.turns_bars:
+        parts.append(f"turns of {timing.turns_bars} bars of {timing.beats_per_bar}")
+    return "musical time: " + ", ".join(parts)
 
 
 @click.command()

@@ -33,6 +33,7 @@ class ControlMap:
     density_range: tuple = (1.0, 24.0)
     key_cc: int = 72  # 0 = no key, then the 24 keys (C major .. B major, C minor .. B minor), top = auto
     response_gap_seconds: float = 0.6  # the model answers this long after the player stops
+    turn_cc: int = 64  # with --turns: >= 64 "my turn" (cadenza answers), < 64 "your turn"; 0 = none
 
     @classmethod
     def load(cls, path: Path | None) -> "ControlMap":
@@ -62,7 +63,7 @@ class ControlMap:
         def is_number(value) -> bool:
             return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
-        for key in ("temperature_cc", "tempo_cc", "density_cc", "key_cc"):
+        for key in ("temperature_cc", "tempo_cc", "density_cc", "key_cc", "turn_cc"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 127:
                 refuse(key, "a controller number 0-127")
@@ -78,7 +79,7 @@ class ControlMap:
             refuse("silence_ccs", "a list of controller numbers 0-127, e.g. [120, 123]")
         if not is_number(self.response_gap_seconds) or not 0.05 <= self.response_gap_seconds <= 30:
             refuse("response_gap_seconds", "seconds between 0.05 and 30")
-        numbers = [self.temperature_cc, self.tempo_cc, self.density_cc, self.key_cc, *silence]
+        numbers = [self.temperature_cc, self.tempo_cc, self.density_cc, self.key_cc, self.turn_cc, *silence]
         repeated = sorted({n for n in numbers if numbers.count(n) > 1})
         if repeated:
             raise CadenzaError(f"control map {path}: controller {repeated[0]} is used for two things")
@@ -114,6 +115,8 @@ class Controls:
     played_notes: queue.Queue = field(default_factory=queue.Queue)
     last_player_activity: float = 0.0
     held_since: dict = field(default_factory=dict)  # pitch -> monotonic onset, keys the player holds
+    clock: object = None  # a ClockFollower with --sync midi-clock: the control input's clock feeds it
+    turn_request: str | None = None  # "mine" or "yours", from the turn CC, taken by the engine
 
     def set_temperature(self, value: float) -> None:
         self.temperature = float(min(max(value, 0.05), 5.0))
@@ -159,9 +162,12 @@ class ControlMapper:
         self._open_notes: dict[int, tuple[float, int]] = {}
         self._last_onset: float | None = None
 
-    def handle(self, message) -> None:
+    def handle(self, message, arrival: float | None = None) -> None:
+        """One message; `arrival` is when it arrived (monotonic seconds), which clock pulses need."""
         controls = self.controls
-        if message.type == "control_change":
+        if message.type in ("clock", "start", "stop", "continue", "songpos"):
+            self._transport(message, time.monotonic() if arrival is None else arrival)
+        elif message.type == "control_change":
             self._control_change(message.control, message.value)
         elif message.type == "program_change":
             controls.set_program(message.program)
@@ -170,9 +176,26 @@ class ControlMapper:
         elif message.type in ("note_off", "note_on"):
             self._note_ended(message.note)
 
+    def _transport(self, message, arrival: float) -> None:
+        clock = self.controls.clock
+        if clock is None:
+            return  # not following a clock (--sync): a DAW's clock on the control input is ignored
+        if message.type == "clock":
+            clock.pulse(arrival)
+        elif message.type == "start":
+            clock.start()
+        elif message.type == "stop":
+            clock.stop()
+        elif message.type == "continue":
+            clock.resume()
+        else:
+            clock.song_position(message.pos)
+
     def _control_change(self, control: int, value: int) -> None:
         controls, control_map = self.controls, self.map
-        if control == control_map.temperature_cc:
+        if control == control_map.turn_cc and control_map.turn_cc:
+            controls.turn_request = "mine" if value >= 64 else "yours"
+        elif control == control_map.temperature_cc:
             low, high = control_map.temperature_range
             controls.set_temperature(low + (high - low) * value / 127)
         elif control == control_map.tempo_cc:
@@ -213,13 +236,14 @@ class ControlMapper:
 class MidiControlInput:
     """A MIDI input (a controller or a virtual port) whose messages go through a ControlMapper."""
 
-    def __init__(self, backend, controls: Controls, control_map: ControlMap, name: str | None = None):
+    def __init__(self, backend, controls: Controls, control_map: ControlMap, name: str | None = None,
+                 poll_seconds: float = 0.005):
         self.mapper = ControlMapper(controls, control_map)
         from streamer.midi_input import PolledMidiInput
 
         try:
             self.port = PolledMidiInput(backend, name or "cadenza-control", self.mapper.handle, virtual=not name,
-                                        client_name="cadenza-control", poll_seconds=0.005)
+                                        client_name="cadenza-control", poll_seconds=poll_seconds)
         except (OSError, IOError, SystemError, RuntimeError) as error:
             raise CadenzaError(f"cannot open control port {name or 'cadenza-control'!r}: {error}".splitlines()[0]) from None
 

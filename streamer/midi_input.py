@@ -41,7 +41,9 @@ class PolledMidiInput:
                  client_name: str = "cadenza", poll_seconds: float = 0.002):
         self.api = rtmidi_api(backend)
         self.midi_in = rtmidi.MidiIn(self.api, name=client_name)
-        self.midi_in.ignore_types(sysex=True, timing=True, active_sense=True)
+        # Nothing ignored: rtmidi drops the time delta of a message it ignores, which would shift
+        # every arrival time after it (clock pulses are timed from these deltas).
+        self.midi_in.ignore_types(sysex=False, timing=False, active_sense=False)
         if virtual:
             self.midi_in.open_virtual_port(name)
         else:
@@ -54,6 +56,8 @@ class PolledMidiInput:
         self.name = name
         self._on_message = on_message
         self.skipped = 0
+        self._api_seconds = 0.0  # running sum of the API's deltas: arrival times up to one offset
+        self._offset = float("inf")
         self._poll_seconds = poll_seconds
         self._running = True
         self._thread = threading.Thread(target=self._run, name=f"midi-in-{name}", daemon=True)
@@ -67,15 +71,32 @@ class PolledMidiInput:
             else:
                 self.handle_event(event[0], event[1])
 
+    def arrival_time(self, delta_seconds: float) -> float:
+        """When a message arrived (monotonic seconds), from the API's own time stamps.
+
+        The deltas fix every arrival up to one offset; a poll can only come after the arrival,
+        so the offset is the smallest (polled - running sum) seen, let up by 0.1 ms a second so
+        that the two clocks' slightly different rates cannot pile up.
+        """
+        self._api_seconds += delta_seconds
+        polled = time.monotonic()
+        if self._offset == float("inf"):
+            self._offset = polled - self._api_seconds
+        else:
+            self._offset = min(self._offset + 1e-4 * delta_seconds, polled - self._api_seconds)
+        return self._api_seconds + self._offset
+
     def handle_event(self, data: list[int], delta_seconds: float) -> None:
         """One message from rtmidi's queue; delta_seconds is the API's time since the previous one.
 
-        A message mido cannot read (truncated, unknown) or that its handler fails on is skipped and
-        counted, and the first one is reported on stderr: one bad message never stops the input.
+        The handler gets (message, arrival monotonic seconds). A message mido cannot read
+        (truncated, unknown) or that its handler fails on is skipped and counted, and the first one
+        is reported on stderr: one bad message never stops the input.
         """
+        arrival = self.arrival_time(delta_seconds)
         try:
             message = mido.Message.from_bytes(data)
-            self._on_message(message)
+            self._on_message(message, arrival)
         except Exception as error:  # noqa: BLE001 - whatever a hostile device sends
             self.skipped += 1
             if self.skipped == 1:

@@ -199,6 +199,8 @@ class RecordOutput:
         self.failure: str | None = None
 
     def send(self, message: mido.Message) -> None:
+        if message.is_realtime:
+            return  # clock, Start, Stop: a Standard MIDI File has no place for them
         now = time.monotonic()
         if self.started is None:
             self.started = now

@@ -39,6 +39,10 @@ class Scheduler:
         heapq.heappush(self._heap, (end, next(self._counter), NOTE_OFF, note_id,
                                     mido.Message("note_off", channel=channel, note=pitch, velocity=0)))
 
+    def schedule_message(self, when: float, message: mido.Message) -> None:
+        """Any other message at a time of its own (clock out: pulses, Start)."""
+        heapq.heappush(self._heap, (when, next(self._counter), OTHER, -1, message))
+
     def send_soon(self, message: mido.Message) -> None:
         """A control message (program change, CC) goes out at the next send_due()."""
         heapq.heappush(self._heap, (time.monotonic(), next(self._counter), OTHER, -1, message))
@@ -78,8 +82,10 @@ class Scheduler:
             self.timing_log.write(f"{when:.6f} {time.monotonic():.6f} {message.hex()}\n")
 
     def silence_now(self) -> None:
-        """Forget what waits; note-off for every sounding note now, then all-notes-off on every output."""
-        self._heap = []
+        """Forget the notes that wait; note-off for every sounding note now, then all-notes-off on every
+        output. Other timed messages (clock out) keep their times: a drum machine keeps its tempo."""
+        self._heap = [entry for entry in self._heap if entry[2] == OTHER]
+        heapq.heapify(self._heap)
         sounding, self._sounding = self._sounding, {}
         for channel, pitch in sounding:
             self._send_quietly(mido.Message("note_off", channel=channel, note=pitch, velocity=0))

@@ -64,6 +64,9 @@ class SenderProcess:
         self._last_time = max(self._last_time, end)
         self._send(("note", onset, end, channel, pitch, velocity))
 
+    def schedule_message(self, when: float, message: mido.Message) -> None:
+        self._send(("at", when, message.bytes()))
+
     def send_soon(self, message: mido.Message) -> None:
         self._send(("now", message.bytes()))
 
@@ -199,6 +202,8 @@ def _apply(command: tuple, scheduler: Scheduler) -> None:
         scheduler.schedule_note(*command[1:])
     elif kind == "now":
         scheduler.send_soon(mido.Message.from_bytes(command[1]))
+    elif kind == "at":
+        scheduler.schedule_message(command[1], mido.Message.from_bytes(command[2]))
     elif kind == "silence":
         scheduler.silence_now()
 

@@ -23,7 +23,7 @@ class Listener:
 
     def __init__(self, backend, port_name):
         self.messages: list[tuple[float, mido.Message]] = []
-        self.port = PolledMidiInput(backend, port_name, lambda m: self.messages.append((time.monotonic(), m)),
+        self.port = PolledMidiInput(backend, port_name, lambda m, arrival: self.messages.append((arrival, m)),
                                     client_name="listener", poll_seconds=0.001)
 
     def note_ons(self, since: float = 0.0) -> list[mido.Message]:
@@ -136,7 +136,7 @@ def test_cc1_moves_temperature_and_program_change_switches_instrument(jack_midi)
 
 
 def test_stream_stops_with_an_error_when_its_port_vanishes(jack_midi):
-    target = PolledMidiInput(jack_midi, "vanishing", lambda m: None, virtual=True, client_name="listener")
+    target = PolledMidiInput(jack_midi, "vanishing", lambda m, arrival: None, virtual=True, client_name="listener")
     try:
         name = wait_for_port(jack_midi.get_output_names, ":vanishing")
         env = dict(os.environ, MIDO_BACKEND=JACK_BACKEND)

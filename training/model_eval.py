@@ -132,10 +132,11 @@ def run_sweep(evaluation: ModelEvaluation, base: Sampling, settings: StyleSettin
     runtime = Runtime(evaluation.model_dir, backend=evaluation.backend, seed=settings.seed)
     real = real_excerpts(load_split(evaluation.data, "validation"), settings.pieces, settings.notes, settings.seed)
     second = real_excerpts(load_split(evaluation.data, "train"), settings.pieces, settings.notes, settings.seed + 1)
-    best, rows = sweep(runtime, real, second, settings, base, log=log)
-    result = {"split": "validation", "best": best.to_dict(), "rows": rows}
+    best, rows, finalists = sweep(runtime, real, second, settings, base, log=log)
+    result = {"split": "validation", "best": best.to_dict(), "rows": rows, "finalists": finalists}
     write_json(evaluation.out_dir / "sweep.json", result)
-    record_sampling(Path(evaluation.model_dir), best, max(row["mean_overlap"] for row in rows))
+    chosen = [row["mean_overlap"] for row in rows if row["sampling"] == best.to_dict() and row["draws"] > 1]
+    record_sampling(Path(evaluation.model_dir), best, chosen[-1] if chosen else max(row["mean"] for row in finalists))
     return result
 
 

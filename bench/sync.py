@@ -1,0 +1,251 @@
+"""Playing with others, measured: cadenza following a MIDI clock sent by another process.
+
+`python -m bench.sync` starts its own JACK server (dummy driver, 64-frame periods) and, for the
+tests, `session(...)` runs one scripted session on the server named by JACK_DEFAULT_SERVER. A
+`ClockSender` plays the DAW: MIDI clock with +-1 ms of jitter on every pulse, Start, Stop,
+Continue, Song Position, tempo changes, and phrases on the control input; it records when it sent
+each. A listener records what cadenza plays. Figures: onset error against the grid implied by
+the pulses as sent (p50/p99), the time from a tempo change until onsets lock to the new grid, Stop
+to silence, and where a turn's answer starts against its bar line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mido
+import numpy as np
+import rtmidi
+
+from bench.stream_timing import BACKEND, REPO, StampedListener
+
+PULSES_PER_BEAT = 24
+
+
+@dataclass
+class Script:
+    """What the DAW does, in beats of its own clock from the first pulse sent."""
+
+    bpm: float = 120.0
+    start_beat: float = 2.0  # Start is sent this many beats of clock after the clock starts
+    tempo_changes: dict = field(default_factory=dict)  # beat after Start -> new bpm
+    stop_beat: float | None = 12.0  # after Start
+    song_position: int | None = None  # sixteenths, sent after Stop
+    continue_after_beats: float | None = None  # Continue this long after Stop
+    end_beat: float = 16.0  # after Start: the clock stops (it runs on while stopped, as a DAW's does)
+    phrase_beat: float | None = None  # after Start: the player plays a phrase of 4 eighths here
+    jitter_seconds: float = 0.001
+
+
+class ClockSender:
+    """Sends the script to the stream's control input; `sent` holds (kind, monotonic seconds)."""
+
+    def __init__(self, port_suffix: str, script: Script, seed: int = 0):
+        self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="daw")
+        ports = self.out.get_ports()
+        self.out.open_port(next(i for i, name in enumerate(ports) if name.endswith(port_suffix)))
+        self.script = script
+        self.rng = np.random.default_rng(seed)
+        self.sent: list[tuple[str, float]] = []
+        self._lock = threading.Lock()  # the clock and a phrase share one port
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _send(self, kind: str, data: list[int], when: float | None = None) -> None:
+        if when is not None:
+            while (left := when - time.monotonic()) > 0.002:
+                time.sleep(left - 0.0015)
+            while time.monotonic() < when:
+                pass
+        with self._lock:
+            self.out.send_message(data)
+            self.sent.append((kind, time.monotonic()))
+
+    def _run(self) -> None:
+        script = self.script
+        seconds_per_pulse = 60.0 / script.bpm / PULSES_PER_BEAT
+        ideal = time.monotonic() + 0.05
+        beat = -script.start_beat  # beats relative to Start
+        events = self._events()
+        while beat < script.end_beat:
+            due = [e for e in events if e[0] <= beat + 1e-9]
+            for event in due:
+                events.remove(event)
+                self._fire(event, ideal - seconds_per_pulse / 2)
+                if event[1] == "tempo":
+                    seconds_per_pulse = 60.0 / event[2] / PULSES_PER_BEAT
+            self._send("clock", [0xF8], ideal + self.rng.uniform(-1, 1) * script.jitter_seconds)
+            ideal += seconds_per_pulse
+            beat += 1.0 / PULSES_PER_BEAT
+        self.out.close_port()
+
+    def _events(self) -> list:
+        script = self.script
+        events = [(0.0, "start", None)]
+        events += [(beat, "tempo", bpm) for beat, bpm in script.tempo_changes.items()]
+        if script.stop_beat is not None:
+            events.append((script.stop_beat, "stop", None))
+            if script.song_position is not None:
+                events.append((script.stop_beat + 0.5, "songpos", script.song_position))
+            if script.continue_after_beats is not None:
+                events.append((script.stop_beat + script.continue_after_beats, "continue", None))
+        if script.phrase_beat is not None:
+            events.append((script.phrase_beat, "phrase", None))
+        return sorted(events, key=lambda e: e[0])
+
+    def _fire(self, event, when: float) -> None:
+        _, kind, value = event
+        if kind == "start":
+            self._send("start", [0xFA], when)
+        elif kind == "stop":
+            self._send("stop", [0xFC], when)
+        elif kind == "continue":
+            self._send("continue", [0xFB], when)
+        elif kind == "songpos":
+            self._send("songpos", [0xF2, value & 0x7F, value >> 7], when)
+        elif kind == "phrase":
+            threading.Thread(target=self._phrase, daemon=True).start()
+
+    def _phrase(self) -> None:
+        eighth = 60.0 / self.script.bpm / 2
+        for pitch in (60, 64, 67, 72):
+            self._send("note_on", [0x90, pitch, 90])
+            time.sleep(eighth * 0.8)
+            self._send("note_off", [0x80, pitch, 0])
+            time.sleep(eighth * 0.2)
+
+
+@dataclass
+class Session:
+    sent: list  # (kind, monotonic seconds) from the ClockSender
+    heard: list  # (arrival monotonic seconds, mido message) from the listener
+    stderr: str
+    exit_code: int
+
+    def times(self, kind: str) -> list[float]:
+        return [t for k, t in self.sent if k == kind]
+
+    def onsets(self) -> np.ndarray:
+        return np.array([t for t, m in self.heard if m.type == "note_on" and m.velocity > 0])
+
+
+def session(script: Script, stream_args: list, seed: int = 0) -> Session:
+    """Run cadenza with `stream_args` under the script; everything sent and heard."""
+    backend = mido.Backend(BACKEND, load=True)
+    port = f"sync-{os.getpid()}-{seed}"
+    controls_before = set(backend.get_output_names())
+    stream = subprocess.Popen([sys.executable, "-m", "cadenza_cli", "stream", "--midi-api", "jack", "--port", port,
+                               "--no-keys", "--seed", str(seed), *stream_args], cwd=REPO,
+                              env=dict(os.environ, MIDO_BACKEND=BACKEND), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        control = None
+        while control is None or not any(n.endswith(f":{port}") for n in backend.get_input_names()):
+            if time.monotonic() > deadline or stream.poll() is not None:
+                raise RuntimeError(f"the stream did not start: {stream.communicate(timeout=10)[1][-800:]}")
+            control = next((n for n in set(backend.get_output_names()) - controls_before if "cadenza-control" in n), None)
+            time.sleep(0.05)
+        listener = StampedListener(f":{port}")
+        sender = ClockSender(control, script, seed)
+        sender.thread.start()
+        sender.thread.join(timeout=300)
+        time.sleep(0.3)
+    finally:
+        stream.send_signal(signal.SIGINT)
+        _, stderr = stream.communicate(timeout=30)
+    time.sleep(0.2)
+    heard = [(arrival, mido.Message.from_bytes(data)) for arrival, data in listener.arrivals()]
+    return Session(sent=sender.sent, heard=heard, stderr=stderr, exit_code=stream.returncode)
+
+
+def grid_errors(onsets: np.ndarray, pulses: list[float], first_pulse: int, pulses_per_step: int) -> np.ndarray:
+    """Each onset minus its nearest grid point (seconds); the grid is every `pulses_per_step` pulses
+    from pulse index `first_pulse`, through the pulses as sent (their jitter fitted out piecewise:
+    a line through the 24 pulses around each grid point)."""
+    pulses = np.asarray(pulses)
+    errors = []
+    for onset in onsets:
+        index = int(np.searchsorted(pulses, onset))
+        lo, hi = max(index - 12, 0), min(index + 12, len(pulses))
+        if hi - lo < 6:
+            continue
+        k = np.arange(lo, hi)
+        slope, intercept = np.polyfit(k, pulses[lo:hi], 1)
+        position = (onset - intercept) / slope
+        nearest = first_pulse + round((position - first_pulse) / pulses_per_step) * pulses_per_step
+        errors.append(onset - (intercept + slope * nearest))
+    return np.array(errors)
+
+
+def still_sounding_after(heard: list, moment: float) -> tuple[int, float | None]:
+    """(notes sounding at `moment` never released, the time the last of them was released)."""
+    sounding: dict[int, float] = {}
+    last_release = None
+    for arrival, message in heard:
+        if message.type == "note_on" and message.velocity > 0:
+            sounding[message.note] = arrival
+        elif message.type in ("note_on", "note_off") or (message.type == "control_change" and message.control == 123):
+            released = list(sounding) if message.type == "control_change" else [message.note]
+            for note in released:
+                if note in sounding and sounding[note] <= moment < arrival + 1e-9:
+                    last_release = arrival if last_release is None else max(last_release, arrival)
+                sounding.pop(note, None)
+    return len(sounding), last_release
+
+
+def figures() -> list[tuple[str, str, str]]:
+    rows = []
+    script = Script(tempo_changes={6.0: 90.0}, stop_beat=12.0, end_beat=14.0)
+    result = session(script, ["--sync", "midi-clock", "--quantize", "1/16"])
+    pulses = result.times("clock")
+    start_index = sum(1 for t in pulses if t < result.times("start")[0])
+    onsets = result.onsets()
+    errors = np.abs(grid_errors(onsets, pulses, start_index, 6)) * 1e3
+    rows.append(("sync: onset error vs the 16th grid of the pulses as sent, p50 / p99 / max (ms)",
+                 f"{np.percentile(errors, 50):.2f} / {np.percentile(errors, 99):.2f} / {errors.max():.2f}",
+                 f"{len(errors)} onsets, +-1 ms jitter; goal <= 2 ms"))
+    change_time = pulses[start_index + 6 * PULSES_PER_BEAT]
+    late = [(t, e) for t, e in zip(onsets, errors) if t > change_time and e > 2.0]
+    lock = max((t for t, _ in late), default=change_time) - change_time
+    rows.append(("sync: tempo change 120 -> 90: last onset off the new grid, after the change (s)",
+                 f"{lock:.3f}", f"one beat at 90 = {60 / 90:.3f} s"))
+    stop = result.times("stop")[0]
+    left, released = still_sounding_after(result.heard, stop)
+    rows.append(("sync: Stop to silence (ms)", f"{((released or stop) - stop) * 1e3:.1f}", f"goal <= 50; {left} left on"))
+    turns = session(Script(phrase_beat=2.0, stop_beat=None, end_beat=16.0), ["--sync", "midi-clock", "--turns", "1"])
+    pulses = turns.times("clock")
+    start_index = sum(1 for t in pulses if t < turns.times("start")[0])
+    answer = [t for t in turns.onsets() if t > turns.times("note_off")[-1]]
+    if answer:
+        bars = np.array(pulses[start_index::96])
+        offset = (answer[0] - bars[np.argmin(np.abs(bars - answer[0]))]) * 1e3
+        rows.append(("turns: answer's first note minus its bar line (ms)", f"{offset:+.2f}", "goal within 2 ms"))
+    return rows
+
+
+def main(argv=None) -> None:
+    argparse.ArgumentParser().parse_args(argv)
+    name = f"cadenza-sync-{os.getpid()}"
+    jackd = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", "44100", "-p", "64"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    try:
+        subprocess.run(["jack_wait", "-w", "-t", "10"], check=True, capture_output=True)
+        for name_, value, goal in figures():
+            print(f"{name_:<88} {value:>22}  {goal}")
+    finally:
+        jackd.send_signal(signal.SIGTERM)
+        jackd.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Musical time: a tempo to follow (MIDI clock) or to keep (--bpm), a grid to land on, bars.
+
+Times are monotonic seconds, positions are beats (quarter notes) from the song's start.
+`ClockFollower` is fed the clock messages of the control input with their arrival times and
+answers "when is beat x?" from a straight line fitted through the last beat of pulses, so
+jitter in single pulses averages out while a tempo change is followed within one beat.
+`FixedTempo` answers the same questions for cadenza's own tempo. `Grid` snaps beats.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+PULSES_PER_BEAT = 24
+PULSES_PER_SIXTEENTH = 6
+
+
+class ClockFollower:
+    """Follows MIDI clock: tempo from pulse arrival times, transport from Start/Stop/Continue/SPP.
+
+    Every pulse ever received has a counter value; while running, song position (in pulses) =
+    counter - origin. Start makes the next pulse position 0 (the downbeat), Continue makes it the
+    position where play stopped or the last Song Position Pointer (sixteenths) sent while stopped.
+    Pulses that arrive while stopped keep the tempo fresh but do not move the song position.
+    """
+
+    def __init__(self, fit_pulses: int = 2 * PULSES_PER_BEAT, change_pulses: int = 6, change_seconds: float = 0.0025):
+        self._lock = threading.Lock()
+        self._pulses: collections.deque = collections.deque(maxlen=fit_pulses)  # (counter, arrival)
+        # A tempo change: the last `change_pulses` pulses all off the line, by `change_seconds` on
+        # average. The fit then forgets the older pulses, so one beat after a change it holds about
+        # a beat of the new tempo (two beats of pulses smooth the tempo while it is steady).
+        self._change_pulses, self._change_seconds = change_pulses, change_seconds
+        self._counter = 0  # the counter value the next pulse gets
+        self._fit = None  # (seconds per pulse, arrival time of counter 0)
+        self._origin = None  # counter value at song position 0, while running
+        self._resume_position = 0  # song position (pulses) play resumes from
+        self.running = False
+        self.transport_version = 0  # bumped by Start, Stop, Continue: the engine re-syncs
+
+    def pulse(self, arrival: float) -> None:
+        with self._lock:
+            if self._pulses and arrival - self._pulses[-1][1] > 0.5:
+                self._pulses.clear()  # the clock paused: a line through old pulses would mislead
+            self._pulses.append((self._counter, arrival))
+            self._counter += 1
+            if self._tempo_changed():
+                # Seen two or three pulses in: those and the last pulse before them lie on the new line.
+                recent = list(self._pulses)[-3:]
+                self._pulses.clear()
+                self._pulses.extend(recent)
+            if len(self._pulses) >= 3:
+                counters, arrivals = np.array(self._pulses, dtype=np.float64).T
+                slope, intercept = np.polyfit(counters - counters[-1], arrivals, 1)
+                self._fit = (float(slope), float(intercept - slope * counters[-1]))
+
+    def _tempo_changed(self) -> bool:
+        if self._fit is None or len(self._pulses) < 2 * self._change_pulses:
+            return False
+        seconds_per_pulse, zero = self._fit
+        recent = list(self._pulses)[-self._change_pulses:]
+        residuals = [arrival - (zero + seconds_per_pulse * counter) for counter, arrival in recent]
+        return abs(float(np.mean(residuals))) > self._change_seconds
+
+    def start(self) -> None:
+        self._run_from(0)
+
+    def resume(self) -> None:
+        """Continue: play on from where it stopped, or from the last Song Position Pointer."""
+        self._run_from(self._resume_position)
+
+    def _run_from(self, position: int) -> None:
+        with self._lock:
+            self._origin = self._counter - position  # the next pulse is `position`
+            self.running = True
+            self.transport_version += 1
+
+    def stop(self) -> None:
+        with self._lock:
+            if self.running:
+                self._resume_position = max(self._counter - self._origin, 0)
+            self.running = False
+            self.transport_version += 1
+
+    def song_position(self, sixteenths: int) -> None:
+        with self._lock:
+            position = sixteenths * PULSES_PER_SIXTEENTH
+            if self.running:  # a jump while playing: the next pulse is there
+                self._origin = self._counter - position
+                self.transport_version += 1
+            else:
+                self._resume_position = position
+
+    @property
+    def seconds_per_beat(self) -> float | None:
+        fit = self._fit
+        return fit[0] * PULSES_PER_BEAT if fit else None
+
+    @property
+    def bpm(self) -> float | None:
+        spb = self.seconds_per_beat
+        return 60.0 / spb if spb else None
+
+    def start_beat(self) -> float:
+        """The song position (beats) of the next pulse: where play starts or resumes."""
+        with self._lock:
+            if self._origin is None:
+                return self._resume_position / PULSES_PER_BEAT
+            return (self._counter - self._origin) / PULSES_PER_BEAT
+
+    def time_of_beat(self, beat: float) -> float | None:
+        """When song position `beat` sounds (monotonic seconds); None before a tempo is known or
+        before Start."""
+        with self._lock:
+            if self._fit is None or self._origin is None:
+                return None
+            seconds_per_pulse, zero = self._fit
+            return zero + seconds_per_pulse * (self._origin + beat * PULSES_PER_BEAT)
+
+    def beat_at(self, time: float) -> float | None:
+        """The song position (beats) at monotonic `time`."""
+        with self._lock:
+            if self._fit is None or self._origin is None:
+                return None
+            seconds_per_pulse, zero = self._fit
+            return ((time - zero) / seconds_per_pulse - self._origin) / PULSES_PER_BEAT
+
+
+class FixedTempo:
+    """cadenza's own tempo: beat 0 at `origin` (monotonic seconds), always running."""
+
+    def __init__(self, bpm: float, origin: float):
+        self.bpm = bpm
+        self.origin = origin
+        self.running = True
+        self.transport_version = 0
+
+    @property
+    def seconds_per_beat(self) -> float:
+        return 60.0 / self.bpm
+
+    def start_beat(self) -> float:
+        return 0.0
+
+    def time_of_beat(self, beat: float) -> float:
+        return self.origin + beat * self.seconds_per_beat
+
+    def beat_at(self, time: float) -> float:
+        return (time - self.origin) / self.seconds_per_beat
+
+
+QUANTIZE_CHOICES = {"off": None, "1/4": Fraction(1), "1/8": Fraction(1, 2), "1/8t": Fraction(1, 3),
+                    "1/16": Fraction(1, 4), "1/16t": Fraction(1, 6), "1/32": Fraction(1, 8)}
+
+
+@dataclass
+class Grid:
+    """Onsets snapped to `step_beats`; with `swing` (0-0.75) every second grid point comes later
+    by that fraction of a grid step (0: straight; about 0.33: a triplet feel)."""
+
+    step_beats: float
+    swing: float = 0.0
+
+    def point(self, index: int) -> float:
+        return (index + (self.swing if index % 2 else 0.0)) * self.step_beats
+
+    def snap(self, beat: float, not_before: float = -np.inf) -> float:
+        """The grid point nearest `beat` that is not earlier than `not_before`."""
+        index = int(np.floor(beat / self.step_beats))
+        candidates = [self.point(i) for i in (index - 1, index, index + 1, index + 2)]
+        allowed = [c for c in candidates if c >= not_before - 1e-9] or [self.point(self.index_after(not_before))]
+        return min(allowed, key=lambda c: abs(c - beat))
+
+    def index_after(self, beat: float) -> int:
+        index = int(np.floor(beat / self.step_beats)) - 1
+        while self.point(index) < beat - 1e-9:
+            index += 1
+        return index

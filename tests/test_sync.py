@@ -1,0 +1,144 @@
+"""Playing with others: a test process plays the DAW (MIDI clock with jitter, Start, Stop, Continue,
+Song Position, a phrase), cadenza follows on a JACK server of 64-frame periods (1.45 ms, so
+that JACK's own quantization leaves room for a 2 ms check), and a listener records it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.sync import PULSES_PER_BEAT, Script, grid_errors, session, still_sounding_after
+from streamer.clock import ClockFollower, FixedTempo, Grid
+from streamer.timeline import BeatPlacer
+
+
+@pytest.fixture(scope="module")
+def fast_jack():
+    if shutil.which("jackd") is None:
+        pytest.fail("jackd is not installed: run the README's set-up (apt package jackd2)")
+    name = f"cadenza-sync-{os.getpid()}"
+    previous = os.environ.get("JACK_DEFAULT_SERVER")
+    process = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", "44100", "-p", "64"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=dict(os.environ, JACK_NO_AUDIO_RESERVATION="1"))
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    try:
+        subprocess.run(["jack_wait", "-w", "-t", "10"], check=True, capture_output=True, timeout=15)
+        yield name
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+        for leftover in Path("/dev/shm").glob(f"jack_sem.*_{name}_*"):
+            leftover.unlink(missing_ok=True)
+        if previous is None:
+            os.environ.pop("JACK_DEFAULT_SERVER", None)
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = previous
+
+
+def _pulses_from_start(result) -> tuple[np.ndarray, int]:
+    pulses = np.array(result.times("clock"))
+    return pulses, int(np.sum(pulses < result.times("start")[0]))
+
+
+def test_tempo_estimate_is_within_half_a_bpm_after_one_beat_and_follows_a_change():
+    rng = np.random.default_rng(1)
+    # Arrival times as JACK gives them: +-1 ms of sender jitter, then up to one 64-frame period late.
+    def arrival(ideal):
+        return ideal + rng.uniform(-0.001, 0.001) + rng.uniform(0, 64 / 44100)
+
+    for trial in range(50):
+        clock, t = ClockFollower(), 10.0
+        for _ in range(PULSES_PER_BEAT + 1):
+            clock.pulse(arrival(t))
+            t += 0.5 / PULSES_PER_BEAT
+        assert abs(clock.bpm - 120) < 0.5, clock.bpm
+        for _ in range(3 * PULSES_PER_BEAT):
+            clock.pulse(arrival(t))
+            t += 0.5 / PULSES_PER_BEAT
+        for _ in range(PULSES_PER_BEAT):  # one beat at the new tempo
+            clock.pulse(arrival(t))
+            t += (60 / 90) / PULSES_PER_BEAT
+        assert abs(clock.bpm - 90) < 0.5, clock.bpm
+
+
+def test_song_position_start_stop_continue():
+    clock = ClockFollower()
+    for k in range(30):
+        clock.pulse(k * 0.02)
+    assert clock.time_of_beat(0) is None  # before Start there is no song position
+    clock.start()
+    assert clock.time_of_beat(0) == pytest.approx(30 * 0.02)  # the next pulse is the downbeat
+    for k in range(30, 30 + 48):
+        clock.pulse(k * 0.02)
+    clock.stop()
+    assert clock.start_beat() == pytest.approx(2.0)  # stopped after two beats
+    clock.song_position(10)  # sixteenths
+    clock.pulse(78 * 0.02)
+    clock.resume()
+    assert clock.start_beat() == pytest.approx(2.5)
+    assert clock.time_of_beat(2.5) == pytest.approx(79 * 0.02)
+
+
+def test_grid_swing_and_chords():
+    grid = Grid(0.25, swing=0.5)
+    assert [grid.point(i) for i in range(4)] == [0.0, 0.375, 0.5, 0.875]
+    assert grid.snap(0.3) == 0.375 and grid.snap(0.3, not_before=0.4) == 0.5
+    placer = BeatPlacer(FixedTempo(120, origin=100.0), Grid(0.25), beats_per_model_second=2.0)
+    placed = [placer.place(step, 0.1)[0] for step in (0.0, 0.01, 0.13, 0.01, 0.02, 0.3)]
+    assert placed == [0.0, 0.0, 0.25, 0.25, 0.25, 1.0]  # near-simultaneous notes stay one chord
+
+
+def test_follows_a_midi_clock_on_the_grid_through_a_tempo_change_and_stops_at_once(fast_jack):
+    script = Script(tempo_changes={6.0: 90.0}, stop_beat=12.0, end_beat=14.0)
+    result = session(script, ["--sync", "midi-clock", "--quantize", "1/16"], seed=1)
+    assert result.exit_code == 0, result.stderr
+    pulses, start_index = _pulses_from_start(result)
+    start, stop = result.times("start")[0], result.times("stop")[0]
+    onsets = result.onsets()
+    assert len(onsets) > 30
+    assert onsets.min() > start, "a note before Start"
+    errors_ms = np.abs(grid_errors(onsets[onsets < stop], pulses, start_index, 6)) * 1e3
+    change = pulses[start_index + 6 * PULSES_PER_BEAT]
+    after_a_beat = (onsets[onsets < stop] > change + 60 / 90) | (onsets[onsets < stop] < change)
+    assert np.all(errors_ms[after_a_beat] <= 2.0), np.round(np.sort(errors_ms)[-5:], 2)
+    assert abs(onsets[0] - pulses[start_index]) * 1e3 <= 2.0, "the first note is not on the downbeat"
+    left, released = still_sounding_after(result.heard, stop)
+    assert left == 0 and (released is None or released - stop <= 0.05), (left, released and released - stop)
+    assert not any(t > stop + 0.05 for t in onsets), "a note after Stop"
+
+
+def test_continue_resumes_from_the_song_position(fast_jack):
+    # Stopped, then a Song Position of 1 sixteenth: on a grid of eighths the first note after
+    # Continue comes half an eighth (6 pulses) after the first pulse, not on it.
+    script = Script(stop_beat=4.0, song_position=1, continue_after_beats=2.0, end_beat=9.0)
+    result = session(script, ["--sync", "midi-clock", "--quantize", "1/8"], seed=2)
+    assert result.exit_code == 0, result.stderr
+    pulses = np.array(result.times("clock"))
+    resumed = result.times("continue")[0]
+    first_pulse = int(np.searchsorted(pulses, resumed))
+    after = result.onsets()[result.onsets() > resumed]
+    assert len(after) > 3
+    assert abs(after[0] - pulses[first_pulse + 6]) * 1e3 <= 2.0, (after[0] - pulses[first_pulse]) * 1e3
+
+
+def test_turns_answer_from_the_next_bar_line_and_end_on_one(fast_jack):
+    script = Script(phrase_beat=1.0, stop_beat=None, end_beat=12.0)
+    result = session(script, ["--sync", "midi-clock", "--turns", "1"], seed=3)
+    assert result.exit_code == 0, result.stderr
+    pulses, start_index = _pulses_from_start(result)
+    bars = pulses[start_index::4 * PULSES_PER_BEAT]
+    phrase_end = result.times("note_off")[-1]
+    answer_bar = bars[np.searchsorted(bars, phrase_end)]
+    onsets = result.onsets()
+    assert not any(t < phrase_end for t in onsets), "cadenza played while the player played"
+    assert abs(onsets[0] - answer_bar) * 1e3 <= 2.0, (onsets[0] - answer_bar) * 1e3
+    end_bar = bars[np.searchsorted(bars, answer_bar) + 1]
+    offs = [t for t, m in result.heard if m.type in ("note_off", "note_on") and not (m.type == "note_on" and m.velocity)]
+    assert all(t <= end_bar + 0.002 for t in onsets) and max(offs) <= end_bar + 0.002, (max(offs) - end_bar)
