@@ -116,6 +116,15 @@ def control_vector(key_profile_values=None, density: float | None = None, dynami
     return vector
 
 
+def with_densities(vectors: np.ndarray, densities: np.ndarray) -> np.ndarray:
+    """Control vectors [B, CONTROL_SIZE] with each row's density set (NaN: not given), the rest kept."""
+    vectors = np.array(vectors, dtype=np.float32)
+    given = np.isfinite(densities)
+    vectors[:, DENSITY] = np.where(given, np.log(np.maximum(np.nan_to_num(densities, nan=1.0), 0.05) / DENSITY_REFERENCE), 0.0)
+    vectors[:, DENSITY_ON] = given.astype(np.float32)
+    return vectors
+
+
 class UpcomingControls:
     """The controls as measured on the real notes ahead of each note of a note cache (for training).
 

@@ -31,7 +31,8 @@ def sampling_options(function):
                        help=f"Temperature of the {name} field alone.")
           for name in ("step", "pitch", "duration", "velocity")],
         click.option("--density", help=f"Target notes per second ({DENSITY_RANGE[0]:g}-{DENSITY_RANGE[1]:g}), "
-                                       "'auto' (the data's typical value), 'random' (one per stream, as the data's pieces vary) or 'none'."),
+                                       "'auto' (the data's typical value), 'random' (one per stream, as the data's pieces vary), "
+                                       "'hold' (free, then kept near the stream's own opening density) or 'none' (free)."),
         click.option("--key", "key_name", help="Key to play in: 'D minor', 'F# major', 'auto' (follow the player), 'random' (one per stream) or 'none'."),
     ]
     return functools.reduce(lambda f, option: option(f), reversed(options), function)

@@ -16,6 +16,7 @@ from models.controls import all_keys, control_vector, key_profile, parse_key, pl
 from models.errors import CadenzaError
 
 DENSITY_RANGE = (0.5, 40.0)  # notes per second a player may ask for
+DENSITY_WORDS = (None, "auto", "random", "hold")
 TEMPERATURE_RANGE = (0.05, 5.0)
 
 
@@ -23,7 +24,8 @@ TEMPERATURE_RANGE = (0.05, 5.0)
 class Sampling:
     """temperature: all fields; <field>_temperature: one field (None: the overall one).
     top_p: nucleus (None: off). density: notes per second, "auto" (the data's typical value),
-    "random" (each stream draws one from the data's spread of pieces, and keeps it) or None.
+    "random" (each stream draws one from the data's spread of pieces, and keeps it), "hold" (free,
+    then held near the stream's own opening density: see DensityHold) or None (free).
     key: "D minor" etc., "auto" (follow the player), "random" (each stream draws one of the 24
     keys when it starts, and stays in it) or None."""
 
@@ -63,8 +65,8 @@ class Sampling:
                 raise CadenzaError(f"{name.replace('_', '-')} {value} is outside {TEMPERATURE_RANGE[0]}-{TEMPERATURE_RANGE[1]}")
         if self.top_p is not None and not (0 < self.top_p <= 1):
             raise CadenzaError(f"top-p {self.top_p} is outside (0, 1]")
-        if self.density not in (None, "auto", "random") and not isinstance(self.density, (int, float)):
-            raise CadenzaError(f"density {self.density!r} is not notes per second, 'auto' or 'random'")
+        if self.density not in DENSITY_WORDS and not isinstance(self.density, (int, float)):
+            raise CadenzaError(f"density {self.density!r} is not notes per second, 'auto', 'random' or 'hold'")
         if isinstance(self.density, (int, float)) and not (DENSITY_RANGE[0] <= self.density <= DENSITY_RANGE[1]):
             raise CadenzaError(f"density {self.density} notes/s is outside {DENSITY_RANGE[0]}-{DENSITY_RANGE[1]}")
         if self.key not in (None, "auto", "random"):
@@ -75,15 +77,15 @@ class Sampling:
 
 
 def parse_density(text: str | None):
-    """'6' -> 6.0, 'auto' and 'random' stay, 'none' -> None; a one-line error otherwise."""
+    """'6' -> 6.0, 'auto', 'random' and 'hold' stay, 'none' -> None; a one-line error otherwise."""
     if text is None or text.lower() == "none":
         return None
-    if text.lower() in ("auto", "random"):
+    if text.lower() in DENSITY_WORDS:
         return text.lower()
     try:
         value = float(text)
     except ValueError:
-        raise CadenzaError(f"--density takes notes per second, 'auto', 'random' or 'none', not {text!r}") from None
+        raise CadenzaError(f"--density takes notes per second, 'auto', 'random', 'hold' or 'none', not {text!r}") from None
     if not math.isfinite(value) or not (DENSITY_RANGE[0] <= value <= DENSITY_RANGE[1]):
         raise CadenzaError(f"--density {text} is outside {DENSITY_RANGE[0]}-{DENSITY_RANGE[1]} notes/s")
     return value
@@ -158,9 +160,42 @@ def controls_for(sampling: Sampling, card: dict, played_pitches=None) -> np.ndar
     if "random" in (sampling.density, sampling.key):
         raise ValueError("'random' is drawn per stream: use stream_controls or resolve_random")
     density = typical_density(card) if sampling.density == "auto" else sampling.density
+    density = None if density == "hold" else density  # held streams start free (DensityHold)
     profile = None
     if sampling.key == "auto":
         profile = played_profile(played_pitches if played_pitches is not None else [])
     elif sampling.key is not None:
         profile = key_profile(parse_key(sampling.key), scale_profiles(card), strict=sampling.key_strict)
     return control_vector(profile, density, None)
+
+
+class DensityHold:
+    """Free play that keeps to a density like a real piece's ('--density hold').
+
+    Left alone, the network starts dense (about 15 notes/s over its first 300 notes) and then
+    wanders below the data's density for thousands of notes. Each stream draws its own density
+    from the data's spread of pieces (as 'random' does) but plays free while its last
+    `window_notes` notes stay within `tolerance` of it; when they stray further the density control
+    asks for it, and lets go once they are back within half the tolerance. So a stream keeps the
+    network's own ebb and flow, and keeps to a real piece's pace.
+    """
+
+    def __init__(self, own_densities, window_notes: int = 200, tolerance: float = 0.15):
+        self.window_notes, self.tolerance = window_notes, tolerance
+        self.own = np.asarray(own_densities, dtype=np.float64)  # notes per second, one per stream
+        self.steps = np.zeros((window_notes, len(self.own)))
+        self.count = 0
+        self.targets = np.full(len(self.own), np.nan)  # the density asked for now (NaN: free)
+
+    def observe(self, step_seconds: np.ndarray) -> bool:
+        """Note the steps just drawn [B]; True when `targets` changed (the controls need setting)."""
+        self.steps[self.count % self.window_notes] = step_seconds
+        self.count += 1
+        if self.count < self.window_notes or self.count % 10:
+            return False
+        drift = np.abs(np.log(self.window_notes / np.maximum(self.steps.sum(axis=0), 1e-3) / self.own))
+        targets = np.where(drift > np.log1p(self.tolerance), self.own,
+                           np.where(drift < np.log1p(self.tolerance / 2), np.nan, self.targets))
+        changed = not np.array_equal(np.isnan(targets), np.isnan(self.targets))
+        self.targets = targets
+        return changed

@@ -129,7 +129,7 @@ class Controls:
         self.tempo_scale = float(min(max(value, 0.25), 4.0))
 
     def set_density(self, value) -> None:
-        self.density = value if value in (None, "auto") else float(min(max(value, DENSITY_RANGE[0]), DENSITY_RANGE[1]))
+        self.density = value if value in (None, "auto", "hold") else float(min(max(value, DENSITY_RANGE[0]), DENSITY_RANGE[1]))
         self.steering_version += 1
 
     def set_key(self, key: str | None) -> None:

@@ -11,8 +11,10 @@ import time
 from dataclasses import dataclass, field
 
 import mido
+import numpy as np
 
-from models.sampling import Sampling, controls_for, typical_density
+from models.controls import with_densities
+from models.sampling import DensityHold, Sampling, controls_for, random_densities, typical_density
 
 from streamer.controls import Controls
 from streamer.density import DensityBridge
@@ -58,6 +60,9 @@ class Engine:
         self._steering_applied = None
         self.density_bridge = DensityBridge()
         self.timeline = timeline  # musical time (streamer/timeline.py), or None: free time
+        self._armed = None  # a note drawn while waiting for the clock to start
+        self.density_hold = None  # with density 'hold': this stream's DensityHold
+        self._control_vector = None
 
     def run(self) -> None:
         """Generate until --notes, --seconds or a stop; raise StreamError if something broke."""
@@ -102,6 +107,7 @@ class Engine:
         ratio = controls.temperature / settings.start_temperature
         note = self.runtime.sample(controls.temperature, top_p=settings.top_p,
                                    head_temperature={k: v * ratio for k, v in settings.head_temperature.items()})[0]
+        self._observe_density(float(note["step"]))
         scale = controls.tempo_scale
         if onset is None:
             onset = now + settings.lead_in_seconds
@@ -153,6 +159,8 @@ class Engine:
                 resting = False
             if not clock.running or clock.time_of_beat(placer.cursor) is None:
                 self._absorb_player_notes()
+                if self._armed is None:
+                    self._armed = self._draw()  # ready before Start: then the first note only needs placing
                 controls.stop.wait(0.002)
                 continue
             end_beat = self._turn_window(now) if turns else None
@@ -198,7 +206,8 @@ class Engine:
 
     def _place_one(self, end_beat: float | None) -> None:
         settings = self.settings
-        note = self._draw()
+        note, self._armed = (self._armed, None) if self._armed is not None else (self._draw(), None)
+        self._observe_density(float(note["step"]))
         scale = self.controls.tempo_scale
         step = self.density_bridge.stretch(float(note["step"])) * scale
         placed = self.timeline.placer.place(step, float(note["duration"]) * scale)
@@ -234,8 +243,24 @@ class Engine:
             return
         self._steering_applied = version
         sampling = Sampling(density=controls.density, key=controls.key, key_strict=controls.key_strict)
-        self.density_bridge.retarget(typical_density(self.runtime.card) if controls.density == "auto" else controls.density)
-        self.runtime.set_controls(controls_for(sampling, self.runtime.card, list(self.played_pitches)))
+        density = typical_density(self.runtime.card) if controls.density == "auto" else controls.density
+        self.density_bridge.retarget(None if density == "hold" else density)
+        if controls.density != "hold":
+            self.density_hold = None
+        elif self.density_hold is None:
+            self.density_hold = DensityHold(random_densities(1, self.runtime.card, self.runtime.rng))
+        self._control_vector = controls_for(sampling, self.runtime.card, list(self.played_pitches))[None]
+        self._set_controls()
+
+    def _set_controls(self) -> None:
+        vector = self._control_vector
+        if self.density_hold is not None:
+            vector = with_densities(vector, self.density_hold.targets)
+        self.runtime.set_controls(vector)
+
+    def _observe_density(self, step_seconds: float) -> None:
+        if self.density_hold is not None and self.density_hold.observe(np.array([step_seconds])):
+            self._set_controls()
 
     def _send_program(self) -> None:
         self.controls.program_changed.clear()
@@ -244,6 +269,7 @@ class Engine:
     def _absorb_player_notes(self) -> None:
         """Call and response: what the player played becomes the model's context."""
         while not self.controls.played_notes.empty():
+            self._armed = None  # drawn before the player's notes: the answer must hear them
             note = self.controls.played_notes.get_nowait()
             self.played_pitches.append(int(note["pitch"]))
             self.runtime.feed(note.reshape(1).repeat(self.runtime.batch))

@@ -18,7 +18,8 @@ from models.config import Bins
 from models.instruments import default_soundfont, instrument_name
 from models.notes import NOTE_DTYPE, onsets, write_midi
 from models.runtime import Runtime
-from models.sampling import Sampling, stream_controls
+from models.controls import with_densities
+from models.sampling import DensityHold, Sampling, random_densities, stream_controls
 
 SAMPLE_RATE = 44100
 PEAK_LEVEL = 0.89  # -1 dBFS: loud enough to hear, clear of clipping
@@ -55,12 +56,18 @@ def generate(runtime: Runtime, settings: RenderSettings) -> tuple[np.ndarray, fl
         runtime.prime(settings.primer)
     sampling = settings.sampling
     primer_pitches = settings.primer["pitch"] if settings.primer is not None else None
-    runtime.set_controls(stream_controls(sampling, runtime.card, settings.count, runtime.rng, primer_pitches))
+    controls = stream_controls(sampling, runtime.card, settings.count, runtime.rng, primer_pitches)
+    runtime.set_controls(controls)
+    hold = None
+    if sampling.density == "hold":
+        hold = DensityHold(random_densities(settings.count, runtime.card, runtime.rng))
     head_temperature = sampling.head_temperature()
     pieces = np.zeros((settings.notes, settings.count), dtype=NOTE_DTYPE)
     started = time.perf_counter()
     for step in tqdm(range(settings.notes), desc="render", unit="step", disable=not settings.progress, dynamic_ncols=True):
         pieces[step] = runtime.sample(sampling.temperature, top_p=sampling.top_p, head_temperature=head_temperature)
+        if hold is not None and hold.observe(pieces[step]["step"]):
+            runtime.set_controls(with_densities(controls, hold.targets))
     seconds = time.perf_counter() - started
     return pieces, settings.notes * settings.count / max(seconds, 1e-9)
 

@@ -186,9 +186,10 @@ def evaluate_style(runtime, sampling: Sampling, real: list, second_real: list, s
 
 
 def sweep_grid(base: Sampling) -> list:
-    """The first stage of the sweep: overall temperature x top-p x density control (free, 'auto' or 'random')
-    x key control (free, or a random key per stream that it keeps)."""
-    return [replace(base, temperature=t, top_p=p, density=d, key=k) for d in (None, "auto", "random") for k in (None, "random")
+    """The first stage of the sweep: overall temperature x top-p x density control ('hold': free but
+    without the long-run drift, 'auto' or 'random') x key control (free, or a random key per stream
+    that it keeps)."""
+    return [replace(base, temperature=t, top_p=p, density=d, key=k) for d in ("hold", "auto", "random") for k in (None, "random")
             for t in (0.8, 0.9, 1.0) for p in (None, 0.95, 0.9)]
 
 
