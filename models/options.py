@@ -33,13 +33,15 @@ def sampling_options(function):
         click.option("--density", help=f"Target notes per second ({DENSITY_RANGE[0]:g}-{DENSITY_RANGE[1]:g}), "
                                        "'auto' (the data's typical value), 'random' (one per stream, as the data's pieces vary), "
                                        "'hold' (free, then kept near the stream's own opening density) or 'none' (free)."),
+        click.option("--dynamics", type=BoundedFloat(1, 127),
+                     help="Target mean velocity (1-127) of the notes ahead [default: free]."),
         click.option("--key", "key_name", help="Key to play in: 'D minor', 'F# major', 'auto' (follow the player), 'random' (one per stream) or 'none'."),
     ]
     return functools.reduce(lambda f, option: option(f), reversed(options), function)
 
 
 SAMPLING_OPTION_NAMES = ("temperature", "top_p", "step_temperature", "pitch_temperature", "duration_temperature",
-                         "velocity_temperature", "density", "key_name")
+                         "velocity_temperature", "dynamics", "density", "key_name")
 
 
 def sampling_from_options(card: dict, options: dict) -> Sampling:

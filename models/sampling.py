@@ -27,7 +27,7 @@ class Sampling:
     "random" (each stream draws one from the data's spread of pieces, and keeps it), "hold" (free,
     then held near the stream's own opening density: see DensityHold) or None (free).
     key: "D minor" etc., "auto" (follow the player), "random" (each stream draws one of the 24
-    keys when it starts, and stays in it) or None."""
+    keys when it starts, and stays in it) or None. dynamics: the mean velocity asked for, or None."""
 
     temperature: float = 1.0
     top_p: float | None = None
@@ -37,6 +37,7 @@ class Sampling:
     velocity_temperature: float | None = None
     density: float | str | None = None
     key: str | None = None
+    dynamics: float | None = None  # mean velocity 1-127 of the notes ahead (None: free)
     # A key asked for by name keeps to its scale; a key drawn by 'random' is played as real pieces
     # in that key are, with their share of notes from outside the scale.
     key_strict: bool = True
@@ -69,6 +70,8 @@ class Sampling:
             raise CadenzaError(f"density {self.density!r} is not notes per second, 'auto', 'random' or 'hold'")
         if isinstance(self.density, (int, float)) and not (DENSITY_RANGE[0] <= self.density <= DENSITY_RANGE[1]):
             raise CadenzaError(f"density {self.density} notes/s is outside {DENSITY_RANGE[0]}-{DENSITY_RANGE[1]}")
+        if self.dynamics is not None and not 1 <= self.dynamics <= 127:
+            raise CadenzaError(f"dynamics {self.dynamics} is outside 1-127 (a mean velocity)")
         if self.key not in (None, "auto", "random"):
             try:
                 parse_key(self.key)
@@ -166,7 +169,7 @@ def controls_for(sampling: Sampling, card: dict, played_pitches=None) -> np.ndar
         profile = played_profile(played_pitches if played_pitches is not None else [])
     elif sampling.key is not None:
         profile = key_profile(parse_key(sampling.key), scale_profiles(card), strict=sampling.key_strict)
-    return control_vector(profile, density, None)
+    return control_vector(profile, density, sampling.dynamics)
 
 
 class DensityHold:

@@ -165,14 +165,16 @@ def stream(**options):
         settings = StreamSettings(lookahead_seconds=options["lookahead"], max_note_seconds=options["max_note_seconds"],
                                   notes=options["notes"], seconds=options["seconds"], top_p=sampling.top_p,
                                   head_temperature=sampling.head_temperature(), start_temperature=sampling.temperature,
-                                  response_gap_seconds=control_map.response_gap_seconds)
-        timeline = None
+                                  response_gap_seconds=control_map.response_gap_seconds, dynamics=sampling.dynamics)
         if timing.timed:
+            from streamer.timed_engine import TimedEngine
             from streamer.timeline import Timeline
 
             timeline = Timeline(timing, typical_density(card), controls.clock, origin=time.monotonic() + 0.2)
+            engine = TimedEngine(runtime, sender, controls, settings, timeline)
             _log(_describe_timing(timing))
-        engine = Engine(runtime, sender, controls, settings, timeline)
+        else:
+            engine = Engine(runtime, sender, controls, settings)
         if TerminalKeys.available() and not options["no_keys"]:
             keys = TerminalKeys(controls, instrument_name, typical_density(card))
             stack.callback(keys.close)
@@ -225,6 +227,34 @@ def ports(midi_api):
         click.echo(f"  {name}")
 
 
+@click.command()
+@click.option("--port", "output_name", required=True, help="Existing MIDI output to send the test notes to.")
+@click.option("--input", "input_name", required=True, help="Existing MIDI input they come back on (the loopback).")
+@click.option("--midi-api", type=MIDI_API_CHOICES, default="auto", show_default=True)
+@click.option("--count", type=click.IntRange(2, 1000), default=16, show_default=True, help="Test notes, 0.25 s apart.")
+def calibrate(output_name, input_name, midi_api, count):
+    """Measure the delay from cadenza to what comes back through a loopback; prints the --latency-ms to use."""
+    from streamer.calibrate import CalibrationSettings, calibrate as measure
+    from streamer.midi_input import PolledMidiInput
+    from streamer.outputs import MidiPortOutput, midi_backend
+
+    backend = midi_backend(midi_api)
+    output = MidiPortOutput(backend, name="cadenza-calibrate", connect=output_name)
+
+    def open_input(on_message):
+        try:
+            return PolledMidiInput(backend, input_name, on_message, client_name="cadenza-calibrate", poll_seconds=0.001)
+        except (OSError, SystemError) as error:
+            raise CadenzaError(str(error).splitlines()[0]) from None
+
+    try:
+        result = measure(output, open_input, CalibrationSettings(count=count))
+    finally:
+        output.close()
+    click.echo(result.describe())
+
+
 def register(group: click.Group) -> None:
     group.add_command(stream)
     group.add_command(ports)
+    group.add_command(calibrate)

@@ -40,6 +40,7 @@ class StreamSettings:
     late_limit_seconds: float = 0.05
     response_gap_seconds: float = 0.6
     key_memory_notes: int = 32  # --key auto follows the pitch classes of the player's last notes
+    dynamics: float | None = None  # mean velocity asked for (--dynamics)
 
 
 class StreamError(RuntimeError):
@@ -47,7 +48,7 @@ class StreamError(RuntimeError):
 
 
 class Engine:
-    def __init__(self, runtime, sender: SenderProcess, controls: Controls, settings: StreamSettings, timeline=None):
+    def __init__(self, runtime, sender: SenderProcess, controls: Controls, settings: StreamSettings):
         self.runtime = runtime
         self.sender = sender
         self.controls = controls
@@ -59,19 +60,11 @@ class Engine:
         self.played_pitches = collections.deque(maxlen=settings.key_memory_notes)
         self._steering_applied = None
         self.density_bridge = DensityBridge()
-        self.timeline = timeline  # musical time (streamer/timeline.py), or None: free time
-        self._armed = None  # a note drawn while waiting for the clock to start
         self.density_hold = None  # with density 'hold': this stream's DensityHold
         self._control_vector = None
 
     def run(self) -> None:
         """Generate until --notes, --seconds or a stop; raise StreamError if something broke."""
-        if self.timeline is not None:
-            try:
-                return self._run_timed()
-            finally:
-                if self.timeline.settings.clock_out:
-                    self.sender.send_soon(mido.Message("stop"))
         settings, controls = self.settings, self.controls
         self.started = time.monotonic()
         deadline = self.started + settings.seconds if settings.seconds else None
@@ -127,106 +120,6 @@ class Engine:
         return self.runtime.sample(self.controls.temperature, top_p=self.settings.top_p,
                                    head_temperature={k: v * ratio for k, v in self.settings.head_temperature.items()})[0]
 
-    def _run_timed(self) -> None:
-        """Musical time: notes placed by the timeline on a clock; turns; transport from a MIDI clock."""
-        settings, controls, timeline = self.settings, self.controls, self.timeline
-        clock, placer, turns = timeline.clock, timeline.placer, timeline.turns
-        self.started = time.monotonic()
-        deadline = self.started + settings.seconds if settings.seconds else None
-        lookahead = settings.lookahead_seconds + max(timeline.settings.latency_seconds, 0.0)
-        self._send_program()
-        transport_seen, next_check, resting = None, self.started, True
-        while not controls.stop.is_set():
-            now = time.monotonic()
-            if now >= next_check:
-                self._check_health()
-                next_check = now + 0.1
-                if self.on_tick:
-                    self.on_tick(self)
-            if (deadline and now >= deadline) or (settings.notes is not None and self.notes_generated >= settings.notes):
-                break
-            self._apply_live_controls()
-            self._apply_steering()
-            for when, data in timeline.clock_messages(now + lookahead):
-                self.sender.schedule_message(when, mido.Message.from_bytes(data))
-            if clock.transport_version != transport_seen:  # Start, Stop, Continue
-                transport_seen = clock.transport_version
-                if not clock.running:
-                    self.sender.silence_now()  # Stop: every sounding note off now
-                if turns:
-                    turns.finish()
-                placer.restart(clock.start_beat())
-                resting = False
-            if not clock.running or clock.time_of_beat(placer.cursor) is None:
-                self._absorb_player_notes()
-                if self._armed is None:
-                    self._armed = self._draw()  # ready before Start: then the first note only needs placing
-                controls.stop.wait(0.002)
-                continue
-            end_beat = self._turn_window(now) if turns else None
-            if turns and not turns.answering:
-                controls.stop.wait(0.002)
-                continue
-            if not turns and (controls.paused or controls.player_is_playing(settings.response_gap_seconds, settings.max_note_seconds)
-                              or not controls.played_notes.empty()):
-                self._absorb_player_notes()  # call and response, as in free time: then on the grid
-                resting = True
-                controls.stop.wait(0.005)
-                continue
-            if resting:
-                resting = False
-                placer.restart(clock.beat_at(now + settings.lead_in_seconds))
-            if placer.next_time is not None and placer.next_time - now > lookahead:
-                controls.stop.wait(min(placer.next_time - now - lookahead, 0.005))
-                continue
-            self._place_one(end_beat)
-
-    def _turn_window(self, now: float) -> float | None:
-        """Turns: start an answer at the bar line after the player stops (or on request); its end beat."""
-        controls, turns, clock = self.controls, self.timeline.turns, self.timeline.clock
-        request, controls.turn_request = controls.turn_request, None
-        if turns.answering:
-            if request == "yours":
-                turns.cut_short(clock, now)
-            if self.timeline.placer.last_beat is not None and self.timeline.placer.cursor >= turns.end_beat:
-                turns.finish()
-            return turns.end_beat
-        turns.heard_player |= not controls.played_notes.empty() or bool(controls.held_since)
-        self._absorb_player_notes()
-        playing = controls.player_is_playing(0.05, self.settings.max_note_seconds)
-        if request == "mine" or (turns.heard_player and not playing and turns.pending_bar is None):
-            turns.pending_bar = turns.next_bar(clock, now)
-            turns.forced = request == "mine"
-        elif playing and not turns.forced:
-            turns.pending_bar = None  # the player went on: the answer waits for the next pause
-        if turns.pending_bar is not None and clock.time_of_beat(turns.pending_bar) - now <= self.settings.lookahead_seconds:
-            turns.begin(turns.pending_bar)
-            self.timeline.placer.restart(turns.start_beat)
-        return turns.end_beat if turns.answering else None
-
-    def _place_one(self, end_beat: float | None) -> None:
-        settings = self.settings
-        note, self._armed = (self._armed, None) if self._armed is not None else (self._draw(), None)
-        self._observe_density(float(note["step"]))
-        scale = self.controls.tempo_scale
-        step = self.density_bridge.stretch(float(note["step"])) * scale
-        placed = self.timeline.placer.place(step, float(note["duration"]) * scale)
-        if placed is None:
-            return
-        beat, onset, end = placed
-        if end_beat is not None:
-            if beat >= end_beat - 1e-9:
-                self.timeline.turns.finish()  # the answer is complete: its last note ends by the bar line
-                return
-            end = min(end, self.timeline.clock.time_of_beat(end_beat) - self.timeline.settings.latency_seconds)
-        if onset < time.monotonic() - settings.late_limit_seconds:
-            self.skips += 1
-            self.timeline.placer.restart(self.timeline.clock.beat_at(time.monotonic() + settings.lead_in_seconds))
-            return
-        end = min(end, onset + settings.max_note_seconds)
-        self.sender.schedule_note(onset, max(end, onset + 0.005), settings.channel, int(note["pitch"]), int(note["velocity"]))
-        self.notes_generated += 1
-
     def _apply_live_controls(self) -> None:
         if self.controls.silence.is_set():
             self.controls.silence.clear()
@@ -242,7 +135,8 @@ class Engine:
         if version == self._steering_applied:
             return
         self._steering_applied = version
-        sampling = Sampling(density=controls.density, key=controls.key, key_strict=controls.key_strict)
+        sampling = Sampling(density=controls.density, key=controls.key, key_strict=controls.key_strict,
+                            dynamics=self.settings.dynamics)
         density = typical_density(self.runtime.card) if controls.density == "auto" else controls.density
         self.density_bridge.retarget(None if density == "hold" else density)
         if controls.density != "hold":
@@ -269,10 +163,13 @@ class Engine:
     def _absorb_player_notes(self) -> None:
         """Call and response: what the player played becomes the model's context."""
         while not self.controls.played_notes.empty():
-            self._armed = None  # drawn before the player's notes: the answer must hear them
+            self.on_player_note()
             note = self.controls.played_notes.get_nowait()
             self.played_pitches.append(int(note["pitch"]))
             self.runtime.feed(note.reshape(1).repeat(self.runtime.batch))
+
+    def on_player_note(self) -> None:
+        """A hook: a note the player played is about to become the model's context."""
 
     def _check_health(self) -> None:
         if self.sender.error is not None:

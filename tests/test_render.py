@@ -75,6 +75,18 @@ def test_key_and_density_steer_the_shipped_model(tmp_path):
     assert 2.5 < np.median(rates) < 6, rates
 
 
+def test_dynamics_and_density_hold_reach_the_shipped_model(tmp_path):
+    velocities = {}
+    for target in (35, 95):
+        out = tmp_path / f"v{target}"
+        result = run_cadenza("render", "--count", "4", "--notes", "200", "--seed", "4", "--dynamics", str(target),
+                             "--density", "hold", "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        assert json.loads((out / "summary.json").read_text())["settings"]["sampling"]["density"] == "hold"
+        velocities[target] = np.mean([read_notes(path)["velocity"].mean() for path in sorted(out.glob("*.mid"))])
+    assert velocities[35] < 55 < 75 < velocities[95], velocities
+
+
 def test_same_seed_same_pieces(tmp_path):
     for name in ("a", "b"):
         assert run_cadenza("render", "--count", "2", "--notes", "20", "--seed", "9", "--out", str(tmp_path / name)).returncode == 0

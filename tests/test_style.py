@@ -199,3 +199,14 @@ def test_evaluate_style_stateful_and_sweep_on_a_tiny_model(steered_model, tmp_pa
     assert [r for r in sweep["rows"] if r["sampling"] == sweep["best"]][0]["mean_overlap"] == best
     card = json.loads((exported / "card.json").read_text())
     assert card["sampling"] == sweep["best"]
+
+
+def test_density_hold_asks_only_for_streams_that_strayed():
+    from models.sampling import DensityHold
+
+    hold = DensityHold([10.0, 10.0], window_notes=20, tolerance=0.15)
+    changed = [hold.observe(np.array([0.1, 0.05])) for _ in range(20)]  # 10 notes/s, and 20
+    assert changed[-1] and np.isnan(hold.targets[0]) and hold.targets[1] == 10.0
+    for _ in range(20):  # the second comes back to 10 notes/s: let go
+        hold.observe(np.array([0.1, 0.1]))
+    assert np.all(np.isnan(hold.targets))

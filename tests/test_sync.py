@@ -142,3 +142,41 @@ def test_turns_answer_from_the_next_bar_line_and_end_on_one(fast_jack):
     end_bar = bars[np.searchsorted(bars, answer_bar) + 1]
     offs = [t for t, m in result.heard if m.type in ("note_off", "note_on") and not (m.type == "note_on" and m.velocity)]
     assert all(t <= end_bar + 0.002 for t in onsets) and max(offs) <= end_bar + 0.002, (max(offs) - end_bar)
+
+
+def test_calibrate_measures_a_loopback_delay(fast_jack):
+    """A loopback that echoes its input 25 ms later: calibrate reports about 25 ms."""
+    import threading
+    import time
+
+    import mido
+    import rtmidi
+
+    from conftest import JACK_BACKEND, REPO, cadenza_command
+    from streamer.midi_input import PolledMidiInput
+
+    jack_midi = mido.Backend(JACK_BACKEND, load=True)
+    echo_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="loop")
+    echo_out.open_virtual_port("loop-out")
+    lock = threading.Lock()
+
+    def echo(message, arrival):
+        def later():
+            time.sleep(max(arrival + 0.025 - time.monotonic(), 0))
+            with lock:
+                echo_out.send_message(message.bytes())
+        threading.Thread(target=later, daemon=True).start()
+
+    echo_in = PolledMidiInput(jack_midi, "loop-in", echo, virtual=True, client_name="loop", poll_seconds=0.0005)
+    try:
+        result = subprocess.run(cadenza_command("calibrate", "--midi-api", "jack", "--port", "loop:loop-in",
+                                                "--input", "loop:loop-out", "--count", "12"),
+                                cwd=REPO, capture_output=True, text=True, timeout=60,
+                                env=dict(os.environ, MIDO_BACKEND=JACK_BACKEND))
+    finally:
+        echo_in.close()
+        echo_out.close_port()
+    assert result.returncode == 0, result.stderr
+    median = float(result.stdout.split("delay median ")[1].split(" ms")[0])
+    assert 24 <= median <= 30, result.stdout  # 25 ms plus a JACK period or two (1.45 ms each)
+    assert "--latency-ms" in result.stdout and result.stdout.startswith("12 of 12")

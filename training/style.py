@@ -137,6 +137,7 @@ def _bootstrap_change(streams, first_part, last_part, seed: int, resamples: int 
 
 STEERING_DENSITIES = (4.0, 8.0, 16.0)
 STEERING_KEY = "D minor"
+STEERING_DYNAMICS = (40.0, 90.0)  # mean velocities asked for
 
 
 def steering(runtime, sampling: Sampling, pieces: int = 16, notes: int = 500) -> dict:
@@ -153,6 +154,11 @@ def steering(runtime, sampling: Sampling, pieces: int = 16, notes: int = 500) ->
     drawn = generate_pieces(runtime, replace(sampling, key=STEERING_KEY), pieces, notes)
     mask = scale_mask(parse_key(STEERING_KEY))
     result["in_scale"] = round(float(np.mean(mask[np.concatenate([p["pitch"] for p in drawn]) % 12])), 4)
+    result["dynamics"] = {}
+    for target in STEERING_DYNAMICS:
+        drawn = generate_pieces(runtime, replace(sampling, dynamics=target), pieces, notes)
+        measured = float(np.median([piece["velocity"].mean() for piece in drawn]))
+        result["dynamics"][f"{target:g}"] = {"measured": round(measured, 2)}
     return result
 
 
@@ -270,5 +276,7 @@ def format_table(summary: dict) -> str:
         steer = summary["steering"]
         lines.append("--density " + ", ".join(f"{target}: {row['measured']:.2f} notes/s ({100 * row['error']:+.0f} %)"
                                              for target, row in steer["density"].items())
-                     + f"; --key '{steer['key']}': {100 * steer['in_scale']:.1f} % of notes in the scale")
+                     + f"; --key '{steer['key']}': {100 * steer['in_scale']:.1f} % of notes in the scale"
+                     + "".join(f"; --dynamics {target}: mean velocity {row['measured']:.1f}"
+                               for target, row in steer.get("dynamics", {}).items()))
     return "\n".join(lines)
