@@ -386,28 +386,66 @@ def test_a_stuck_key_on_the_control_input_does_not_pause_the_stream_forever(jack
         listener.wait_for_notes(3, since=cleared_at + 0.1, timeout=4)
 
 
+def _unreleased_in_take(record) -> int:
+    sounding = set()
+    for message in mido.MidiFile(str(record)):
+        if message.type == "note_on" and message.velocity > 0:
+            sounding.add((message.channel, message.note))
+        elif message.type in ("note_on", "note_off"):
+            sounding.discard((message.channel, message.note))
+        elif message.type == "control_change" and message.control == 123:
+            sounding = {key for key in sounding if key[0] != message.channel}
+    return len(sounding)
+
+
 def test_stop_loop_leaves_nothing_sounding_and_every_take_valid(jack_midi, tmp_path):
-    """40 short streams stopped by the end of --notes, SIGINT, SIGTERM or SIGHUP: zero notes left on."""
-    endings = ["notes", signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+    """40 short streams stopped by the end of --notes, SIGINT, SIGTERM, SIGHUP, CC123 then a signal,
+    or the port they play to vanishing: zero notes left on, and every --record take complete."""
+    endings = ["notes", signal.SIGINT, signal.SIGTERM, signal.SIGHUP, "cc123", "vanish"]
+    control = jack_midi.open_output("stopctl", virtual=True, client_name="stoploop")
     left_on, takes = [], 0
-    for index in range(40):
-        ending = endings[index % len(endings)]
-        record = tmp_path / f"take{index}.mid"
-        extra = ["--notes", "6"] if ending == "notes" else []
-        process = start_stream(f"loop{index}", "--seed", str(index), "--record", str(record), *extra)
-        try:
-            listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, f":loop{index}"))
-            listener.wait_for_notes(3)
-            if ending != "notes":
-                process.send_signal(ending)
-            assert process.wait(timeout=20) == 0, process.stderr.read()
-            assert " notes played (" in process.stderr.read()
-            time.sleep(0.1)
-            listener.close()
-        finally:
-            process.kill()
-        left_on.append(len(still_sounding(listener.messages)))
-        takes += len([m for m in mido.MidiFile(str(record)) if m.type == "note_on" and m.velocity > 0]) > 0
+    try:
+        for index in range(40):
+            ending = endings[index % len(endings)]
+            record = tmp_path / f"take{index}.mid"
+            extra = ["--notes", "6"] if ending == "notes" else []
+            sink = None
+            if ending == "vanish":
+                sink = PolledMidiInput(jack_midi, f"sink{index}", lambda m, arrival: None, virtual=True, client_name="sink")
+                extra += ["--connect", f"sink{index}"]
+            command = cadenza_command("stream", "--midi-api", "jack", "--no-keys", "--seed", str(index), "--record",
+                                      str(record), "--control-port", "stopctl", *extra)
+            if ending != "vanish":
+                command += ["--port", f"loop{index}"]
+            process = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, MIDO_BACKEND=JACK_BACKEND),
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                if ending == "vanish":
+                    time.sleep(3.0)
+                    sink.close()  # the port it plays to is gone: it stops with exit 1
+                    assert process.wait(timeout=20) == 1, process.stderr.read()
+                    assert "disappeared" in process.stderr.read()
+                    left_on.append(_unreleased_in_take(record))
+                    takes += 1
+                    continue
+                listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, f":loop{index}"))
+                listener.wait_for_notes(3)
+                if ending == "cc123":
+                    control.send(mido.Message("control_change", control=123, value=0))
+                    time.sleep(0.2)
+                    process.send_signal(signal.SIGINT)
+                elif ending != "notes":
+                    process.send_signal(ending)
+                assert process.wait(timeout=20) == 0, process.stderr.read()
+                assert " notes played (" in process.stderr.read()
+                time.sleep(0.1)
+                listener.close()
+            finally:
+                process.kill()
+            left_on.append(len(still_sounding(listener.messages)) + _unreleased_in_take(record))
+            takes += len([m for m in mido.MidiFile(str(record)) if m.type == "note_on" and m.velocity > 0]) > 0
+    finally:
+        control.close()
     assert sum(left_on) == 0, left_on
     assert takes == 40
 
