@@ -35,10 +35,10 @@ class StampedListener(PolledMidiInput):
     come after the arrival, so that bound is the tightest.
     """
 
-    def __init__(self, port_suffix: str):
+    def __init__(self, port_suffix: str, poll_seconds: float = 0.001):
         self._events: list[tuple[float, float, bytes]] = []  # polled time, JACK delta, bytes
         super().__init__(mido.Backend(BACKEND, load=True), port_suffix, on_message=None,
-                         client_name="bench-listener", poll_seconds=0.001)
+                         client_name="bench-listener", poll_seconds=poll_seconds)
 
     def handle_event(self, data: list[int], delta_seconds: float) -> None:
         self._events.append((time.monotonic(), delta_seconds, bytes(data)))

@@ -42,13 +42,27 @@ class ClockFollower:
         self._resume_position = 0  # song position (pulses) play resumes from
         self.running = False
         self.transport_version = 0  # bumped by Start, Stop, Continue: the engine re-syncs
+        self._gap = None  # index in _pulses of a pulse that came twice the interval late
+        self.lost_pulses = 0
 
     def pulse(self, arrival: float) -> None:
         with self._lock:
             if self._pulses and arrival - self._pulses[-1][1] > 0.5:
                 self._pulses.clear()  # the clock paused: a line through old pulses would mislead
+                self._gap = None
+            interval = self._interval_in_pulses(arrival)
+            if self._gap is not None:
+                if interval is not None and 0.6 < interval < 1.4:
+                    self._count_lost_pulse()
+                self._gap = None
+            elif interval is not None and 1.6 < interval < 2.4:
+                # Twice the interval: a pulse lost on the way (a USB hiccup, an XRun), or the tempo
+                # halved. The next pulse tells: if it comes on time, the lost one is counted back in.
+                self._gap = len(self._pulses)
             self._pulses.append((self._counter, arrival))
             self._counter += 1
+            if self._gap is not None:
+                return  # until it is told, this pulse stays out of the line
             if self._tempo_changed():
                 # Seen two or three pulses in: those and the last pulse before them lie on the new line.
                 recent = list(self._pulses)[-3:]
@@ -58,6 +72,20 @@ class ClockFollower:
                 counters, arrivals = np.array(self._pulses, dtype=np.float64).T
                 slope, intercept = np.polyfit(counters - counters[-1], arrivals, 1)
                 self._fit = (float(slope), float(intercept - slope * counters[-1]))
+
+    def _interval_in_pulses(self, arrival: float) -> float | None:
+        if self._fit is None or not self._pulses:
+            return None
+        return (arrival - self._pulses[-1][1]) / self._fit[0]
+
+    def _count_lost_pulse(self) -> None:
+        """The pulse before the gap was lost: the pulses since then each move up one count."""
+        pulses = list(self._pulses)
+        pulses[self._gap:] = [(counter + 1, arrival) for counter, arrival in pulses[self._gap:]]
+        self._pulses.clear()
+        self._pulses.extend(pulses)
+        self._counter += 1
+        self.lost_pulses += 1
 
     def _tempo_changed(self) -> bool:
         if self._fit is None or len(self._pulses) < 2 * self._change_pulses:

@@ -239,11 +239,16 @@ class MidiControlInput:
     def __init__(self, backend, controls: Controls, control_map: ControlMap, name: str | None = None,
                  poll_seconds: float = 0.005):
         self.mapper = ControlMapper(controls, control_map)
-        from streamer.midi_input import PolledMidiInput
+        from streamer.jack import jack_period_seconds
+        from streamer.midi_input import PolledMidiInput, rtmidi_api
 
+        import rtmidi
+
+        period = jack_period_seconds() if rtmidi_api(backend) == rtmidi.API_UNIX_JACK else None
         try:
             self.port = PolledMidiInput(backend, name or "cadenza-control", self.mapper.handle, virtual=not name,
-                                        client_name="cadenza-control", poll_seconds=poll_seconds)
+                                        client_name="cadenza-control", poll_seconds=poll_seconds,
+                                        stamp_bias_seconds=(period or 0.0) / 2)
         except (OSError, IOError, SystemError, RuntimeError) as error:
             raise CadenzaError(f"cannot open control port {name or 'cadenza-control'!r}: {error}".splitlines()[0]) from None
 

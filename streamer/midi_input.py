@@ -38,7 +38,7 @@ class PolledMidiInput:
     """Opens a virtual input (virtual=True) or an existing port by name, and calls on_message per message."""
 
     def __init__(self, backend: mido.Backend, name: str, on_message, virtual: bool = False,
-                 client_name: str = "cadenza", poll_seconds: float = 0.002):
+                 client_name: str = "cadenza", poll_seconds: float = 0.002, stamp_bias_seconds: float = 0.0):
         self.api = rtmidi_api(backend)
         self.midi_in = rtmidi.MidiIn(self.api, name=client_name)
         # Nothing ignored: rtmidi drops the time delta of a message it ignores, which would shift
@@ -58,6 +58,9 @@ class PolledMidiInput:
         self.skipped = 0
         self._api_seconds = 0.0  # running sum of the API's deltas: arrival times up to one offset
         self._offset = float("inf")
+        # Subtracted from every arrival: JACK stamps a message with the start of the cycle it
+        # arrived in, on average half a period after it was sent (streamer/jack.py).
+        self._stamp_bias = stamp_bias_seconds
         self._poll_seconds = poll_seconds
         self._running = True
         self._thread = threading.Thread(target=self._run, name=f"midi-in-{name}", daemon=True)
@@ -84,7 +87,7 @@ class PolledMidiInput:
             self._offset = polled - self._api_seconds
         else:
             self._offset = min(self._offset + 1e-4 * delta_seconds, polled - self._api_seconds)
-        return self._api_seconds + self._offset
+        return self._api_seconds + self._offset - self._stamp_bias
 
     def handle_event(self, data: list[int], delta_seconds: float) -> None:
         """One message from rtmidi's queue; delta_seconds is the API's time since the previous one.

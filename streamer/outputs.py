@@ -20,6 +20,7 @@ import rtmidi
 from models.errors import CadenzaError
 from models.instruments import default_soundfont
 from models.stderr import captured_stderr
+from streamer.jack import jack_client
 from streamer.midi_input import midi_system_alive, rtmidi_api
 
 MIDI_APIS = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE"}
@@ -64,6 +65,26 @@ def _virtual_port_name(name: str, before: list, after: list) -> tuple[str, list]
     return (new[0] if len(new) == 1 else name), [port for port in before if named(port)]
 
 
+class _ConnectedPort:
+    """An existing port, by name, from a client named "cadenza". (mido cannot: given a client name,
+    its open_output opens a virtual port of that name instead, which nobody hears.)"""
+
+    def __init__(self, api: int, name: str):
+        self._midi_out = rtmidi.MidiOut(api, name="cadenza")
+        ports = self._midi_out.get_ports()
+        if name not in ports:
+            self._midi_out.delete()
+            raise OSError(f"no MIDI output port named {name!r}")
+        self._midi_out.open_port(ports.index(name))
+
+    def send(self, message: mido.Message) -> None:
+        self._midi_out.send_message(message.bytes())
+
+    def close(self) -> None:
+        self._midi_out.close_port()
+        self._midi_out.delete()
+
+
 class MidiPortOutput:
     """A virtual MIDI output port a DAW can record from, or an existing port by name."""
 
@@ -79,7 +100,7 @@ class MidiPortOutput:
         self.same_name_as = []  # ports of that name that were open before ours (a second cadenza?)
         try:
             if connect:
-                self.port = backend.open_output(connect, client_name="cadenza")
+                self.port = _ConnectedPort(rtmidi_api(backend), connect)
             else:
                 before = backend.get_input_names()  # our virtual output is an input for the others
                 self.port = backend.open_output(name, virtual=True, client_name="cadenza")
@@ -89,6 +110,8 @@ class MidiPortOutput:
             raise CadenzaError(f"cannot open {where}: {error}".splitlines()[0]) from None
         self.backend = backend
         self.api = rtmidi_api(backend)
+        # Asked whether the server and the port are still there (opened now: before any clock runs).
+        self._jack = jack_client() if self.api == rtmidi.API_UNIX_JACK else None
 
     def send(self, message: mido.Message) -> None:
         self.port.send(message)
@@ -99,15 +122,23 @@ class MidiPortOutput:
 
     def missing(self) -> str | None:
         """Why nothing sent reaches anyone any more (the MIDI system or the port we connected to
-        is gone), or None while all is well."""
+        is gone), or None while all is well. On JACK, asked of one client of our own (streamer/jack.py):
+        a client opened for each check would make JACK reorder its graph and drop MIDI events."""
+        if self._jack is not None:
+            if not self._jack.running:
+                return "the JACK server stopped"
+            if self.connected_to is not None and not self._jack.has_port(self.connected_to):
+                return f"MIDI port {self.name!r} disappeared"
+            return None
         if not midi_system_alive(self.api):
-            return "the JACK server stopped" if self.api == rtmidi.API_UNIX_JACK else "the MIDI system stopped"
+            return "the MIDI system stopped"
         if self.connected_to is not None and self.connected_to not in self.backend.get_output_names():
             return f"MIDI port {self.name!r} disappeared"
         return None
 
     def close(self) -> None:
-        if not midi_system_alive(self.api):
+        server_gone = self._jack.shut_down.is_set() if self._jack is not None else not midi_system_alive(self.api)
+        if server_gone:
             return  # the port went with its server; closing it would crash the process
         # rtmidi hands messages to JACK's (or ALSA's) queue; the server sends them in its next
         # process cycle. Closing at once can drop the final note-offs and CC123 still queued.

@@ -22,8 +22,11 @@ STALE_NOTE_SECONDS = 0.25
 class Scheduler:
     """A heap of (monotonic seconds, message); `outputs` share mido's send/panic/close interface."""
 
-    def __init__(self, outputs: list, timing_log=None):
+    def __init__(self, outputs: list, timing_log=None, early_seconds: float = 0.0):
         self.outputs = outputs
+        # Every message goes out this much before its time: JACK delivers it at the start of the
+        # next cycle, so half a period early centres its arrival on the time (streamer/jack.py).
+        self.early_seconds = early_seconds
         self.timing_log = timing_log  # file: "scheduled_monotonic sent_monotonic message" per line
         self._heap: list = []
         self._counter = itertools.count()
@@ -48,19 +51,19 @@ class Scheduler:
         heapq.heappush(self._heap, (time.monotonic(), next(self._counter), OTHER, -1, message))
 
     def next_time(self) -> float | None:
-        """Monotonic seconds of the next message, None when nothing waits."""
-        return self._heap[0][0] if self._heap else None
+        """Monotonic seconds at which the next message goes out, None when nothing waits."""
+        return self._heap[0][0] - self.early_seconds if self._heap else None
 
     def send_due(self) -> None:
         """Send every message whose time has come; drop note-ons gone stale (their note-offs then do nothing)."""
-        now = time.monotonic()
+        now = time.monotonic() + self.early_seconds
         while self._heap and self._heap[0][0] <= now:
             when, _, kind, note_id, message = heapq.heappop(self._heap)
             if kind == NOTE_ON and now - when > STALE_NOTE_SECONDS:
                 self.notes_dropped += 1
                 continue
             self._dispatch(when, kind, note_id, message)
-            now = time.monotonic()
+            now = time.monotonic() + self.early_seconds
 
     def _dispatch(self, when: float, kind: int, note_id: int, message: mido.Message) -> None:
         key = (message.channel, message.note) if kind != OTHER else None

@@ -145,7 +145,7 @@ def serve(connection: Connection) -> None:
         except _Stopped:
             return
         log_file = stack.enter_context(open(timing_log, "w")) if timing_log else None
-        scheduler = Scheduler(outputs, timing_log=log_file)
+        scheduler = Scheduler(outputs, timing_log=log_file, early_seconds=_jack_half_period(outputs))
         request_realtime_priority(SENDER_PRIORITY)
         connection.send(("ready", None))
         try:
@@ -162,6 +162,17 @@ def serve(connection: Connection) -> None:
             connection.send(("played", (scheduler.notes_played, scheduler.notes_dropped)))
         except OSError:
             pass  # the engine is gone
+
+
+def _jack_half_period(outputs: list) -> float:
+    """Half the JACK period when a JACK MIDI port is among the outputs, else 0."""
+    import rtmidi
+
+    from streamer.jack import jack_period_seconds
+
+    if not any(getattr(output, "api", None) == rtmidi.API_UNIX_JACK for output in outputs):
+        return 0.0
+    return (jack_period_seconds() or 0.0) / 2
 
 
 def _loop(connection, scheduler: Scheduler, watch: list) -> str | None:

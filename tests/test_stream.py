@@ -409,9 +409,10 @@ def test_stop_loop_leaves_nothing_sounding_and_every_take_valid(jack_midi, tmp_p
             ending = endings[index % len(endings)]
             record = tmp_path / f"take{index}.mid"
             extra = ["--notes", "6"] if ending == "notes" else []
-            sink = None
+            sink, sunk = None, []
             if ending == "vanish":
-                sink = PolledMidiInput(jack_midi, f"sink{index}", lambda m, arrival: None, virtual=True, client_name="sink")
+                sink = PolledMidiInput(jack_midi, f"sink{index}", lambda m, arrival: sunk.append(m), virtual=True,
+                                       client_name="sink")
                 extra += ["--connect", f"sink{index}"]
             command = cadenza_command("stream", "--midi-api", "jack", "--no-keys", "--seed", str(index), "--record",
                                       str(record), "--control-port", "stopctl", *extra)
@@ -422,6 +423,7 @@ def test_stop_loop_leaves_nothing_sounding_and_every_take_valid(jack_midi, tmp_p
             try:
                 if ending == "vanish":
                     time.sleep(3.0)
+                    assert len([m for m in sunk if m.type == "note_on"]) >= 3  # --connect reaches the port
                     sink.close()  # the port it plays to is gone: it stops with exit 1
                     assert process.wait(timeout=20) == 1, process.stderr.read()
                     assert "disappeared" in process.stderr.read()

@@ -95,23 +95,31 @@ def test_grid_swing_and_chords():
     assert placed == [0.0, 0.0, 0.25, 0.25, 0.25, 1.0]  # near-simultaneous notes stay one chord
 
 
-def test_follows_a_midi_clock_on_the_grid_through_a_tempo_change_and_stops_at_once(fast_jack):
+def test_follows_a_midi_clock_on_the_grid_through_a_tempo_change_and_stops_at_once(fast_jack, tmp_path):
+    """Onsets as cadenza places them (its timing log) within 2 ms of the 16th grid of the pulses as
+    sent; as the listener hears them, within 2 ms plus one JACK period, which quantizes delivery."""
     script = Script(tempo_changes={6.0: 90.0}, stop_beat=12.0, end_beat=14.0)
-    result = session(script, ["--sync", "midi-clock", "--quantize", "1/16"], seed=1)
+    log = tmp_path / "timing.log"
+    result = session(script, ["--sync", "midi-clock", "--quantize", "1/16", "--timing-log", str(log)], seed=1)
     assert result.exit_code == 0, result.stderr
     pulses, start_index = _pulses_from_start(result)
     start, stop = result.times("start")[0], result.times("stop")[0]
-    onsets = result.onsets()
-    assert len(onsets) > 30
-    assert onsets.min() > start, "a note before Start"
-    errors_ms = np.abs(grid_errors(onsets[onsets < stop], pulses, start_index, 6)) * 1e3
-    change = pulses[start_index + 6 * PULSES_PER_BEAT]
-    after_a_beat = (onsets[onsets < stop] > change + 60 / 90) | (onsets[onsets < stop] < change)
-    assert np.all(errors_ms[after_a_beat] <= 2.0), np.round(np.sort(errors_ms)[-5:], 2)
-    assert abs(onsets[0] - pulses[start_index]) * 1e3 <= 2.0, "the first note is not on the downbeat"
+    heard = result.onsets()
+    assert len(heard) > 30
+    assert heard.min() > start, "a note before Start"
+    placed = np.array([float(line.split()[0]) for line in log.read_text().splitlines() if line.split()[2].startswith("9")])
+    change_index = start_index + 6 * PULSES_PER_BEAT
+    change = pulses[change_index]
+    for onsets, limit_ms in ((placed, 2.0), (heard, 2.0 + 64 / 44100 * 1e3)):
+        onsets = onsets[onsets < stop]
+        errors_ms = np.abs(grid_errors(onsets, pulses, start_index, 6, breaks=(change_index,))) * 1e3
+        after_a_beat = (onsets > change + 60 / 90) | (onsets < change)
+        checked = errors_ms[after_a_beat & np.isfinite(errors_ms)]
+        assert len(checked) > 25 and np.all(checked <= limit_ms), (limit_ms, np.round(np.sort(checked)[-5:], 2))
+    assert abs(placed[0] - pulses[start_index]) * 1e3 <= 2.0, "the first note is not on the downbeat"
     left, released = still_sounding_after(result.heard, stop)
     assert left == 0 and (released is None or released - stop <= 0.05), (left, released and released - stop)
-    assert not any(t > stop + 0.05 for t in onsets), "a note after Stop"
+    assert not any(t > stop + 0.05 for t in heard), "a note after Stop"
 
 
 def test_continue_resumes_from_the_song_position(fast_jack):
@@ -125,7 +133,8 @@ def test_continue_resumes_from_the_song_position(fast_jack):
     first_pulse = int(np.searchsorted(pulses, resumed))
     after = result.onsets()[result.onsets() > resumed]
     assert len(after) > 3
-    assert abs(after[0] - pulses[first_pulse + 6]) * 1e3 <= 2.0, (after[0] - pulses[first_pulse]) * 1e3
+    limit_ms = 2.0 + 64 / 44100 * 1e3  # as heard: plus one JACK period
+    assert abs(after[0] - pulses[first_pulse + 6]) * 1e3 <= limit_ms, (after[0] - pulses[first_pulse]) * 1e3
 
 
 def test_turns_answer_from_the_next_bar_line_and_end_on_one(fast_jack):
@@ -138,7 +147,7 @@ def test_turns_answer_from_the_next_bar_line_and_end_on_one(fast_jack):
     answer_bar = bars[np.searchsorted(bars, phrase_end)]
     onsets = result.onsets()
     assert not any(t < phrase_end for t in onsets), "cadenza played while the player played"
-    assert abs(onsets[0] - answer_bar) * 1e3 <= 2.0, (onsets[0] - answer_bar) * 1e3
+    assert abs(onsets[0] - answer_bar) * 1e3 <= 2.0 + 64 / 44100 * 1e3, (onsets[0] - answer_bar) * 1e3
     end_bar = bars[np.searchsorted(bars, answer_bar) + 1]
     offs = [t for t, m in result.heard if m.type in ("note_off", "note_on") and not (m.type == "note_on" and m.velocity)]
     assert all(t <= end_bar + 0.002 for t in onsets) and max(offs) <= end_bar + 0.002, (max(offs) - end_bar)
@@ -156,7 +165,7 @@ def test_calibrate_measures_a_loopback_delay(fast_jack):
     from streamer.midi_input import PolledMidiInput
 
     jack_midi = mido.Backend(JACK_BACKEND, load=True)
-    echo_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="loop")
+    echo_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="loopout")
     echo_out.open_virtual_port("loop-out")
     lock = threading.Lock()
 
@@ -167,10 +176,10 @@ def test_calibrate_measures_a_loopback_delay(fast_jack):
                 echo_out.send_message(message.bytes())
         threading.Thread(target=later, daemon=True).start()
 
-    echo_in = PolledMidiInput(jack_midi, "loop-in", echo, virtual=True, client_name="loop", poll_seconds=0.0005)
+    echo_in = PolledMidiInput(jack_midi, "loop-in", echo, virtual=True, client_name="loopin", poll_seconds=0.0005)
     try:
-        result = subprocess.run(cadenza_command("calibrate", "--midi-api", "jack", "--port", "loop:loop-in",
-                                                "--input", "loop:loop-out", "--count", "12"),
+        result = subprocess.run(cadenza_command("calibrate", "--midi-api", "jack", "--port", "loopin:loop-in",
+                                                "--input", "loopout:loop-out", "--count", "12"),
                                 cwd=REPO, capture_output=True, text=True, timeout=60,
                                 env=dict(os.environ, MIDO_BACKEND=JACK_BACKEND))
     finally:
@@ -180,3 +189,20 @@ def test_calibrate_measures_a_loopback_delay(fast_jack):
     median = float(result.stdout.split("delay median ")[1].split(" ms")[0])
     assert 24 <= median <= 30, result.stdout  # 25 ms plus a JACK period or two (1.45 ms each)
     assert "--latency-ms" in result.stdout and result.stdout.startswith("12 of 12")
+
+
+def test_a_lost_pulse_is_counted_back_in_and_a_halved_tempo_is_not_taken_for_one():
+    clock, t = ClockFollower(), 0.0
+    for k in range(60):
+        if k != 40:  # pulse 40 never arrives
+            clock.pulse(t)
+        t += 0.02
+    assert clock.lost_pulses == 1
+    clock.start()
+    assert clock.time_of_beat(0) == pytest.approx(60 * 0.02, abs=1e-6)
+    slow = ClockFollower()
+    t = 0.0
+    for k in range(60):
+        slow.pulse(t)
+        t += 0.02 if k < 30 else 0.04
+    assert slow.lost_pulses == 0 and slow.bpm == pytest.approx(60 / (24 * 0.04), rel=1e-3)

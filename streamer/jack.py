@@ -1,0 +1,90 @@
+"""What cadenza asks libjack itself: the period, and whether the server and a port are still there.
+
+rtmidi answers neither. Asking through rtmidi would mean opening a new JACK client each time,
+and a client that is activated or closed makes JACK reorder its graph, in which MIDI events can
+be lost (measured: 1 MIDI clock pulse of 385 lost to ten activations). So one client of our own,
+never activated and with no ports, stays open from the start, asks, and is told by the server
+when it shuts down (which a client that was never activated is told too).
+
+The period matters because JACK moves MIDI once per period: a message handed to it is delivered
+at the start of the next cycle, and an arriving one is stamped with its cycle's time. On average
+a message so arrives half a period after it was sent, and is stamped half a period late.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import threading
+
+from models.stderr import silenced_stderr
+
+JACK_NO_START_SERVER = 0x01
+_SHUTDOWN_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+@functools.cache
+def _library():
+    try:
+        library = ctypes.CDLL(ctypes.util.find_library("jack") or "libjack.so.0")
+    except OSError:
+        return None
+    library.jack_client_open.restype = ctypes.c_void_p
+    library.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+    for name in ("jack_get_buffer_size", "jack_get_sample_rate", "jack_client_close"):
+        getattr(library, name).argtypes = [ctypes.c_void_p]
+    library.jack_on_shutdown.argtypes = [ctypes.c_void_p, _SHUTDOWN_CALLBACK, ctypes.c_void_p]
+    library.jack_port_by_name.restype = ctypes.c_void_p
+    library.jack_port_by_name.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    return library
+
+
+class JackClient:
+    """One portless JACK client: period, server shutdown and port lookups without new clients."""
+
+    def __init__(self, name: str = "cadenza-watch"):
+        self.library = _library()
+        self.client = None
+        self.shut_down = threading.Event()
+        if self.library is None:
+            return
+        status = ctypes.c_int(0)
+        with silenced_stderr():  # libjack explains at length when no server runs
+            self.client = self.library.jack_client_open(name.encode(), JACK_NO_START_SERVER, ctypes.byref(status))
+        if not self.client:
+            self.client = None
+            return
+        self._callback = _SHUTDOWN_CALLBACK(lambda _: self.shut_down.set())  # kept: libjack holds a pointer
+        self.library.jack_on_shutdown(self.client, self._callback, None)
+
+    @property
+    def running(self) -> bool:
+        """A server was found and has not shut down since."""
+        return self.client is not None and not self.shut_down.is_set()
+
+    def period_seconds(self) -> float | None:
+        if not self.running:
+            return None
+        rate = self.library.jack_get_sample_rate(self.client)
+        return self.library.jack_get_buffer_size(self.client) / rate if rate else None
+
+    def has_port(self, full_name: str) -> bool:
+        return self.running and bool(self.library.jack_port_by_name(self.client, full_name.encode()))
+
+    def close(self) -> None:
+        if self.client is not None and not self.shut_down.is_set():
+            self.library.jack_client_close(self.client)  # after a shutdown the client is gone with the server
+        self.client = None
+
+
+@functools.cache
+def jack_client() -> JackClient:
+    """This process's one JackClient, opened at the first call and kept (closing one is a graph
+    change too); the process's exit closes it."""
+    return JackClient("cadenza-watch")
+
+
+def jack_period_seconds() -> float | None:
+    """Frames per period / sample rate of the running JACK server, or None (no libjack, no server)."""
+    return jack_client().period_seconds()
