@@ -214,14 +214,21 @@ def bench_stream(seconds: float, jack_flags: str) -> None:
         row(name, value, goal)
 
 
+def bench_sync() -> None:
+    """Following a MIDI clock with jitter: grid error, tempo lock, Stop to silence, turns (bench/sync.py)."""
+    from bench.sync import main as sync_main
+
+    sync_main([])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", nargs="*", choices=["ingest", "inference", "render", "quality", "training", "stream"])
+    parser.add_argument("--only", nargs="*", choices=["ingest", "inference", "render", "quality", "training", "stream", "sync"])
     parser.add_argument("--stream-seconds", type=float, default=60.0)
     parser.add_argument("--jack-flags", default="-r",
                         help="jackd's own flags: -r (no real-time, as the tests run it) or e.g. '-R -S'")
     arguments = parser.parse_args()
-    chosen = set(arguments.only or ["ingest", "inference", "render", "quality", "training", "stream"])
+    chosen = set(arguments.only or ["ingest", "inference", "render", "quality", "training", "stream", "sync"])
     print(f"{'figure':<52} {'value':>24}  goal")
     if "ingest" in chosen:
         bench_ingest()
@@ -236,6 +243,8 @@ def main() -> None:
         bench_training()
     if "stream" in chosen:
         bench_stream(arguments.stream_seconds, arguments.jack_flags)
+    if "sync" in chosen:
+        bench_sync()
 
 
 if __name__ == "__main__":

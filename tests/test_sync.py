@@ -206,3 +206,45 @@ def test_a_lost_pulse_is_counted_back_in_and_a_halved_tempo_is_not_taken_for_one
         slow.pulse(t)
         t += 0.02 if k < 30 else 0.04
     assert slow.lost_pulses == 0 and slow.bpm == pytest.approx(60 / (24 * 0.04), rel=1e-3)
+
+
+def test_latency_sends_early_on_the_clock_it_follows(fast_jack):
+    script = Script(stop_beat=None, end_beat=6.0)
+    result = session(script, ["--sync", "midi-clock", "--quantize", "1/8", "--latency-ms", "30"], seed=4)
+    assert result.exit_code == 0, result.stderr
+    pulses, start_index = _pulses_from_start(result)
+    errors_ms = grid_errors(result.onsets() + 0.030, pulses, start_index, 12) * 1e3
+    errors_ms = errors_ms[np.isfinite(errors_ms)]
+    assert len(errors_ms) > 10 and np.all(np.abs(errors_ms) <= 2.0 + 64 / 44100 * 1e3), np.round(errors_ms, 2)
+
+
+def test_clock_out_leads_at_cadenzas_own_tempo(fast_jack):
+    """--bpm 100 --clock-out: Start, then 24 pulses a beat at 100 BPM, notes on the 1/16 grid of
+    those pulses, and Stop at the end."""
+    import sys
+    import time
+
+    import mido
+
+    from bench.stream_timing import BACKEND, REPO, StampedListener
+    from conftest import wait_for_port
+
+    backend = mido.Backend(BACKEND, load=True)
+    stream = subprocess.Popen([sys.executable, "-m", "cadenza_cli", "stream", "--midi-api", "jack", "--port", "leader",
+                               "--no-keys", "--seed", "5", "--bpm", "100", "--quantize", "1/16", "--clock-out",
+                               "--seconds", "6"], cwd=REPO, env=dict(os.environ, MIDO_BACKEND=BACKEND),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    listener = StampedListener(wait_for_port(backend.get_input_names, ":leader"), poll_seconds=0.005)
+    _, stderr = stream.communicate(timeout=60)
+    time.sleep(0.2)
+    heard = [(t, mido.Message.from_bytes(data)) for t, data in listener.arrivals()]
+    assert stream.returncode == 0, stderr
+    kinds = [m.type for _, m in heard]
+    assert kinds.count("start") == 1 and kinds.count("stop") == 1 and kinds.index("start") < kinds.index("clock")
+    pulses = np.array([t for t, m in heard if m.type == "clock"])
+    bpm = 60 / (np.polyfit(np.arange(len(pulses)), pulses, 1)[0] * PULSES_PER_BEAT)
+    assert abs(bpm - 100) < 0.5, bpm
+    onsets = np.array([t for t, m in heard if m.type == "note_on" and m.velocity > 0])
+    errors_ms = grid_errors(onsets, list(pulses), 0, 6) * 1e3
+    errors_ms = errors_ms[np.isfinite(errors_ms)]
+    assert len(errors_ms) > 20 and np.all(np.abs(errors_ms) <= 2.0), np.round(np.sort(np.abs(errors_ms))[-5:], 2)
