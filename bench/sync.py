@@ -165,6 +165,36 @@ def session(script: Script, stream_args: list, seed: int = 0) -> Session:
     return Session(sent=sender.sent, heard=heard, stderr=stderr, exit_code=stream.returncode)
 
 
+def session_elsewhere(script: Script, stream_args: list, seed: int = 0) -> Session:
+    """`session` run by a process of its own, on the server JACK_DEFAULT_SERVER names.
+
+    libjack does not take one process talking to two servers: the test process, whose clients
+    are on the suite's server, crashed opening one on the sync tests' own server.
+    """
+    import dataclasses
+    import json
+
+    request = json.dumps({"script": dataclasses.asdict(script), "stream_args": stream_args, "seed": seed})
+    result = subprocess.run([sys.executable, "-m", "bench.sync", "--session", request], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise RuntimeError(f"the session failed: {result.stderr[-2000:]}")
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    heard = [(arrival, mido.Message.from_bytes(bytes.fromhex(hex_bytes))) for arrival, hex_bytes in data["heard"]]
+    return Session(sent=[tuple(item) for item in data["sent"]], heard=heard, stderr=data["stderr"],
+                   exit_code=data["exit_code"])
+
+
+def _serve_session(request: str) -> None:
+    import json
+
+    data = json.loads(request)
+    script = Script(**{**data["script"], "tempo_changes": {float(k): v for k, v in data["script"]["tempo_changes"].items()}})
+    result = session(script, data["stream_args"], data["seed"])
+    print(json.dumps({"sent": result.sent, "heard": [(t, m.hex()) for t, m in result.heard],
+                      "stderr": result.stderr, "exit_code": result.exit_code}))
+
+
 def grid_errors(onsets: np.ndarray, pulses: list[float], first_pulse: int, pulses_per_step: int,
                 breaks: tuple = ()) -> np.ndarray:
     """Each onset minus its nearest grid point (seconds, NaN where it cannot be told); the grid is every `pulses_per_step` pulses
@@ -240,7 +270,12 @@ def figures() -> list[tuple[str, str, str]]:
 
 
 def main(argv=None) -> None:
-    argparse.ArgumentParser().parse_args(argv)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--session", help=argparse.SUPPRESS)  # session_elsewhere's child
+    arguments = parser.parse_args(argv)
+    if arguments.session:
+        _serve_session(arguments.session)
+        return
     name = f"cadenza-sync-{os.getpid()}"
     jackd = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", "44100", "-p", "64"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

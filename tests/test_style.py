@@ -195,8 +195,12 @@ def test_evaluate_style_stateful_and_sweep_on_a_tiny_model(steered_model, tmp_pa
     assert result.returncode == 0, result.stderr
     sweep = json.loads((out / "sweep.json").read_text())
     assert sweep["split"] == "validation" and len(sweep["rows"]) == 54 + 12
-    best = max(row["mean_overlap"] for row in sweep["rows"])
-    assert [r for r in sweep["rows"] if r["sampling"] == sweep["best"]][0]["mean_overlap"] == best
+    finalists = sweep["finalists"]
+    assert len(finalists) == 4 and all(len(row["mean_overlaps"]) == 3 for row in finalists)
+    # Chosen on means of three draws: the grid's finalists, then the per-field candidates.
+    confirmed = [(row["mean"], row["sampling"]) for row in finalists]
+    confirmed += [(row["mean_overlap"], row["sampling"]) for row in sweep["rows"] if row["draws"] == 3]
+    assert max(score for score, sampling in confirmed if sampling == sweep["best"]) == max(s for s, _ in confirmed)
     card = json.loads((exported / "card.json").read_text())
     assert card["sampling"] == sweep["best"]
 
