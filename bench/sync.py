@@ -159,7 +159,11 @@ def session(script: Script, stream_args: list, seed: int = 0) -> Session:
         time.sleep(0.3)
     finally:
         stream.send_signal(signal.SIGINT)
-        _, stderr = stream.communicate(timeout=30)
+        try:
+            _, stderr = stream.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            stream.kill()
+            _, stderr = stream.communicate()
     time.sleep(0.2)
     heard = [(arrival, mido.Message.from_bytes(data)) for arrival, data in listener.arrivals()]
     return Session(sent=sender.sent, heard=heard, stderr=stderr, exit_code=stream.returncode)
