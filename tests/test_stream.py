@@ -495,3 +495,35 @@ def test_notes_held_back_by_a_suspension_are_dropped_not_burst(tmp_path):
     scheduler.send_due()
     sent = [m for _, m in recorder.events if m.type == "note_on"]
     assert [m.note for m in sent] == [72] and scheduler.notes_dropped == 10 and scheduler.notes_played == 1
+
+
+def test_calibrate_measures_a_loopback_delay(jack_midi):
+    """A loopback that echoes its input 25 ms later: calibrate reports about 25 ms."""
+    import threading
+
+    import rtmidi
+
+    echo_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="loopout")
+    echo_out.open_virtual_port("loop-out")
+    lock = threading.Lock()
+
+    def echo(message, arrival):
+        def later():
+            time.sleep(max(arrival + 0.025 - time.monotonic(), 0))
+            with lock:
+                echo_out.send_message(message.bytes())
+        threading.Thread(target=later, daemon=True).start()
+
+    echo_in = PolledMidiInput(jack_midi, "loop-in", echo, virtual=True, client_name="loopin", poll_seconds=0.0005)
+    try:
+        result = subprocess.run(cadenza_command("calibrate", "--midi-api", "jack", "--port", "loopin:loop-in",
+                                                "--input", "loopout:loop-out", "--count", "12"),
+                                cwd=REPO, capture_output=True, text=True, timeout=60,
+                                env=dict(os.environ, MIDO_BACKEND=JACK_BACKEND))
+    finally:
+        echo_in.close()
+        echo_out.close_port()
+    assert result.returncode == 0, result.stderr
+    median = float(result.stdout.split("delay median ")[1].split(" ms")[0])
+    assert 22 <= median <= 34, result.stdout  # 25 ms, give or take one of the suite's JACK periods (5.8 ms)
+    assert "--latency-ms" in result.stdout and result.stdout.startswith("12 of 12")
