@@ -41,6 +41,7 @@ class Script:
     continue_after_beats: float | None = None  # Continue this long after Stop
     end_beat: float = 16.0  # after Start: the clock stops (it runs on while stopped, as a DAW's does)
     phrase_beat: float | None = None  # after Start: the player plays a phrase of 4 eighths here
+    my_turn_beat: float | None = None  # after Start: the pedal (CC64 = 127) asks cadenza to play
     jitter_seconds: float = 0.001
 
 
@@ -97,6 +98,8 @@ class ClockSender:
                 events.append((script.stop_beat + script.continue_after_beats, "continue", None))
         if script.phrase_beat is not None:
             events.append((script.phrase_beat, "phrase", None))
+        if script.my_turn_beat is not None:
+            events.append((script.my_turn_beat, "my_turn", None))
         return sorted(events, key=lambda e: e[0])
 
     def _fire(self, event, when: float) -> None:
@@ -109,6 +112,8 @@ class ClockSender:
             self._send("continue", [0xFB], when)
         elif kind == "songpos":
             self._send("songpos", [0xF2, value & 0x7F, value >> 7], when)
+        elif kind == "my_turn":
+            self._send("my_turn", [0xB0, 64, 127], when)
         elif kind == "phrase":
             threading.Thread(target=self._phrase, daemon=True).start()
 

@@ -168,6 +168,20 @@ def test_turns_answer_from_the_next_bar_line_and_end_on_one(fast_jack, tmp_path)
     assert all(t <= end_bar + 0.002 for t in onsets) and max(offs) <= end_bar + 0.002, (max(offs) - end_bar)
 
 
+def test_the_turn_pedal_asks_for_an_answer_from_the_next_bar_line(fast_jack, tmp_path):
+    log = tmp_path / "timing.log"
+    result = session(Script(my_turn_beat=2.5, stop_beat=None, end_beat=8.0),
+                     ["--sync", "midi-clock", "--turns", "1", "--timing-log", str(log)], seed=6)
+    assert result.exit_code == 0, result.stderr
+    pulses, start_index = _pulses_from_start(result)
+    bars = pulses[start_index::4 * PULSES_PER_BEAT]
+    asked = result.times("my_turn")[0]
+    answer_bar = bars[np.searchsorted(bars, asked)]
+    placed = placed_onsets(log)
+    assert len(placed) > 0 and placed.min() > asked, "played before it was asked"
+    assert abs(placed[0] - answer_bar) * 1e3 <= 2.0, (placed[0] - answer_bar) * 1e3
+
+
 def test_a_lost_pulse_is_counted_back_in_and_a_halved_tempo_is_not_taken_for_one():
     clock, t = ClockFollower(), 0.0
     for k in range(60):
