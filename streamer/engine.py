@@ -70,18 +70,10 @@ class Engine:
         deadline = self.started + settings.seconds if settings.seconds else None
         self._send_program()
         onset = None
-        next_check = self.started
+        self._next_check = self.started
         while not controls.stop.is_set():
             now = time.monotonic()
-            if now >= next_check:
-                self._check_health()
-                next_check = now + 0.1
-                if self.on_tick:
-                    self.on_tick(self)
-            if deadline and now >= deadline:
-                break
-            if settings.notes is not None and self.notes_generated >= settings.notes:
-                self._wait_for_last_notes(deadline)
+            if self._should_stop(now, deadline):
                 break
             self._apply_live_controls()
             self._apply_steering()
@@ -94,6 +86,20 @@ class Engine:
                 controls.stop.wait(min(onset - now - settings.lookahead_seconds, 0.1))
                 continue
             onset = self._generate_one(onset, now)
+
+    def _should_stop(self, now: float, deadline: float | None) -> bool:
+        """Health (and the status line) every 0.1 s; True at --seconds, or once --notes have rung out."""
+        if now >= self._next_check:
+            self._check_health()
+            self._next_check = now + 0.1
+            if self.on_tick:
+                self.on_tick(self)
+        if deadline and now >= deadline:
+            return True
+        if self.settings.notes is not None and self.notes_generated >= self.settings.notes:
+            self._wait_for_last_notes(deadline)
+            return True
+        return False
 
     def _generate_one(self, onset: float | None, now: float) -> float:
         settings, controls = self.settings, self.controls

@@ -34,18 +34,11 @@ class TimedEngine(Engine):
         deadline = self.started + settings.seconds if settings.seconds else None
         lookahead = settings.lookahead_seconds + max(timeline.settings.latency_seconds, 0.0)
         self._send_program()
-        transport_seen, next_check, resting = None, self.started, True
+        transport_seen, resting = None, True
+        self._next_check = self.started
         while not controls.stop.is_set():
             now = time.monotonic()
-            if now >= next_check:
-                self._check_health()
-                next_check = now + 0.1
-                if self.on_tick:
-                    self.on_tick(self)
-            if deadline and now >= deadline:
-                break
-            if settings.notes is not None and self.notes_generated >= settings.notes:
-                self._wait_for_last_notes(deadline)
+            if self._should_stop(now, deadline):
                 break
             self._apply_live_controls()
             self._apply_steering()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -17,16 +18,17 @@ REPO = Path(__file__).resolve().parent.parent
 JACK_BACKEND = "mido.backends.rtmidi/UNIX_JACK"
 
 
-@pytest.fixture(scope="session")
-def jack_server():
-    """jackd with the dummy driver under a server name of its own; stopped by its PID."""
+@contextlib.contextmanager
+def dummy_jack_server(name: str, period_frames: int):
+    """jackd with the dummy driver under `name`, the default server while it runs; stopped by its
+    PID (SIGTERM: a killed jackd keeps its slot in JACK's server registry)."""
     if shutil.which("jackd") is None:
         pytest.fail("jackd is not installed: run the README's set-up (apt package jackd2)")
-    name = f"cadenza-test-{os.getpid()}"
     env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
     os.environ["JACK_NO_START_SERVER"] = "1"  # a client in a test never starts a server of its own
-    process = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", "44100", "-p", "256"],
-                               stdout=open(os.devnull, "w") if not os.environ.get("CADENZA_JACK_LOG") else open(os.environ["CADENZA_JACK_LOG"], "w"), stderr=subprocess.STDOUT, env=env)
+    log = os.environ.get("CADENZA_JACK_LOG")
+    process = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", "44100", "-p", str(period_frames)],
+                               stdout=open(log, "a") if log else subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env)
     previous = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = name
     try:
@@ -45,6 +47,13 @@ def jack_server():
             os.environ.pop("JACK_DEFAULT_SERVER", None)
         else:
             os.environ["JACK_DEFAULT_SERVER"] = previous
+
+
+@pytest.fixture(scope="session")
+def jack_server():
+    """The suite's JACK server: 256-frame periods, steady under CI load."""
+    with dummy_jack_server(f"cadenza-test-{os.getpid()}", 256) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

@@ -5,14 +5,12 @@ that JACK's own quantization leaves room for a 2 ms check), and a listener recor
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import dummy_jack_server
 from bench.sync import PULSES_PER_BEAT, Script, grid_errors, session_elsewhere as session, still_sounding_after
 from streamer.clock import ClockFollower, FixedTempo, Grid
 from streamer.timeline import BeatPlacer
@@ -20,26 +18,9 @@ from streamer.timeline import BeatPlacer
 
 @pytest.fixture(scope="module")
 def fast_jack():
-    if shutil.which("jackd") is None:
-        pytest.fail("jackd is not installed: run the README's set-up (apt package jackd2)")
-    name = f"cadenza-sync-{os.getpid()}"
-    previous = os.environ.get("JACK_DEFAULT_SERVER")
-    process = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", "44100", "-p", "64"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=dict(os.environ, JACK_NO_AUDIO_RESERVATION="1"))
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    try:
-        subprocess.run(["jack_wait", "-w", "-t", "10"], check=True, capture_output=True, timeout=15)
+    """A server of this module's own with 64-frame periods (1.45 ms)."""
+    with dummy_jack_server(f"cadenza-sync-{os.getpid()}", 64) as name:
         yield name
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=10)
-        for leftover in Path("/dev/shm").glob(f"jack_sem.*_{name}_*"):
-            leftover.unlink(missing_ok=True)
-        if previous is None:
-            os.environ.pop("JACK_DEFAULT_SERVER", None)
-        else:
-            os.environ["JACK_DEFAULT_SERVER"] = previous
 
 
 # What cadenza places is checked to 2 ms. What a listener hears also carries JACK's delivery: up to
