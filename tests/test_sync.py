@@ -209,7 +209,7 @@ def test_clock_out_leads_at_cadenzas_own_tempo(fast_jack, tmp_path):
     assert [m.type for _, m in result.heard].count("stop") == 1
     pulses = np.array([t for t, m in result.heard if m.type == "clock"])
     # Each pulse's index from its time, so that one the loaded test server drops cannot bend the line.
-    index = np.round((pulses - pulses[0]) / np.median(np.diff(pulses)))
+    index = np.concatenate([[0], np.cumsum(np.round(np.diff(pulses) / np.median(np.diff(pulses))))])
     bpm = 60 / (np.polyfit(index, pulses, 1)[0] * PULSES_PER_BEAT)
     assert abs(bpm - 100) < 0.5, bpm
     # The listener joins after the first pulses: the grid's phase comes from the pulses as sent.
