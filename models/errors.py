@@ -19,3 +19,9 @@ def require_tensorflow(what: str) -> None:
     if importlib.util.find_spec("tensorflow") is None:
         raise CadenzaError(f"{what} needs TensorFlow, which this install does not have: "
                            "pip install 'cadenza[cpu]' (or 'cadenza[gpu]' on a machine with an NVIDIA GPU)")
+
+
+def require_scikit_learn(what: str) -> None:
+    """The style evaluation's classifier test needs scikit-learn (an extra, like TensorFlow)."""
+    if importlib.util.find_spec("sklearn") is None:
+        raise CadenzaError(f"{what} needs scikit-learn, which this install does not have: pip install 'cadenza[cpu]'")

@@ -33,6 +33,7 @@ __all__ = [
     "notes_to_pretty_midi",
     "write_midi",
     "onsets",
+    "cut_at_restrike",
     "make_notes",
 ]
 
@@ -86,7 +87,7 @@ def _sustained_ends(raw: RawNotes) -> np.ndarray:
     return end
 
 
-def _cut_at_restrike(start: np.ndarray, end: np.ndarray, pitch: np.ndarray) -> np.ndarray:
+def cut_at_restrike(start: np.ndarray, end: np.ndarray, pitch: np.ndarray) -> np.ndarray:
     """A key struck again stops its previous sound, however long the pedal would hold it."""
     order = np.lexsort((start, pitch))
     sorted_start, sorted_end, sorted_pitch = start[order], end[order], pitch[order]
@@ -108,7 +109,7 @@ def notes_from_raw(raw: RawNotes, representation: Representation = Representatio
     )
     end = raw.end
     if representation.sustain_pedal and len(raw.pedal_time) and len(raw.start):
-        end = _cut_at_restrike(raw.start, _sustained_ends(raw), raw.pitch)
+        end = cut_at_restrike(raw.start, _sustained_ends(raw), raw.pitch)
     order = np.lexsort((raw.pitch, raw.start))
     start = raw.start[order]
     duration = (end - raw.start)[order]

@@ -153,6 +153,12 @@ def load_step(model_dir: Path, backend: str = "auto", card: dict | None = None):
 
 SHORTEST_NOTE_SECONDS = 0.8 * ZERO_BIN_LIMIT_SECONDS
 NO_TOP_P = 2.0  # a nucleus above 1 keeps every category
+# A piano key cannot sound again this soon after it was struck: in MAESTRO 0.02 % of notes come
+# within 50 ms of the last strike of their key (none within 20 ms). The network, trained one note
+# at a time, puts a few per cent of its mass there (a key doubled inside a chord, a flutter), and
+# each such note cuts the one before it to a peck. `sample` draws those again (see _redraw_restrikes).
+MIN_RESTRIKE_SECONDS = 0.05
+RESTRIKE_REDRAWS = 8
 
 
 class Runtime:
@@ -173,6 +179,7 @@ class Runtime:
         self.step_function = load_step(self.model_dir, backend, self.card)
         self.backend = "tflite" if isinstance(self.step_function, TFLiteStep) else "savedmodel"
         self.rng = np.random.default_rng(seed)
+        self.min_restrike_seconds = MIN_RESTRIKE_SECONDS
         self.reset(batch)
 
     def reset(self, batch: int | None = None) -> None:
@@ -182,6 +189,7 @@ class Runtime:
         self.controls = np.zeros((self.batch, CONTROL_SIZE), np.float32)
         start = self.bins.encode(np.repeat(np.array([START_NOTE], dtype=NOTE_DTYPE), self.batch))
         self.previous = {name: values.astype(np.int32) for name, values in start.items()}
+        self.since_struck = np.full((self.batch, 128), np.inf)  # seconds since each key was last struck
 
     def set_controls(self, vectors: np.ndarray) -> None:
         """Controls for the notes drawn from now on: one vector [CONTROL_SIZE] for all streams, or [B, CONTROL_SIZE]."""
@@ -198,6 +206,11 @@ class Runtime:
         self.previous = {name: outputs[name].astype(np.int32) for name in HEADS}
         return outputs
 
+    def _strike(self, notes: np.ndarray) -> None:
+        """Keep time since each key's last strike: every stream moves on by its note's step."""
+        self.since_struck += notes["step"][:, None]
+        self.since_struck[np.arange(self.batch), notes["pitch"].astype(np.int64)] = 0.0
+
     def _forced(self, notes: np.ndarray) -> np.ndarray:
         encoded = self.bins.encode(notes)
         return np.stack([encoded[name] for name in FIELD_ORDER], axis=1).astype(np.int32)
@@ -209,6 +222,7 @@ class Runtime:
         """
         ones = np.ones((self.batch, len(FIELD_ORDER)), np.float32)
         outputs = self._play(self._forced(notes), ones, np.full(self.batch, NO_TOP_P, np.float32))
+        self._strike(notes)
         self.last_most_likely = {name: outputs["most_likely"][:, column] for column, name in enumerate(FIELD_ORDER)}
         return {name: outputs["log_prob"][:, column] for column, name in enumerate(FIELD_ORDER)}
 
@@ -228,11 +242,38 @@ class Runtime:
         temperature_matrix = np.stack(columns, axis=1)
         if not np.all(temperature_matrix > 0) or not np.all(np.isfinite(temperature_matrix)):
             raise ValueError("temperature must be a finite number > 0")
-        nucleus = NO_TOP_P if top_p is None or top_p >= 1.0 else float(top_p)
-        outputs = self._play(np.full((self.batch, len(FIELD_ORDER)), -1, np.int32), temperature_matrix,
-                             np.full(self.batch, nucleus, np.float32))
+        nucleus = np.full(self.batch, NO_TOP_P if top_p is None or top_p >= 1.0 else float(top_p), np.float32)
+        before = (self.state, self.previous)
+        outputs = self._play(np.full((self.batch, len(FIELD_ORDER)), -1, np.int32), temperature_matrix, nucleus)
+        outputs = self._redraw_restrikes(outputs, before, temperature_matrix, nucleus)
         self.last_log_prob = {name: outputs["log_prob"][:, column] for column, name in enumerate(FIELD_ORDER)}
-        return self.notes_from_bins(outputs)
+        notes = self.notes_from_bins(outputs)
+        self._strike(notes)
+        return notes
+
+    def _restruck_too_soon(self, outputs: dict) -> np.ndarray:
+        """[B] booleans: would the drawn note strike its key within min_restrike_seconds of the last strike?"""
+        since = self.since_struck[np.arange(self.batch), outputs["pitch"].astype(np.int64)]
+        return since + self.bins.bin_to_time(outputs["step"]) < self.min_restrike_seconds
+
+    def _redraw_restrikes(self, outputs: dict, before: tuple, temperature: np.ndarray, nucleus: np.ndarray) -> dict:
+        """Draw again, from the same state and step, the notes that would strike a key too soon.
+
+        The state a call returns depends only on the note before, so calling again from `before`
+        with the good rows forced to what they drew changes nothing for them; the others keep their
+        step and draw pitch, duration and velocity anew: the network's own distribution given
+        that the key is free. After RESTRIKE_REDRAWS tries a note is kept as drawn (only at very low
+        pitch temperatures, where every draw is the same key).
+        """
+        for _ in range(RESTRIKE_REDRAWS):
+            again = self._restruck_too_soon(outputs)
+            if not again.any():
+                break
+            drawn = np.stack([outputs[name] for name in FIELD_ORDER], axis=1).astype(np.int32)
+            forced = np.where(again[:, None] & (np.arange(len(FIELD_ORDER)) > FIELD_ORDER.index("step")), -1, drawn)
+            self.state, self.previous = before
+            outputs = self._play(forced, temperature, nucleus)
+        return outputs
 
     def notes_from_bins(self, bins: dict) -> np.ndarray:
         """NOTE_DTYPE notes [B] from bins per field; each note reads back as the same bins."""

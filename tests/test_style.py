@@ -181,7 +181,10 @@ def test_evaluate_style_stateful_and_sweep_on_a_tiny_model(steered_model, tmp_pa
     assert result.returncode == 0, result.stderr
     assert "notes_per_second" in result.stdout and "ceiling" in result.stdout
     style = json.loads((out / "style.json").read_text())
-    assert set(style["features"]) >= {"pitch_class_histogram", "key_fit", "polyphony", "note_length_histogram"}
+    assert set(style["features"]) >= {"pitch_class_histogram", "key_fit", "polyphony", "note_length_histogram",
+                                      "motif_recurrence", "legato_histogram", "polyphony_over_time"}
+    assert 0 <= style["classifier"]["auc"] <= 1 and 0 <= style["classifier"]["ceiling"]["auc"] <= 1
+    assert style["classifier"]["separating"] and set(style["texture"]) == {"real", "generated"}
     assert 0 <= style["mean_overlap"] <= 1 and len(style["drift"]["curves"]["notes_per_second"]) == 4
     assert set(style["steering"]["density"]) == {"4", "8", "16"} and 0 <= style["steering"]["in_scale"] <= 1
     for png in ("style_distributions.png", "style_piano_roll.png", "style_drift.png"):
@@ -194,13 +197,17 @@ def test_evaluate_style_stateful_and_sweep_on_a_tiny_model(steered_model, tmp_pa
     result = run_cadenza("evaluate", str(exported), "--sweep", *common, "--no-plots", timeout=600)
     assert result.returncode == 0, result.stderr
     sweep = json.loads((out / "sweep.json").read_text())
-    assert sweep["split"] == "validation" and len(sweep["rows"]) == 54 + 12
+    # The grid, two more draws of each of its 4 finalists, then 12 per-field candidates.
+    assert sweep["split"] == "validation" and len(sweep["rows"]) == 54 + 4 + 12
     finalists = sweep["finalists"]
-    assert len(finalists) == 4 and all(len(row["mean_overlaps"]) == 3 for row in finalists)
-    # Chosen on means of three draws: the grid's finalists, then the per-field candidates.
-    confirmed = [(row["mean"], row["sampling"]) for row in finalists]
-    confirmed += [(row["mean_overlap"], row["sampling"]) for row in sweep["rows"] if row["draws"] == 3]
-    assert max(score for score, sampling in confirmed if sampling == sweep["best"]) == max(s for s, _ in confirmed)
+    assert len(finalists) == 4 and all(0 <= row["auc"] <= 1 for row in finalists)
+    # Chosen by the classifier's AUC on means of three draws, inside the guard rails.
+    from training.style import qualifies
+
+    best_mean = max(row["mean_overlap"] for row in sweep["rows"][:54])
+    confirmed = [(row["auc"], row["sampling"]) for row in finalists]
+    confirmed += [(row["auc"], row["sampling"]) for row in sweep["rows"][58:] if qualifies(row, best_mean)]
+    assert min(score for score, sampling in confirmed if sampling == sweep["best"]) == min(s for s, _ in confirmed)
     card = json.loads((exported / "card.json").read_text())
     assert card["sampling"] == sweep["best"]
 

@@ -1,8 +1,10 @@
 """Per-piece style features, the way a listener hears a passage of piano music.
 
 The MGEval set (Yang & Lerch, "On the evaluation of generative models in music", 2018) adapted to
-performed piano in seconds, plus piano-specific figures. Each function takes a note array
-(NOTE_DTYPE, sorted by onset) and returns a float or a vector. Times in seconds, pitches in MIDI numbers.
+performed piano in seconds, plus piano-specific figures, plus texture and phrasing
+(training/texture.py). Each function takes a note array (NOTE_DTYPE, sorted by onset) and returns
+a float or a vector. Times in seconds, pitches in MIDI numbers. `piece_features` measures a piece
+as it sounds: a key struck again cuts its sounding note first (as ingest does to MAESTRO).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import numpy as np
 from models.config import ZERO_BIN_LIMIT_SECONDS
 from models.controls import best_key
 from models.notes import onsets
+from training.texture import TEXTURE_SCALARS, TEXTURE_VECTORS, heard
 
 # Note lengths from 10 ms to 8 s in 12 log-spaced classes (MGEval uses 12 beat-fraction classes).
 NOTE_LENGTH_EDGES = np.geomspace(0.01, 8.0, 13)[1:-1]
@@ -115,17 +118,20 @@ SCALAR_FEATURES = {
     "pitch_class_entropy": pitch_class_entropy,
     "velocity_mean": velocity_mean,
     "velocity_spread": velocity_spread,
+    **TEXTURE_SCALARS,
 }
 VECTOR_FEATURES = {
     "pitch_class_histogram": pitch_class_histogram,
     "pitch_class_transition_matrix": pitch_class_transition_matrix,
     "note_length_histogram": note_length_histogram,
+    **TEXTURE_VECTORS,
 }
 FEATURES = {**SCALAR_FEATURES, **VECTOR_FEATURES}
 
 
 def piece_features(notes: np.ndarray) -> dict:
-    """Every feature of one piece: floats for the scalar ones, arrays for the vector ones."""
+    """Every feature of one piece as heard: floats for the scalar ones, arrays for the vector ones."""
+    notes = heard(notes)
     return {name: function(notes) for name, function in FEATURES.items()}
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from models.config import FIELD_ORDER
-from models.errors import CadenzaError, require_tensorflow
+from models.errors import CadenzaError, require_scikit_learn, require_tensorflow
 from models.notes import NOTE_DTYPE
 from models.runtime import Runtime
 from models.sampling import Sampling
@@ -27,7 +27,7 @@ class ModelEvaluation:
     model_dir: Path
     data: Path
     split: str = "test"
-    reference_split: str = "validation"  # the human ceiling's second set of real excerpts
+    reference_split: str = "train"  # the human ceiling's second set of real excerpts
     out: Path | None = None  # default: MODEL/evaluation
     backend: str = "tflite"
     plots: bool = True
@@ -100,6 +100,7 @@ def run_stateful(evaluation: ModelEvaluation, max_notes: int | None, log=print) 
 
 def run_style(evaluation: ModelEvaluation, sampling: Sampling, settings: StyleSettings, log=print) -> dict:
     """Generate, compare with real excerpts and the human ceiling, write style.json and the plots."""
+    require_scikit_learn("the style evaluation")
     runtime = Runtime(evaluation.model_dir, backend=evaluation.backend, seed=settings.seed)
     real = real_excerpts(load_split(evaluation.data, evaluation.split), settings.pieces, settings.notes, settings.seed)
     second = real_excerpts(load_split(evaluation.data, evaluation.reference_split), settings.pieces, settings.notes,
@@ -111,7 +112,9 @@ def run_style(evaluation: ModelEvaluation, sampling: Sampling, settings: StyleSe
     out = evaluation.out_dir
     write_json(out / "style.json", summary)
     if evaluation.out is None:  # the model's own evaluation: its card carries the headline figures
-        figures = {key: summary[key] for key in ("mean_overlap", "min_overlap", "mean_ceiling_overlap", "sampling")}
+        figures = {key: summary[key] for key in ("mean_overlap", "min_overlap", "min_overlap_feature",
+                                                 "mean_ceiling_overlap", "sampling", "texture")}
+        figures["classifier"] = {key: summary["classifier"][key] for key in ("auc", "accuracy", "ceiling")}
         figures["density_change_over_stream"] = summary["drift"]["density_change"]
         figures["steering"] = summary["steering"]
         update_card(Path(evaluation.model_dir), lambda card: card.setdefault("metrics", {}).setdefault(
@@ -129,14 +132,15 @@ def run_style(evaluation: ModelEvaluation, sampling: Sampling, settings: StyleSe
 
 def run_sweep(evaluation: ModelEvaluation, base: Sampling, settings: StyleSettings, log=print) -> dict:
     """The sweep runs on the validation split (ceiling: train excerpts); writes sweep.json with the best setting."""
+    require_scikit_learn("the style sweep")
     runtime = Runtime(evaluation.model_dir, backend=evaluation.backend, seed=settings.seed)
     real = real_excerpts(load_split(evaluation.data, "validation"), settings.pieces, settings.notes, settings.seed)
     second = real_excerpts(load_split(evaluation.data, "train"), settings.pieces, settings.notes, settings.seed + 1)
     best, rows, finalists = sweep(runtime, real, second, settings, base, log=log)
     result = {"split": "validation", "best": best.to_dict(), "rows": rows, "finalists": finalists}
     write_json(evaluation.out_dir / "sweep.json", result)
-    chosen = [row["mean_overlap"] for row in rows if row["sampling"] == best.to_dict() and row["draws"] > 1]
-    record_sampling(Path(evaluation.model_dir), best, chosen[-1] if chosen else max(row["mean"] for row in finalists))
+    chosen = [row for row in rows if row["sampling"] == best.to_dict()][-1]
+    record_sampling(Path(evaluation.model_dir), best, chosen)
     return result
 
 
@@ -148,9 +152,10 @@ def update_card(model_dir: Path, change) -> None:
     write_json(card_path, card)
 
 
-def record_sampling(model_dir: Path, sampling: Sampling, mean_overlap: float) -> None:
+def record_sampling(model_dir: Path, sampling: Sampling, row: dict) -> None:
     """The sweep's choice becomes the model's default sampling: written into its card."""
     update_card(model_dir, lambda card: card.update({
         "sampling": sampling.to_dict(),
-        "sampling_chosen_by": {"method": "style sweep on validation (cadenza evaluate --sweep)",
-                               "mean_overlap": mean_overlap}}))
+        "sampling_chosen_by": {"method": "style sweep on validation (cadenza evaluate --sweep): the lowest "
+                                         "classifier AUC inside the overlap guard rails",
+                               "auc": round(row["auc"], 4), "mean_overlap": round(row["mean_overlap"], 4)}}))
