@@ -173,19 +173,23 @@ def read_notes(source, representation: Representation = Representation()) -> np.
 
 
 def notes_to_pretty_midi(notes: np.ndarray, program: int = 0, resolution: int = 480):
-    """A PrettyMIDI with one instrument of General MIDI `program` (0-127) playing the notes."""
+    """A PrettyMIDI with one instrument of General MIDI `program` (0-127) playing the notes as heard
+    (each cut where its key is struck again)."""
     import pretty_midi
 
     midi = pretty_midi.PrettyMIDI(resolution=resolution)
     instrument = pretty_midi.Instrument(program=int(program), name=pretty_midi.program_to_instrument_name(int(program)))
     note_starts = onsets(notes)
-    for start, note in zip(note_starts, notes):
+    # A key struck again ends its sounding note first: two overlapping notes of one key in a file
+    # are paired differently by different readers (and a DAW ends the second at the first's end).
+    note_ends = cut_at_restrike(note_starts, note_starts + notes["duration"], notes["pitch"])
+    for start, end, note in zip(note_starts, note_ends, notes):
         instrument.notes.append(
             pretty_midi.Note(
                 velocity=int(note["velocity"]),
                 pitch=int(note["pitch"]),
                 start=float(start),
-                end=float(start + note["duration"]),
+                end=float(end),
             )
         )
     midi.instruments.append(instrument)

@@ -180,6 +180,7 @@ class Runtime:
         self.backend = "tflite" if isinstance(self.step_function, TFLiteStep) else "savedmodel"
         self.rng = np.random.default_rng(seed)
         self.min_restrike_seconds = MIN_RESTRIKE_SECONDS
+        self._part_step = None  # loaded when a redraw first needs it
         self.reset(batch)
 
     def reset(self, batch: int | None = None) -> None:
@@ -227,9 +228,10 @@ class Runtime:
         return {name: outputs["log_prob"][:, column] for column, name in enumerate(FIELD_ORDER)}
 
     def prime(self, notes: np.ndarray) -> None:
-        """Feed a note sequence (the same for every stream) to set the model's state."""
-        for note in notes:
-            self.feed(np.repeat(note[None], self.batch))
+        """Feed a note sequence to set the model's state: [T] the same for every stream, or [B, T] one each."""
+        notes = np.asarray(notes)
+        for position in range(notes.shape[-1]):
+            self.feed(notes[:, position] if notes.ndim == 2 else np.repeat(notes[position][None], self.batch))
 
     def sample(self, temperature=1.0, top_p: float | None = None, head_temperature: dict | None = None) -> np.ndarray:
         """Draw the next note of every stream (NOTE_DTYPE, shape [B]); it becomes the streams' context.
@@ -251,29 +253,44 @@ class Runtime:
         self._strike(notes)
         return notes
 
-    def _restruck_too_soon(self, outputs: dict) -> np.ndarray:
+    def _restruck_too_soon(self, drawn: dict) -> np.ndarray:
         """[B] booleans: would the drawn note strike its key within min_restrike_seconds of the last strike?"""
-        since = self.since_struck[np.arange(self.batch), outputs["pitch"].astype(np.int64)]
-        return since + self.bins.bin_to_time(outputs["step"]) < self.min_restrike_seconds
+        since = self.since_struck[np.arange(self.batch), drawn["pitch"].astype(np.int64)]
+        return since + self.bins.bin_to_time(drawn["step"]) < self.min_restrike_seconds
 
     def _redraw_restrikes(self, outputs: dict, before: tuple, temperature: np.ndarray, nucleus: np.ndarray) -> dict:
         """Draw again, from the same state and step, the notes that would strike a key too soon.
 
-        The state a call returns depends only on the note before, so calling again from `before`
-        with the good rows forced to what they drew changes nothing for them; the others keep their
-        step and draw pitch, duration and velocity anew: the network's own distribution given
-        that the key is free. After RESTRIKE_REDRAWS tries a note is kept as drawn (only at very low
-        pitch temperatures, where every draw is the same key).
+        Only those streams are run again (from the state and note `before` the call): they keep
+        their step and draw pitch, duration and velocity anew, the network's own distribution
+        given that the key is free. After RESTRIKE_REDRAWS tries a note is kept as drawn (only at
+        very low pitch temperatures, where every draw is the same key).
         """
+        state, previous = before
+        drawn = {name: np.array(outputs[name]) for name in (*HEADS, "log_prob")}
         for _ in range(RESTRIKE_REDRAWS):
-            again = self._restruck_too_soon(outputs)
-            if not again.any():
+            rows = np.flatnonzero(self._restruck_too_soon(drawn))
+            if not len(rows):
                 break
-            drawn = np.stack([outputs[name] for name in FIELD_ORDER], axis=1).astype(np.int32)
-            forced = np.where(again[:, None] & (np.arange(len(FIELD_ORDER)) > FIELD_ORDER.index("step")), -1, drawn)
-            self.state, self.previous = before
-            outputs = self._play(forced, temperature, nucleus)
-        return outputs
+            forced = np.full((len(rows), len(FIELD_ORDER)), -1, np.int32)
+            forced[:, FIELD_ORDER.index("step")] = drawn["step"][rows]
+            again = self._step_for(len(rows))({
+                **{name: previous[name][rows] for name in HEADS}, "state": state[rows], "controls": self.controls[rows],
+                "temperature": temperature[rows], "top_p": nucleus[rows], "forced": forced,
+                "uniform": self.rng.random((len(rows), len(FIELD_ORDER)), dtype=np.float32)})
+            for name in drawn:
+                drawn[name][rows] = again[name]
+        self.previous = {name: drawn[name].astype(np.int32) for name in HEADS}
+        return drawn
+
+    def _step_for(self, rows: int):
+        """The step function for a call on `rows` streams: a TFLite interpreter of its own for a part
+        of the batch, so the main one keeps its tensors sized for the whole batch."""
+        if rows == self.batch or self.backend != "tflite":
+            return self.step_function
+        if self._part_step is None:
+            self._part_step = load_step(self.model_dir, "tflite", self.card)
+        return self._part_step
 
     def notes_from_bins(self, bins: dict) -> np.ndarray:
         """NOTE_DTYPE notes [B] from bins per field; each note reads back as the same bins."""

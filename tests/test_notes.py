@@ -64,6 +64,15 @@ def test_round_trip_through_a_midi_file(tmp_path_factory, seed):
     assert np.allclose(back["duration"], notes["duration"][order], atol=2 * tick)
 
 
+def test_a_key_struck_again_is_written_as_heard(tmp_path):
+    # C4 held 1 s, struck again at 0.3 s: the file holds a 0.3 s note, then the second; not two overlapping.
+    notes = make_notes([60, 64, 60], [0.0, 0.1, 0.2], [1.0, 0.5, 0.4], [80, 70, 90])
+    write_midi(notes, tmp_path / "restrike.mid")
+    back = read_notes(tmp_path / "restrike.mid", Representation(sustain_pedal=False))
+    assert list(back["pitch"]) == [60, 64, 60]
+    assert np.allclose(back["duration"], [0.3, 0.5, 0.4], atol=0.003)
+
+
 @pytest.mark.parametrize("data, reason", [
     (b"", "not a MIDI file"),
     (b"RIFF....WAVEfmt " * 4, "not a MIDI file"),

@@ -85,6 +85,8 @@ def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_l
 @click.option("--style", is_flag=True, help="Free-running style evaluation against real excerpts, with the human ceiling.")
 @click.option("--sweep", is_flag=True, help="With --style: choose the sampling on validation over a small grid.")
 @click.option("--stateful", is_flag=True, help="Per-field and joint NLL over whole pieces, one stateful pass each.")
+@click.option("--continuation", is_flag=True, help="Continue MAESTRO prompts; how coherent the answers are with their calls.")
+@click.option("--prompts", type=click.IntRange(2, 10000), default=100, show_default=True, help="--continuation: prompts.")
 @click.option("--max-notes", type=click.IntRange(min=1), help="--stateful: score at most this many notes of each piece.")
 @click.option("--pieces", type=click.IntRange(1, 10000), default=48, show_default=True, help="--style: generated and real excerpts.")
 @click.option("--notes", type=click.IntRange(16, 100000), default=1000, show_default=True, help="--style: notes per excerpt.")
@@ -94,11 +96,11 @@ def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_l
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Results folder [default: MODEL/evaluation].")
 @sampling_options
 @click.option("--no-plots", is_flag=True)
-def evaluate(model, split_name, data, style, sweep, stateful, max_notes, pieces, notes, drift_notes, seed, out,
-             no_plots, **sampling):
+def evaluate(model, split_name, data, style, sweep, stateful, continuation, prompts, max_notes, pieces, notes, drift_notes,
+             seed, out, no_plots, **sampling):
     """Evaluate a model. MODEL is a training run (teacher-forced metrics on windows, beside a unigram
-    baseline) or, with --style/--sweep/--stateful, an exported model or a run (exported first)."""
-    if not (style or sweep or stateful):
+    baseline) or, with --style/--sweep/--stateful/--continuation, an exported model or a run (exported first)."""
+    if not (style or sweep or stateful or continuation):
         require_tensorflow("teacher-forced evaluation of a training run")
         from training.evaluate import run_evaluation
 
@@ -133,6 +135,10 @@ def evaluate(model, split_name, data, style, sweep, stateful, max_notes, pieces,
         click.echo(f"sweep (validation): best {result['best']}")
     if style or sweep:
         model_eval.run_style(evaluation, chosen, settings, log=click.echo)
+    if continuation:
+        from training.continuation import ContinuationSettings
+
+        model_eval.run_continuation(evaluation, chosen, ContinuationSettings(prompts=prompts, seed=seed), log=click.echo)
     click.echo(f"written to {evaluation.out_dir}")
 
 

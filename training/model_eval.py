@@ -144,6 +144,30 @@ def run_sweep(evaluation: ModelEvaluation, base: Sampling, settings: StyleSettin
     return result
 
 
+def run_continuation(evaluation: ModelEvaluation, sampling: Sampling, settings, log=print) -> dict:
+    """Continue prompts from the split at `sampling`; write continuation.json and its picture."""
+    from training.continuation import coherence, continue_calls, draw_calls, format_coherence
+
+    runtime = Runtime(evaluation.model_dir, backend=evaluation.backend, seed=settings.seed)
+    calls = draw_calls(load_split(evaluation.data, evaluation.split), settings)
+    started = time.perf_counter()
+    generated = continue_calls(runtime, sampling, calls.prompts, settings.continuation_notes)
+    result = coherence(calls, generated) | {
+        "split": evaluation.split, "sampling": sampling.to_dict(), "prompt_notes": settings.prompt_notes,
+        "continuation_notes": settings.continuation_notes, "seconds": round(time.perf_counter() - started, 1)}
+    write_json(evaluation.out_dir / "continuation.json", result)
+    if evaluation.out is None:
+        update_card(Path(evaluation.model_dir), lambda card: card.setdefault("metrics", {}).setdefault(
+            evaluation.split, {}).update({"continuation": {key: result[key] for key in ("coherence", "worst", "prompts")}}))
+    if evaluation.plots:
+        from training import plots
+
+        plots.continuation(calls.prompts[0], calls.real[0], generated[0], calls.sources[0],
+                           evaluation.out_dir / "continuation.png")
+    log(format_coherence(result))
+    return result
+
+
 def update_card(model_dir: Path, change) -> None:
     """Apply `change(card)` to the model's card.json and write it back atomically."""
     card_path = model_dir / "card.json"

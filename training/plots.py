@@ -136,6 +136,21 @@ def piano_roll_pair(generated: np.ndarray, real: np.ndarray, path: Path, seconds
     save(figure, path)
 
 
+def continuation(prompt: np.ndarray, real: np.ndarray, generated: np.ndarray, source: str, path: Path) -> None:
+    """A prompt, then its real continuation and cadenza's on the same time and pitch axes."""
+    figure, axis = plt.subplots(figsize=(12, 5))
+    prompt_end = onsets(prompt)[-1] + prompt["step"][-1] if len(prompt) else 0.0
+    for notes, start, colour, label, lift in ((prompt, 0.0, "tab:gray", "prompt", 0.0),
+                                              (real, prompt_end, "tab:blue", "the pianist's continuation", -0.2),
+                                              (generated, prompt_end, "tab:orange", "cadenza's continuation", 0.2)):
+        starts = start + onsets(notes)
+        axis.barh(notes["pitch"] + lift, notes["duration"], left=starts, height=0.45, color=colour, alpha=0.75, label=label)
+    axis.axvline(prompt_end, color="black", linewidth=0.8)
+    axis.set(xlabel="time (s)", ylabel="MIDI pitch", title=f"A call and two answers: {Path(source).name}")
+    axis.legend(loc="upper right", fontsize=8)
+    save(figure, path)
+
+
 def drift_curves(drift: dict, real_medians: dict, path: Path) -> None:
     """Each scalar feature by part of a long stream, relative to the real median (1 = MAESTRO)."""
     figure, axis = plt.subplots(figsize=(9, 5))

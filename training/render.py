@@ -37,7 +37,7 @@ class RenderSettings:
     seed: int | None = None
     model: Path | None = None
     backend: str = "auto"
-    primer: np.ndarray | None = field(default=None, repr=False)
+    primer: np.ndarray | None = field(default=None, repr=False)  # [T] notes for every piece, or [count, T]
     primer_path: str | None = None
     include_primer: bool = False
     wav: bool = False
@@ -55,8 +55,12 @@ def generate(runtime: Runtime, settings: RenderSettings) -> tuple[np.ndarray, fl
     if settings.primer is not None:
         runtime.prime(settings.primer)
     sampling = settings.sampling
-    primer_pitches = settings.primer["pitch"] if settings.primer is not None else None
-    controls = stream_controls(sampling, runtime.card, settings.count, runtime.rng, primer_pitches)
+    if settings.primer is not None and settings.primer.ndim == 2:  # one primer per stream ('--key auto' follows each)
+        controls = np.concatenate([stream_controls(sampling, runtime.card, 1, runtime.rng, primer["pitch"])
+                                   for primer in settings.primer])
+    else:
+        primer_pitches = settings.primer["pitch"] if settings.primer is not None else None
+        controls = stream_controls(sampling, runtime.card, settings.count, runtime.rng, primer_pitches)
     runtime.set_controls(controls)
     hold = None
     if sampling.density == "hold":

@@ -54,7 +54,7 @@ def classifier_test(reference: dict, other: dict, reference_groups, other_groups
     "excerpts" per side, "separating": the features that carry the trees' decisions, largest first}.
     """
     from sklearn.ensemble import GradientBoostingClassifier
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import log_loss, roc_auc_score
     from sklearn.model_selection import StratifiedGroupKFold
 
     rng = np.random.default_rng(seed)
@@ -84,5 +84,8 @@ def classifier_test(reference: dict, other: dict, reference_groups, other_groups
     separating = sorted(importance.items(), key=lambda item: -item[1])[: settings.top_features]
     return {"auc": round(float(roc_auc_score(labels, scores)), 4),
             "accuracy": round(float(np.mean((scores >= 0.5) == labels)), 4),
+            # How sure the held-out guesses are (nats; 0.693 = a coin): it still ranks sets the
+            # AUC calls equally separable (both near 1).
+            "log_loss": round(float(log_loss(labels, np.clip(scores, 1e-6, 1 - 1e-6))), 4),
             "excerpts": len(keep_a), "folds": fold_count,
             "separating": [{"feature": name, "importance": round(value, 4)} for name, value in separating]}
