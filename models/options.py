@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import click
 
-from models.sampling import DENSITY_RANGE, TEMPERATURE_RANGE, Sampling, parse_density, parse_key_option
+from models.sampling import ANSWERS, DENSITY_RANGE, TEMPERATURE_RANGE, Sampling, parse_density, parse_key_option
 
 
 class BoundedFloat(click.FloatRange):
@@ -27,6 +27,7 @@ def sampling_options(function):
         click.option("--temperature", type=BoundedFloat(*TEMPERATURE_RANGE),
                      help="Sampling temperature of every field [default: the model card's]."),
         click.option("--top-p", type=BoundedFloat(0, 1, min_open=True), help="Nucleus sampling (1 = off)."),
+        click.option("--top-p-fields", help="The fields the nucleus cuts, e.g. 'pitch' or 'step,pitch' [default: the model card's]."),
         *[click.option(f"--{name}-temperature", type=BoundedFloat(*TEMPERATURE_RANGE),
                        help=f"Temperature of the {name} field alone.")
           for name in ("step", "pitch", "duration", "velocity")],
@@ -36,12 +37,15 @@ def sampling_options(function):
         click.option("--dynamics", type=BoundedFloat(1, 127),
                      help="Target mean velocity (1-127) of the notes ahead [default: free]."),
         click.option("--key", "key_name", help="Key to play in: 'D minor', 'F# major', 'auto' (follow the player), 'random' (one per stream) or 'none'."),
+        click.option("--answer", type=click.Choice(ANSWERS),
+                     help="An answer to a call (--primer, or what the player played): 'follow' takes the call's key, "
+                          "pace and dynamics where you left them free; 'free' plays as without a call [default: follow]."),
     ]
     return functools.reduce(lambda f, option: option(f), reversed(options), function)
 
 
-SAMPLING_OPTION_NAMES = ("temperature", "top_p", "step_temperature", "pitch_temperature", "duration_temperature",
-                         "velocity_temperature", "dynamics", "density", "key_name")
+SAMPLING_OPTION_NAMES = ("temperature", "top_p", "top_p_fields", "step_temperature", "pitch_temperature", "duration_temperature",
+                         "velocity_temperature", "dynamics", "answer", "density", "key_name")
 
 
 def sampling_from_options(card: dict, options: dict) -> Sampling:
@@ -50,6 +54,8 @@ def sampling_from_options(card: dict, options: dict) -> Sampling:
     'none' for --density or --key turns off a control the card's defaults would give.
     """
     values = {name: options.pop(name, None) for name in SAMPLING_OPTION_NAMES}
+    if values["top_p_fields"] is not None:
+        values["top_p_fields"] = tuple(name.strip() for name in values["top_p_fields"].split(",") if name.strip())
     density_text, key_text = values.pop("density"), values.pop("key_name")
     sampling = Sampling.from_card(card, **values)
     changes = {}

@@ -233,55 +233,84 @@ class Runtime:
         for position in range(notes.shape[-1]):
             self.feed(notes[:, position] if notes.ndim == 2 else np.repeat(notes[position][None], self.batch))
 
-    def sample(self, temperature=1.0, top_p: float | None = None, head_temperature: dict | None = None) -> np.ndarray:
+    def sample(self, temperature=1.0, top_p: float | None = None, head_temperature: dict | None = None,
+               top_p_fields=FIELD_ORDER) -> np.ndarray:
         """Draw the next note of every stream (NOTE_DTYPE, shape [B]); it becomes the streams' context.
 
         `temperature` (scalar or [B]) applies to every field, `head_temperature` overrides it per
-        field, e.g. {"step": 0.5}. The log-probabilities the draws used are in `last_log_prob`.
+        field, e.g. {"step": 0.5}. The nucleus `top_p` applies to the fields in `top_p_fields`
+        (e.g. ("pitch",): a clear key without cutting the long tail of lengths). The
+        log-probabilities the draws used are in `last_log_prob`.
         """
         temperatures = {name: temperature for name in HEADS} | (head_temperature or {})
         columns = [np.broadcast_to(np.asarray(temperatures[name], np.float32), (self.batch,)) for name in FIELD_ORDER]
         temperature_matrix = np.stack(columns, axis=1)
         if not np.all(temperature_matrix > 0) or not np.all(np.isfinite(temperature_matrix)):
             raise ValueError("temperature must be a finite number > 0")
-        nucleus = np.full(self.batch, NO_TOP_P if top_p is None or top_p >= 1.0 else float(top_p), np.float32)
-        before = (self.state, self.previous)
-        outputs = self._play(np.full((self.batch, len(FIELD_ORDER)), -1, np.int32), temperature_matrix, nucleus)
-        outputs = self._redraw_restrikes(outputs, before, temperature_matrix, nucleus)
+        value = NO_TOP_P if top_p is None or top_p >= 1.0 else float(top_p)
+        nucleus = np.array([[value if name in top_p_fields else NO_TOP_P for name in FIELD_ORDER]] * self.batch, np.float32)
+        inputs = {**self.previous, "state": self.state, "controls": self.controls}
+        outputs = self._draw(self.step_function, inputs, np.full((self.batch, len(FIELD_ORDER)), -1, np.int32),
+                             temperature_matrix, nucleus)
+        self.state = outputs["state"]
+        outputs = self._redraw_restrikes(outputs, inputs, temperature_matrix, nucleus)
+        self.previous = {name: outputs[name].astype(np.int32) for name in HEADS}
         self.last_log_prob = {name: outputs["log_prob"][:, column] for column, name in enumerate(FIELD_ORDER)}
         notes = self.notes_from_bins(outputs)
         self._strike(notes)
         return notes
+
+    def _draw(self, step_function, inputs: dict, forced: np.ndarray, temperature: np.ndarray, nucleus: np.ndarray) -> dict:
+        """The fields not `forced` [B, 4], drawn in FIELD_ORDER with a nucleus per field [B, 4].
+
+        The graph takes one nucleus per stream, so a field whose nucleus differs from the field
+        before it is drawn by a call of its own, forcing what the earlier calls drew (the state a
+        call returns depends only on the note before, so it is the same for every call).
+        """
+        outputs, start = None, 0
+        while start < len(FIELD_ORDER):
+            end = start + 1
+            while end < len(FIELD_ORDER) and np.array_equal(nucleus[:, end], nucleus[:, start]):
+                end += 1
+            call_forced = forced.copy()
+            if outputs is not None:
+                drawn = np.stack([outputs[name] for name in FIELD_ORDER], axis=1)
+                call_forced[:, :start] = np.where(forced[:, :start] >= 0, forced[:, :start], drawn[:, :start])
+            result = step_function({**inputs, "temperature": temperature, "top_p": np.ascontiguousarray(nucleus[:, start]),
+                                    "forced": call_forced, "uniform": self.rng.random(forced.shape, dtype=np.float32)})
+            if outputs is None:
+                outputs = {name: np.array(value) for name, value in result.items()}
+            for column in range(start, end):
+                outputs[FIELD_ORDER[column]] = np.array(result[FIELD_ORDER[column]])
+                outputs["log_prob"][:, column] = result["log_prob"][:, column]
+                outputs["most_likely"][:, column] = result["most_likely"][:, column]
+            start = end
+        return outputs
 
     def _restruck_too_soon(self, drawn: dict) -> np.ndarray:
         """[B] booleans: would the drawn note strike its key within min_restrike_seconds of the last strike?"""
         since = self.since_struck[np.arange(self.batch), drawn["pitch"].astype(np.int64)]
         return since + self.bins.bin_to_time(drawn["step"]) < self.min_restrike_seconds
 
-    def _redraw_restrikes(self, outputs: dict, before: tuple, temperature: np.ndarray, nucleus: np.ndarray) -> dict:
+    def _redraw_restrikes(self, outputs: dict, inputs: dict, temperature: np.ndarray, nucleus: np.ndarray) -> dict:
         """Draw again, from the same state and step, the notes that would strike a key too soon.
 
-        Only those streams are run again (from the state and note `before` the call): they keep
-        their step and draw pitch, duration and velocity anew, the network's own distribution
-        given that the key is free. After RESTRIKE_REDRAWS tries a note is kept as drawn (only at
-        very low pitch temperatures, where every draw is the same key).
+        Only those streams are run again (from the `inputs` of the call): they keep their step
+        and draw pitch, duration and velocity anew, the network's own distribution given that
+        the key is free. After RESTRIKE_REDRAWS tries a note is kept as drawn (only at very low
+        pitch temperatures, where every draw is the same key).
         """
-        state, previous = before
-        drawn = {name: np.array(outputs[name]) for name in (*HEADS, "log_prob")}
         for _ in range(RESTRIKE_REDRAWS):
-            rows = np.flatnonzero(self._restruck_too_soon(drawn))
+            rows = np.flatnonzero(self._restruck_too_soon(outputs))
             if not len(rows):
                 break
             forced = np.full((len(rows), len(FIELD_ORDER)), -1, np.int32)
-            forced[:, FIELD_ORDER.index("step")] = drawn["step"][rows]
-            again = self._step_for(len(rows))({
-                **{name: previous[name][rows] for name in HEADS}, "state": state[rows], "controls": self.controls[rows],
-                "temperature": temperature[rows], "top_p": nucleus[rows], "forced": forced,
-                "uniform": self.rng.random((len(rows), len(FIELD_ORDER)), dtype=np.float32)})
-            for name in drawn:
-                drawn[name][rows] = again[name]
-        self.previous = {name: drawn[name].astype(np.int32) for name in HEADS}
-        return drawn
+            forced[:, FIELD_ORDER.index("step")] = outputs["step"][rows]
+            again = self._draw(self._step_for(len(rows)), {name: value[rows] for name, value in inputs.items()},
+                               forced, temperature[rows], nucleus[rows])
+            for name in (*HEADS, "log_prob", "most_likely"):
+                outputs[name][rows] = again[name]
+        return outputs
 
     def _step_for(self, rows: int):
         """The step function for a call on `rows` streams: a TFLite interpreter of its own for a part

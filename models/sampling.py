@@ -17,20 +17,26 @@ from models.errors import CadenzaError
 
 DENSITY_RANGE = (0.5, 40.0)  # notes per second a player may ask for
 DENSITY_WORDS = (None, "auto", "random", "hold")
+ANSWERS = ("follow", "free")
+CALL_PAUSE_SECONDS = 2.0  # a longer step in a call is a pause between phrases, not its pace
 TEMPERATURE_RANGE = (0.05, 5.0)
 
 
 @dataclass(frozen=True)
 class Sampling:
     """temperature: all fields; <field>_temperature: one field (None: the overall one).
-    top_p: nucleus (None: off). density: notes per second, "auto" (the data's typical value),
+    top_p: nucleus (None: off), applied to the fields in top_p_fields. density: notes per second, "auto" (the data's typical value),
     "random" (each stream draws one from the data's spread of pieces, and keeps it), "hold" (free,
     then held near the stream's own opening density: see DensityHold) or None (free).
     key: "D minor" etc., "auto" (follow the player), "random" (each stream draws one of the 24
-    keys when it starts, and stays in it) or None. dynamics: the mean velocity asked for, or None."""
+    keys when it starts, and stays in it) or None. dynamics: the mean velocity asked for, or None.
+    answer: how an answer to a call (a primer, what a player played) is steered: "follow" takes the
+    key, density and dynamics the player left free from the call (see follow_call), "free" plays
+    as without a call."""
 
     temperature: float = 1.0
     top_p: float | None = None
+    top_p_fields: tuple = FIELD_ORDER  # the fields the nucleus cuts (e.g. ("pitch",): the key, not the lengths)
     step_temperature: float | None = None
     pitch_temperature: float | None = None
     duration_temperature: float | None = None
@@ -41,6 +47,7 @@ class Sampling:
     # A key asked for by name keeps to its scale; a key drawn by 'random' is played as real pieces
     # in that key are, with their share of notes from outside the scale.
     key_strict: bool = True
+    answer: str = "follow"
 
     def head_temperature(self) -> dict:
         """{field: temperature} for the fields whose own temperature is set."""
@@ -55,6 +62,8 @@ class Sampling:
         """The card's chosen sampling, with every override that is not None on top; validated."""
         known = {f.name for f in fields(cls)}
         chosen = {k: v for k, v in (card.get("sampling") or {}).items() if k in known}
+        if "top_p_fields" in chosen:  # a list in JSON
+            chosen["top_p_fields"] = tuple(chosen["top_p_fields"])
         sampling = replace(cls(**chosen), **{k: v for k, v in overrides.items() if v is not None})
         sampling.validate()
         return sampling
@@ -66,10 +75,14 @@ class Sampling:
                 raise CadenzaError(f"{name.replace('_', '-')} {value} is outside {TEMPERATURE_RANGE[0]}-{TEMPERATURE_RANGE[1]}")
         if self.top_p is not None and not (0 < self.top_p <= 1):
             raise CadenzaError(f"top-p {self.top_p} is outside (0, 1]")
+        if not self.top_p_fields or not set(self.top_p_fields) <= set(FIELD_ORDER):
+            raise CadenzaError(f"top-p fields {', '.join(self.top_p_fields) or 'none'}: choose from {', '.join(FIELD_ORDER)}")
         if self.density not in DENSITY_WORDS and not isinstance(self.density, (int, float)):
             raise CadenzaError(f"density {self.density!r} is not notes per second, 'auto', 'random' or 'hold'")
         if isinstance(self.density, (int, float)) and not (DENSITY_RANGE[0] <= self.density <= DENSITY_RANGE[1]):
             raise CadenzaError(f"density {self.density} notes/s is outside {DENSITY_RANGE[0]}-{DENSITY_RANGE[1]}")
+        if self.answer not in ANSWERS:
+            raise CadenzaError(f"answer {self.answer!r} is not one of {', '.join(ANSWERS)}")
         if self.dynamics is not None and not 1 <= self.dynamics <= 127:
             raise CadenzaError(f"dynamics {self.dynamics} is outside 1-127 (a mean velocity)")
         if self.key not in (None, "auto", "random"):
@@ -172,6 +185,28 @@ def controls_for(sampling: Sampling, card: dict, played_pitches=None) -> np.ndar
     return control_vector(profile, density, sampling.dynamics)
 
 
+def follow_call(sampling: Sampling, call: np.ndarray) -> tuple[Sampling, float | None]:
+    """What an answer to `call` (notes, NOTE_DTYPE) plays with when `sampling.answer` is 'follow':
+    the call's key (as '--key auto' hears it) when no key is asked for, its mean velocity when no
+    dynamics are, and, under the default density 'hold', the call's notes per second to hold to.
+    Returns (Sampling, the density to hold or None). Measured on MAESTRO calls (evaluate
+    --continuation), each raises how well the answer belongs to the call."""
+    if sampling.answer != "follow" or len(call) < 2:
+        return sampling, None
+    changes = {}
+    if sampling.key is None:
+        changes["key"] = "auto"
+    if sampling.dynamics is None:
+        changes["dynamics"] = float(np.clip(np.mean(call["velocity"]), 1, 127))
+    held = None
+    if sampling.density == "hold":
+        # The pace while playing: a pause between phrases (a live call spans several) is not played.
+        steps = call["step"][1:]
+        steps = steps[steps < CALL_PAUSE_SECONDS]
+        held = float(np.clip(len(steps) / steps.sum(), *DENSITY_RANGE)) if steps.sum() > 0 else None
+    return replace(sampling, **changes), held
+
+
 class DensityHold:
     """Free play that keeps to a density like a real piece's ('--density hold').
 
@@ -183,12 +218,20 @@ class DensityHold:
     network's own ebb and flow, and keeps to a real piece's pace.
     """
 
-    def __init__(self, own_densities, window_notes: int = 200, tolerance: float = 0.15):
+    def __init__(self, own_densities, window_notes: int = 200, tolerance: float = 0.15, asking: bool = False):
         self.window_notes, self.tolerance = window_notes, tolerance
         self.own = np.asarray(own_densities, dtype=np.float64)  # notes per second, one per stream
         self.steps = np.zeros((window_notes, len(self.own)))
         self.count = 0
-        self.targets = np.full(len(self.own), np.nan)  # the density asked for now (NaN: free)
+        # The density asked for now (NaN: free). `asking`: ask from the first note (an answer to a
+        # call starts at the call's pace), until the window shows the stream there.
+        self.targets = self.own.copy() if asking else np.full(len(self.own), np.nan)
+
+    def heard(self, step_seconds: np.ndarray) -> None:
+        """Count steps [T, B] that were played, not drawn (a call): the hold starts from their pace."""
+        for steps in np.asarray(step_seconds)[-self.window_notes:]:
+            self.steps[self.count % self.window_notes] = steps
+            self.count += 1
 
     def observe(self, step_seconds: np.ndarray) -> bool:
         """Note the steps just drawn [B]; True when `targets` changed (the controls need setting)."""

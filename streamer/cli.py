@@ -164,8 +164,10 @@ def stream(**options):
         _open_control_input(stack, options, backend_factory, controls, control_map, required=bool(timing.sync))
         settings = StreamSettings(lookahead_seconds=options["lookahead"], max_note_seconds=options["max_note_seconds"],
                                   notes=options["notes"], seconds=options["seconds"], top_p=sampling.top_p,
+                                  top_p_fields=sampling.top_p_fields,
                                   head_temperature=sampling.head_temperature(), start_temperature=sampling.temperature,
-                                  response_gap_seconds=control_map.response_gap_seconds, dynamics=sampling.dynamics)
+                                  response_gap_seconds=control_map.response_gap_seconds, dynamics=sampling.dynamics,
+                                  answer=sampling.answer)
         if timing.timed:
             from streamer.timed_engine import TimedEngine
             from streamer.timeline import Timeline

@@ -14,7 +14,8 @@ import mido
 import numpy as np
 
 from models.controls import with_densities
-from models.sampling import DensityHold, Sampling, controls_for, random_densities, typical_density
+from models.notes import NOTE_DTYPE
+from models.sampling import DensityHold, Sampling, controls_for, follow_call, random_densities, typical_density
 
 from streamer.controls import Controls
 from streamer.density import DensityBridge
@@ -30,6 +31,7 @@ class StreamSettings:
     notes: int | None = None  # stop after this many notes
     seconds: float | None = None  # stop after this long
     top_p: float | None = None
+    top_p_fields: tuple = ("step", "pitch", "duration", "velocity")  # the fields the nucleus cuts
     # Per-field temperatures at the start temperature; a live temperature change scales them alike.
     head_temperature: dict = field(default_factory=dict)
     start_temperature: float = 1.0
@@ -41,6 +43,8 @@ class StreamSettings:
     response_gap_seconds: float = 0.6
     key_memory_notes: int = 32  # --key auto follows the pitch classes of the player's last notes
     dynamics: float | None = None  # mean velocity asked for (--dynamics)
+    answer: str = "follow"  # 'follow': an answer takes what the player left free from the call (Sampling.answer)
+    call_notes: int = 64  # the player's last notes are the call an answer follows
 
 
 class StreamError(RuntimeError):
@@ -62,6 +66,8 @@ class Engine:
         self.density_bridge = DensityBridge()
         self.density_hold = None  # with density 'hold': this stream's DensityHold
         self._control_vector = None
+        self.call = collections.deque(maxlen=settings.call_notes)  # the player's last notes
+        self._call_version = 0
 
     def run(self) -> None:
         """Generate until --notes, --seconds or a stop; raise StreamError if something broke."""
@@ -103,9 +109,7 @@ class Engine:
 
     def _generate_one(self, onset: float | None, now: float) -> float:
         settings, controls = self.settings, self.controls
-        ratio = controls.temperature / settings.start_temperature
-        note = self.runtime.sample(controls.temperature, top_p=settings.top_p,
-                                   head_temperature={k: v * ratio for k, v in settings.head_temperature.items()})[0]
+        note = self._draw()
         self._observe_density(float(note["step"]))
         scale = controls.tempo_scale
         if onset is None:
@@ -124,7 +128,8 @@ class Engine:
         """The model's next note (NOTE_DTYPE), at the live temperature."""
         ratio = self.controls.temperature / self.settings.start_temperature
         return self.runtime.sample(self.controls.temperature, top_p=self.settings.top_p,
-                                   head_temperature={k: v * ratio for k, v in self.settings.head_temperature.items()})[0]
+                                   head_temperature={k: v * ratio for k, v in self.settings.head_temperature.items()},
+                                   top_p_fields=self.settings.top_p_fields)[0]
 
     def _apply_live_controls(self) -> None:
         if self.controls.silence.is_set():
@@ -136,17 +141,21 @@ class Engine:
     def _apply_steering(self) -> None:
         """Density and key reach the model for the next note drawn: within the lookahead."""
         controls = self.controls
-        version = (controls.steering_version, len(self.played_pitches) if controls.key == "auto" else 0,
-                   tuple(self.played_pitches) if controls.key == "auto" else ())
+        version = (controls.steering_version, self._call_version, tuple(self.played_pitches) if controls.key == "auto" else ())
         if version == self._steering_applied:
             return
         self._steering_applied = version
         sampling = Sampling(density=controls.density, key=controls.key, key_strict=controls.key_strict,
-                            dynamics=self.settings.dynamics)
+                            dynamics=self.settings.dynamics, answer=self.settings.answer)
+        call = np.array(self.call, dtype=NOTE_DTYPE)
+        sampling, held = follow_call(sampling, call)
         density = typical_density(self.runtime.card) if controls.density == "auto" else controls.density
         self.density_bridge.retarget(None if density == "hold" else density)
         if controls.density != "hold":
             self.density_hold = None
+        elif held is not None:  # an answer starts at the call's pace, then holds near it
+            self.density_hold = DensityHold([held], asking=True)
+            self.density_hold.heard(call["step"][:, None])
         elif self.density_hold is None:
             self.density_hold = DensityHold(random_densities(1, self.runtime.card, self.runtime.rng))
         self._control_vector = controls_for(sampling, self.runtime.card, list(self.played_pitches))[None]
@@ -172,6 +181,9 @@ class Engine:
             self.on_player_note()
             note = self.controls.played_notes.get_nowait()
             self.played_pitches.append(int(note["pitch"]))
+            if self.settings.answer == "follow":
+                self.call.append(note)
+                self._call_version += 1
             self.runtime.feed(note.reshape(1).repeat(self.runtime.batch))
 
     def on_player_note(self) -> None:

@@ -19,7 +19,7 @@ from models.instruments import default_soundfont, instrument_name
 from models.notes import NOTE_DTYPE, onsets, write_midi
 from models.runtime import Runtime
 from models.controls import with_densities
-from models.sampling import DensityHold, Sampling, random_densities, stream_controls
+from models.sampling import DensityHold, Sampling, follow_call, random_densities, stream_controls
 
 SAMPLE_RATE = 44100
 PEAK_LEVEL = 0.89  # -1 dBFS: loud enough to hear, clear of clipping
@@ -54,26 +54,41 @@ def generate(runtime: Runtime, settings: RenderSettings) -> tuple[np.ndarray, fl
     runtime.reset(settings.count)
     if settings.primer is not None:
         runtime.prime(settings.primer)
+    controls, hold = _steering(runtime, settings)
+    runtime.set_controls(with_densities(controls, hold.targets) if hold is not None else controls)
     sampling = settings.sampling
-    if settings.primer is not None and settings.primer.ndim == 2:  # one primer per stream ('--key auto' follows each)
-        controls = np.concatenate([stream_controls(sampling, runtime.card, 1, runtime.rng, primer["pitch"])
-                                   for primer in settings.primer])
-    else:
-        primer_pitches = settings.primer["pitch"] if settings.primer is not None else None
-        controls = stream_controls(sampling, runtime.card, settings.count, runtime.rng, primer_pitches)
-    runtime.set_controls(controls)
-    hold = None
-    if sampling.density == "hold":
-        hold = DensityHold(random_densities(settings.count, runtime.card, runtime.rng))
     head_temperature = sampling.head_temperature()
     pieces = np.zeros((settings.notes, settings.count), dtype=NOTE_DTYPE)
     started = time.perf_counter()
     for step in tqdm(range(settings.notes), desc="render", unit="step", disable=not settings.progress, dynamic_ncols=True):
-        pieces[step] = runtime.sample(sampling.temperature, top_p=sampling.top_p, head_temperature=head_temperature)
+        pieces[step] = runtime.sample(sampling.temperature, top_p=sampling.top_p, head_temperature=head_temperature,
+                                      top_p_fields=sampling.top_p_fields)
         if hold is not None and hold.observe(pieces[step]["step"]):
             runtime.set_controls(with_densities(controls, hold.targets))
     seconds = time.perf_counter() - started
     return pieces, settings.notes * settings.count / max(seconds, 1e-9)
+
+
+def _steering(runtime: Runtime, settings: RenderSettings) -> tuple[np.ndarray, DensityHold | None]:
+    """Control vectors [count, CONTROL_SIZE] and the density hold (or None) for the streams. A
+    primer is a call: with answer 'follow' each stream takes what was left free from its primer."""
+    sampling, primer, count = settings.sampling, settings.primer, settings.count
+    if primer is None:
+        controls = stream_controls(sampling, runtime.card, count, runtime.rng)
+        held = random_densities(count, runtime.card, runtime.rng) if sampling.density == "hold" else None
+        return controls, DensityHold(held) if held is not None else None
+    calls = primer if primer.ndim == 2 else np.repeat(primer[None], count, axis=0)
+    vectors, held = [], []
+    for call in calls:
+        answer, density = follow_call(sampling, call)
+        vectors.append(stream_controls(answer, runtime.card, 1, runtime.rng, call["pitch"])[0])
+        held.append(density if density is not None else random_densities(1, runtime.card, runtime.rng)[0])
+    if sampling.density != "hold":
+        return np.stack(vectors), None
+    hold = DensityHold(held, asking=sampling.answer == "follow")
+    if sampling.answer == "follow":
+        hold.heard(np.stack([call["step"] for call in calls], axis=1))
+    return np.stack(vectors), hold
 
 
 def synthesize(notes: np.ndarray, program: int, soundfont: Path | None) -> np.ndarray:

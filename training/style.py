@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from models.config import FIELD_ORDER
 from models.notes import NOTE_DTYPE
 from models.sampling import Sampling
 from training.features import SCALAR_FEATURES, VECTOR_FEATURES, feature_table
@@ -228,18 +229,25 @@ def real_ceiling(real: Excerpts, second_real: Excerpts, real_table: dict | None 
                 real_table, second_table, real.pieces, second_real.pieces, seed).items() if key in ("auc", "accuracy")}}
 
 
+# The nucleus the grid tries: off, on every field, or on the pitch alone (a clear key, while the
+# long tail of lengths and steps, which a nucleus on them cuts, stays).
+NUCLEI = ((None, FIELD_ORDER), (0.95, FIELD_ORDER), (0.95, ("pitch",)), (0.9, ("pitch",)))
+
+
 def sweep_grid(base: Sampling) -> list:
-    """The first stage of the sweep: overall temperature x top-p x density control ('hold': free but
-    without the long-run drift, or 'random') x key control (free, or a random key per stream that it
-    keeps). ('auto', one density for every stream, never won: it narrows the spread of densities.)"""
-    return [replace(base, temperature=t, top_p=p, density=d, key=k) for d in ("hold", "random") for k in (None, "random")
-            for t in (0.8, 0.9, 1.0) for p in (None, 0.95, 0.9)]
+    """The first stage of the sweep: overall temperature x nucleus x density control ('hold': free
+    but without the long-run drift, or 'random'). ('auto', one density for every stream, and a
+    random key per stream never came near: they narrow the spread of densities and of keys.)"""
+    plain = replace(base, **{f"{name}_temperature": None for name in FIELD_ORDER})  # the per-field stage sets them
+    return [replace(plain, temperature=t, top_p=p, top_p_fields=fields, density=d) for d in ("hold", "random")
+            for t in (0.8, 0.9, 1.0) for p, fields in NUCLEI]
 
 
 # Guard rails of the sweep: the classifier decides, but not at any price. A setting qualifies
 # while its mean feature overlap stays within MEAN_OVERLAP_SLACK of the best of the grid and the
 # first-order figures the earlier goals held (key fit, notes per second) keep their overlap.
 MEAN_OVERLAP_SLACK = 0.03
+FIELD_FACTORS = (0.9, 1.1)  # each field's temperature tried at these multiples of the overall one
 GUARDED_FEATURES = ("key_fit", "notes_per_second")
 GUARDED_OVERLAP = 0.7
 
@@ -260,8 +268,8 @@ def qualifies(row: dict, best_mean_overlap: float) -> bool:
 def sweep(runtime, real: Excerpts, second_real: Excerpts, settings: StyleSettings, base: Sampling, log=print,
           finalists: int = 4, seeds: int = 3) -> tuple:
     """The sampling the classifier finds hardest to tell from real excerpts (lowest `separability`)
-    inside the guard rails: the grid, then each field's temperature one field at a time (x0.8,
-    x0.9, x1.1 of the overall one), keeping a change only when it lowers it and still qualifies.
+    inside the guard rails: the grid, then each field's temperature one field at a time (at
+    FIELD_FACTORS of the overall one), keeping a change only when it lowers it and still qualifies.
 
     One draw of pieces scores a setting within about +-0.01 AUC, so the best single score of the grid is
     partly luck: the grid's `finalists` best are drawn `seeds` times and the best mean goes on to
@@ -302,8 +310,8 @@ def sweep(runtime, real: Excerpts, second_real: Excerpts, settings: StyleSetting
         log(f"  {_describe(Sampling(**row['sampling'])):<70} mean AUC of {seeds} draws {final[-1]['auc']:.3f}")
     winner = min(final, key=separability)
     best, best_score = Sampling(**winner["sampling"]), separability(winner)
-    for name in ("step", "pitch", "duration", "velocity"):
-        for factor in (0.8, 0.9, 1.1):
+    for name in FIELD_ORDER:
+        for factor in FIELD_FACTORS:
             candidate = replace(best, **{f"{name}_temperature": round(best.temperature * factor, 3)})
             row = score(candidate, draws=seeds)
             if separability(row) < best_score and qualifies(row, best_mean):
@@ -313,6 +321,8 @@ def sweep(runtime, real: Excerpts, second_real: Excerpts, settings: StyleSetting
 
 def _describe(sampling: Sampling) -> str:
     parts = [f"T={sampling.temperature:g}", f"top-p={sampling.top_p or 'off'}"]
+    if sampling.top_p and tuple(sampling.top_p_fields) != FIELD_ORDER:
+        parts[-1] += f" on {','.join(sampling.top_p_fields)}"
     parts += [f"{name}:T={value:g}" for name, value in sampling.head_temperature().items()]
     if sampling.density is not None:
         parts.append(f"density={sampling.density}")
