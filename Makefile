@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP = $(VENV)/.cadenza-installed
 STREAM_ARGS ?=
 
-.PHONY: setup system-packages run test bench soak fuzz
+.PHONY: setup system-packages run test test-all bench soak fuzz
 
 setup: system-packages $(STAMP)
 
@@ -31,7 +31,11 @@ $(STAMP): pyproject.toml
 run: setup
 	$(VENV)/bin/cadenza stream $(STREAM_ARGS)
 
+# The suite without the tests marked slow (over 30 s each); test-all runs everything (nightly).
 test: setup
+	$(VENV)/bin/python -m pytest -m "not slow"
+
+test-all: setup
 	$(VENV)/bin/python -m pytest
 
 bench: setup

@@ -188,8 +188,8 @@ def controls_for(sampling: Sampling, card: dict, played_pitches=None) -> np.ndar
 def follow_call(sampling: Sampling, call: np.ndarray) -> tuple[Sampling, float | None]:
     """What an answer to `call` (notes, NOTE_DTYPE) plays with when `sampling.answer` is 'follow':
     the call's key (as '--key auto' hears it) when no key is asked for, its mean velocity when no
-    dynamics are, and, under the default density 'hold', the call's notes per second to hold to.
-    Returns (Sampling, the density to hold or None). Measured on MAESTRO calls (evaluate
+    dynamics are, and its notes per second in place of a drawn density ('random': asked for from
+    the first note; 'hold': the density to hold to). Returns (Sampling, the density to hold or None). Measured on MAESTRO calls (evaluate
     --continuation), each raises how well the answer belongs to the call."""
     if sampling.answer != "follow" or len(call) < 2:
         return sampling, None
@@ -199,11 +199,13 @@ def follow_call(sampling: Sampling, call: np.ndarray) -> tuple[Sampling, float |
     if sampling.dynamics is None:
         changes["dynamics"] = float(np.clip(np.mean(call["velocity"]), 1, 127))
     held = None
-    if sampling.density == "hold":
+    if sampling.density in ("hold", "random"):
         # The pace while playing: a pause between phrases (a live call spans several) is not played.
         steps = call["step"][1:]
         steps = steps[steps < CALL_PAUSE_SECONDS]
         held = float(np.clip(len(steps) / steps.sum(), *DENSITY_RANGE)) if steps.sum() > 0 else None
+        if sampling.density == "random" and held is not None:  # a drawn density gives way to the call's
+            changes["density"], held = held, None
     return replace(sampling, **changes), held
 
 

@@ -127,6 +127,7 @@ def stream(**options):
     program = resolve_instrument(options["instrument"])
     card = read_card(options["model"] or DEFAULT_MODEL_DIR)
     sampling = sampling_from_options(card, options)
+    density_drawn = sampling.density == "random"
     # 'random' density or key: drawn once for this stream now (reproducible with --seed), then kept.
     sampling = resolve_random(sampling, card, np.random.default_rng(options["seed"]))
     control_map = ControlMap.load(options["control_map"])
@@ -154,7 +155,8 @@ def stream(**options):
         return backend_cache[0]
 
     controls = Controls(temperature=sampling.temperature, program=program, tempo_scale=options["tempo_scale"],
-                        density=sampling.density, key=sampling.key, key_strict=sampling.key_strict, stop=stop)
+                        density=sampling.density, density_drawn=density_drawn, key=sampling.key,
+                        key_strict=sampling.key_strict, stop=stop)
     if timing.sync == "midi-clock":
         from streamer.clock import ClockFollower
 

@@ -105,6 +105,7 @@ class Controls:
     program: int = 0
     tempo_scale: float = 1.0
     density: float | str | None = None
+    density_drawn: bool = False  # True for a density drawn by --density random (see set_density)
     key: str | None = None
     key_strict: bool = True  # False for a key drawn by --key random (see Sampling)
     steering_version: int = 0
@@ -128,8 +129,11 @@ class Controls:
     def set_tempo_scale(self, value: float) -> None:
         self.tempo_scale = float(min(max(value, 0.25), 4.0))
 
-    def set_density(self, value) -> None:
+    def set_density(self, value, drawn: bool = False) -> None:
+        """`drawn`: a density drawn for the stream ('--density random'), not asked for by the player:
+        an answer that follows its call takes the call's instead."""
         self.density = value if value in (None, "auto", "hold") else float(min(max(value, DENSITY_RANGE[0]), DENSITY_RANGE[1]))
+        self.density_drawn = drawn
         self.steering_version += 1
 
     def set_key(self, key: str | None) -> None:

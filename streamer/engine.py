@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import collections
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import mido
 import numpy as np
@@ -145,11 +145,13 @@ class Engine:
         if version == self._steering_applied:
             return
         self._steering_applied = version
-        sampling = Sampling(density=controls.density, key=controls.key, key_strict=controls.key_strict,
-                            dynamics=self.settings.dynamics, answer=self.settings.answer)
+        sampling = Sampling(density="random" if controls.density_drawn else controls.density, key=controls.key,
+                            key_strict=controls.key_strict, dynamics=self.settings.dynamics, answer=self.settings.answer)
         call = np.array(self.call, dtype=NOTE_DTYPE)
         sampling, held = follow_call(sampling, call)
-        density = typical_density(self.runtime.card) if controls.density == "auto" else controls.density
+        if sampling.density == "random":  # no call to follow: the density drawn for the stream
+            sampling = replace(sampling, density=controls.density)
+        density = typical_density(self.runtime.card) if sampling.density == "auto" else sampling.density
         self.density_bridge.retarget(None if density == "hold" else density)
         if controls.density != "hold":
             self.density_hold = None

@@ -181,5 +181,6 @@ def record_sampling(model_dir: Path, sampling: Sampling, row: dict) -> None:
     update_card(model_dir, lambda card: card.update({
         "sampling": sampling.to_dict(),
         "sampling_chosen_by": {"method": "style sweep on validation (cadenza evaluate --sweep): the lowest "
-                                         "classifier AUC inside the overlap guard rails",
+                                         "classifier AUC, then the highest held-out log-loss, inside the "
+                                         "overlap guard rails",
                                "auc": round(row["auc"], 4), "mean_overlap": round(row["mean_overlap"], 4)}}))

@@ -80,7 +80,7 @@ def _steering(runtime: Runtime, settings: RenderSettings) -> tuple[np.ndarray, D
     calls = primer if primer.ndim == 2 else np.repeat(primer[None], count, axis=0)
     vectors, held = [], []
     for call in calls:
-        answer, density = follow_call(sampling, call)
+        answer, density = follow_call(sampling, call)  # 'random' density or key left is drawn here
         vectors.append(stream_controls(answer, runtime.card, 1, runtime.rng, call["pitch"])[0])
         held.append(density if density is not None else random_densities(1, runtime.card, runtime.rng)[0])
     if sampling.density != "hold":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import itertools
 import json
 import os
@@ -57,8 +58,23 @@ def configure_strategy(name: str):
     raise CadenzaError(f"unknown strategy {name!r} (none, mirrored, multiworker)")
 
 
+def worker_index() -> tuple[int, int]:
+    """(this worker's index, the number of workers) from TF_CONFIG; (0, 1) outside a cluster."""
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        workers = len(config.get("cluster", {}).get("worker", [])) or 1
+        return int(config.get("task", {}).get("index", 0)), workers
+    except (ValueError, TypeError, AttributeError):
+        raise CadenzaError("TF_CONFIG is not valid JSON with cluster.worker and task.index") from None
+
+
 def _dataset(sampler: WindowSampler, batch_size: int, seed: int):
     import tensorflow as tf
+
+    # Across machines (--strategy multiworker) every worker draws windows of its own: a seed per
+    # worker. Windows come from a generator, not files, so tf.data must not shard them.
+    index, workers = worker_index()
+    seed = seed + 7919 * index
 
     example = sampler.batch(2, np.random.default_rng(0))
 
@@ -73,11 +89,21 @@ def _dataset(sampler: WindowSampler, batch_size: int, seed: int):
         # A fresh generator per pass over the dataset, each with its own seed: fresh windows every
         # epoch, and the same ones again for the same --seed (a resume passes seed + epoch).
         rng = np.random.default_rng([seed, next(passes)])
+        batch = sampler.batch(batch_size, rng)
+        if workers > 1:  # a worker says what it draws, so a cluster's logs show the workers differ
+            digest = hashlib.sha256(batch[0]["pitch"].tobytes()).hexdigest()[:12]
+            print(f"worker {index} of {workers}: first windows {digest}", flush=True)
         while True:
-            yield sampler.batch(batch_size, rng)
+            yield batch
+            batch = sampler.batch(batch_size, rng)
 
     signature = (spec(example[0]), spec(example[1]))
-    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(4)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(4)
+    if workers > 1:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        dataset = dataset.with_options(options)
+    return dataset
 
 
 def _validation_arrays(sampler: WindowSampler, count: int, batch_size: int):
