@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP = $(VENV)/.cadenza-installed
 STREAM_ARGS ?=
 
-.PHONY: setup system-packages run test test-all bench soak fuzz
+.PHONY: setup system-packages run test test-all bench soak stop-loop fuzz
 
 setup: system-packages $(STAMP)
 
@@ -44,6 +44,10 @@ bench: setup
 # A 30-minute stream under a random control flood: memory, hanging notes, timing drift.
 soak: setup
 	$(VENV)/bin/python -m bench.soak --seconds 1800
+
+# 40 streams stopped every way there is, with a busy loop per core beside them: no note left sounding.
+stop-loop: setup
+	$(VENV)/bin/python -m bench.stop_loop --streams 40 --busy 2
 
 # The fuzz tests, run much longer than in the suite.
 fuzz: setup

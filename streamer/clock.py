@@ -43,13 +43,14 @@ class ClockFollower:
         self.running = False
         self.transport_version = 0  # bumped by Start, Stop, Continue: the engine re-syncs
         self._gap = None  # index in _pulses of a pulse that came twice the interval late
+        self._change_suspected = False  # the last pulse saw the line broken (see pulse)
         self.lost_pulses = 0
 
     def pulse(self, arrival: float) -> None:
         with self._lock:
             if self._pulses and arrival - self._pulses[-1][1] > 0.5:
                 self._pulses.clear()  # the clock paused: a line through old pulses would mislead
-                self._gap = None
+                self._gap, self._change_suspected = None, False
             interval = self._interval_in_pulses(arrival)
             if self._gap is not None:
                 if interval is not None and 0.6 < interval < 1.4:
@@ -63,9 +64,13 @@ class ClockFollower:
             self._counter += 1
             if self._gap is not None:
                 return  # until it is told, this pulse stays out of the line
-            if self._tempo_changed():
-                # Seen two or three pulses in: those and the last pulse before them lie on the new line.
-                recent = list(self._pulses)[-3:]
+            # One pulse run off the line can be a loaded machine (JACK stamps a late cycle's pulses
+            # late): a change must be seen on two pulses running before the line lets go.
+            suspected, self._change_suspected = self._change_suspected, self._tempo_changed()
+            if suspected and self._change_suspected:
+                self._change_suspected = False
+                # Seen three or four pulses in: those and the last pulse before them lie on the new line.
+                recent = list(self._pulses)[-4:]
                 self._pulses.clear()
                 self._pulses.extend(recent)
             if len(self._pulses) >= 3:

@@ -17,6 +17,7 @@ import ctypes
 import ctypes.util
 import functools
 import threading
+import time
 
 from models.stderr import silenced_stderr
 
@@ -37,6 +38,8 @@ def _library():
     library.jack_on_shutdown.argtypes = [ctypes.c_void_p, _SHUTDOWN_CALLBACK, ctypes.c_void_p]
     library.jack_port_by_name.restype = ctypes.c_void_p
     library.jack_port_by_name.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    library.jack_last_frame_time.restype = ctypes.c_uint32
+    library.jack_last_frame_time.argtypes = [ctypes.c_void_p]
     return library
 
 
@@ -68,6 +71,24 @@ class JackClient:
             return None
         rate = self.library.jack_get_sample_rate(self.client)
         return self.library.jack_get_buffer_size(self.client) / rate if rate else None
+
+    def frame(self) -> int | None:
+        """The server's frame count at the start of its current cycle (it moves on a period per
+        cycle, read from the server's shared state: this client need not be active)."""
+        return self.library.jack_last_frame_time(self.client) if self.running else None
+
+    def wait_cycles(self, cycles: int, timeout: float) -> bool:
+        """Wait until the server has started `cycles` more process cycles; False on timeout or shutdown."""
+        start, period = self.frame(), self.library.jack_get_buffer_size(self.client) if self.running else 0
+        deadline = time.monotonic() + timeout
+        while start is not None and period and time.monotonic() < deadline:
+            now = self.frame()
+            if now is None:
+                return False
+            if (now - start) % 2**32 >= cycles * period:
+                return True
+            time.sleep(0.0005)
+        return False
 
     def has_port(self, full_name: str) -> bool:
         return self.running and bool(self.library.jack_port_by_name(self.client, full_name.encode()))

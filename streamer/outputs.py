@@ -26,6 +26,8 @@ from streamer.midi_input import midi_system_alive, rtmidi_api
 MIDI_APIS = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE"}
 # Longer than one JACK period at common settings (2048 frames at 44.1 kHz = 46 ms), short at a stop.
 FLUSH_SECONDS = 0.06
+FLUSH_CYCLES = 3  # JACK process cycles after the last message before a port closes
+FLUSH_TIMEOUT_SECONDS = 1.0
 AUDIO_DRIVERS = {"linux": ["pipewire", "pulseaudio", "alsa", "jack"], "darwin": ["coreaudio"], "win32": ["wasapi", "dsound"]}
 
 
@@ -141,8 +143,14 @@ class MidiPortOutput:
         if server_gone:
             return  # the port went with its server; closing it would crash the process
         # rtmidi hands messages to JACK's (or ALSA's) queue; the server sends them in its next
-        # process cycle. Closing at once can drop the final note-offs and CC123 still queued.
-        time.sleep(FLUSH_SECONDS)
+        # process cycle. Closing at once can drop the final note-offs and CC123 still queued. On
+        # JACK a busy machine can hold a cycle back well past any fixed wait, and a port
+        # unregistered before its readers ran that cycle takes its events with it: wait until
+        # the server has run FLUSH_CYCLES cycles after the last message (and FLUSH_SECONDS at least).
+        started = time.monotonic()
+        if self._jack is not None:
+            self._jack.wait_cycles(FLUSH_CYCLES, timeout=FLUSH_TIMEOUT_SECONDS)
+        time.sleep(max(FLUSH_SECONDS - (time.monotonic() - started), 0.0))
         self.port.close()
 
 

@@ -36,6 +36,16 @@ class Listener:
             time.sleep(0.02)
         return self.note_ons(since)[:count]
 
+    def wait_for_all_notes_off(self, timeout: float = 5.0) -> None:
+        """Until the last message of a stop arrived (CC123 on channel 16): on a loaded machine the
+        final messages can be a few JACK cycles behind the process's exit. Waits on what arrived,
+        never on how soon: a stop that loses them fails here or in the count of notes left."""
+        deadline = time.monotonic() + timeout
+        while not any(m.type == "control_change" and m.control == 123 and m.channel == 15 for _, m in self.messages):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
+
     def close(self):
         self.port.close()
 
@@ -69,7 +79,7 @@ def stop_mid_stream(jack_midi, port: str, record, stop_signal: int, expect_code:
         deadline = time.monotonic() + 10  # after SIGKILL the sender process writes it on its own
         while not record.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.3)
+        listener.wait_for_all_notes_off()
         listener.close()
     finally:
         process.kill()
@@ -362,6 +372,20 @@ def test_a_second_instance_says_its_port_name_is_taken(jack_midi):
     assert "virtual port 'twin'" not in second.stderr  # it names the port the DAW sees, not the one asked for
 
 
+def _wait_until_cadenza_runs(pid: int, timeout: float = 20.0) -> None:
+    """Until the interpreter runs cadenza's first imports (numpy's extension is mapped). A signal
+    before that lands in CPython's own start-up (its site module), which no program can handle:
+    on a loaded machine that takes longer than a fixed 50 ms."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if "_multiarray_umath" in Path(f"/proc/{pid}/maps").read_text():
+                return
+        except OSError:
+            return  # it ended already: the assertions say how
+        time.sleep(0.002)
+
+
 def test_signals_during_start_up_exit_quietly(tmp_path):
     """From the interpreter's first imports to the first note: a stop signal never prints a traceback."""
     env = dict(os.environ, MIDO_BACKEND="mido.backends.rtmidi/UNIX_JACK", JACK_DEFAULT_SERVER="no-server-here")
@@ -369,6 +393,7 @@ def test_signals_during_start_up_exit_quietly(tmp_path):
         process = subprocess.Popen(cadenza_command("stream", "--fluidsynth", "--audio-driver", "file", "--wav",
                                                    str(tmp_path / "a.wav"), "--seconds", "20", "--no-keys"),
                                    cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_until_cadenza_runs(process.pid)
         time.sleep(delay)
         process.send_signal(stop_signal)
         _, stderr = process.communicate(timeout=30)
@@ -443,7 +468,7 @@ def test_stop_loop_leaves_nothing_sounding_and_every_take_valid(jack_midi, tmp_p
                     process.send_signal(ending)
                 assert process.wait(timeout=20) == 0, process.stderr.read()
                 assert " notes played (" in process.stderr.read()
-                time.sleep(0.1)
+                listener.wait_for_all_notes_off()
                 listener.close()
             finally:
                 process.kill()

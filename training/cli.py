@@ -88,8 +88,8 @@ def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_l
 @click.option("--continuation", is_flag=True, help="Continue MAESTRO prompts; how coherent the answers are with their calls.")
 @click.option("--prompts", type=click.IntRange(2, 10000), default=100, show_default=True, help="--continuation: prompts.")
 @click.option("--max-notes", type=click.IntRange(min=1), help="--stateful: score at most this many notes of each piece.")
-@click.option("--pieces", type=click.IntRange(1, 10000), default=48, show_default=True, help="--style: generated and real excerpts.")
-@click.option("--notes", type=click.IntRange(16, 100000), default=1000, show_default=True, help="--style: notes per excerpt.")
+@click.option("--pieces", type=click.IntRange(1, 10000), default=160, show_default=True, help="--style: generated and real excerpts.")
+@click.option("--notes", type=click.IntRange(16, 100000), default=400, show_default=True, help="--style: notes per excerpt.")
 @click.option("--drift-notes", type=click.IntRange(64, 1000000), default=10000, show_default=True,
               help="--style: length of each of the 8 drift streams.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)

@@ -244,12 +244,19 @@ def sweep_grid(base: Sampling) -> list:
 
 
 # Guard rails of the sweep: the classifier decides, but not at any price. A setting qualifies
-# while its mean feature overlap stays within MEAN_OVERLAP_SLACK of the best of the grid and the
-# first-order figures the earlier goals held (key fit, notes per second) keep their overlap.
+# while its mean feature overlap stays within MEAN_OVERLAP_SLACK of the best of the grid, and the
+# first-order figures the earlier goals held (key fit, notes per second) and the texture a
+# listener hears first (how long notes sound, how many at once) keep their overlap. (With this
+# model every setting's AUC is above 0.99: the trees separate it on the top line's shape, which
+# no sampling changes, so without these the choice would follow noise in the rest.)
 MEAN_OVERLAP_SLACK = 0.03
 FIELD_FACTORS = (0.9, 1.1)  # each field's temperature tried at these multiples of the overall one
-GUARDED_FEATURES = ("key_fit", "notes_per_second")
+GUARDED_FEATURES = ("key_fit", "notes_per_second", "median_duration", "polyphony_over_time", "short_note_fraction")
 GUARDED_OVERLAP = 0.7
+# ...and, first of all, the notes must sound as long and as layered as a pianist's: where any
+# setting of the grid manages it, only those qualify (generated medians within 15 % of the real).
+TEXTURE_HELD = ("median_duration", "polyphony_over_time")
+TEXTURE_TOLERANCE = 0.15
 
 
 def separability(row: dict) -> tuple:
@@ -259,16 +266,28 @@ def separability(row: dict) -> tuple:
     return (round(row["auc"], 2), -row["log_loss"])
 
 
+def holds_texture(row: dict, tolerance: float = TEXTURE_TOLERANCE) -> bool:
+    """Do the setting's notes sound as long, and as many at once, as the real ones (medians within `tolerance`)?"""
+    return all(abs(row["medians"][name] / max(row["real_medians"][name], 1e-9) - 1) <= tolerance for name in TEXTURE_HELD)
+
+
 def qualifies(row: dict, best_mean_overlap: float) -> bool:
     """Does a sweep row stay inside the guard rails?"""
     return (row["mean_overlap"] >= best_mean_overlap - MEAN_OVERLAP_SLACK
             and all(row["overlaps"][name] >= GUARDED_OVERLAP for name in GUARDED_FEATURES))
 
 
+def _best_mean_overlap(rows: list) -> float:
+    """The mean overlap the slack counts from: the best among settings that hold the texture (the
+    issue's first goal: held, layered notes), or among all when none does."""
+    held = [row for row in rows if holds_texture(row)]
+    return max(row["mean_overlap"] for row in (held or rows))
+
+
 def sweep(runtime, real: Excerpts, second_real: Excerpts, settings: StyleSettings, base: Sampling, log=print,
           finalists: int = 4, seeds: int = 3) -> tuple:
     """The sampling the classifier finds hardest to tell from real excerpts (lowest `separability`)
-    inside the guard rails: the grid, then each field's temperature one field at a time (at
+    inside the guard rails (`holds_texture` where the grid allows it, then `qualifies`): the grid, then each field's temperature one field at a time (at
     FIELD_FACTORS of the overall one), keeping a change only when it lowers it and still qualifies.
 
     One draw of pieces scores a setting within about +-0.01 AUC, so the best single score of the grid is
@@ -289,6 +308,9 @@ def sweep(runtime, real: Excerpts, second_real: Excerpts, settings: StyleSetting
                "min_overlap": float(np.mean([s["min_overlap"] for s in summaries])),
                "overlaps": {name: float(np.mean([s["features"][name]["overlap"] for s in summaries]))
                             for name in summaries[0]["features"]},
+               "medians": {name: float(np.mean([s["features"][name]["generated_median"] for s in summaries]))
+                           for name in TEXTURE_HELD},
+               "real_medians": {name: summaries[0]["features"][name]["real_median"] for name in TEXTURE_HELD},
                "notes_per_second": float(np.mean([s["features"]["notes_per_second"]["generated_median"] for s in summaries])),
                "key_fit": float(np.mean([s["features"]["key_fit"]["generated_median"] for s in summaries]))}
         rows.append(row)
@@ -297,24 +319,28 @@ def sweep(runtime, real: Excerpts, second_real: Excerpts, settings: StyleSetting
         return row
 
     grid = [score(sampling) for sampling in sweep_grid(base)]
-    best_mean = max(row["mean_overlap"] for row in grid)
-    inside = [row for row in grid if qualifies(row, best_mean)] or grid
+    best_mean = _best_mean_overlap(grid)
+    held = [row for row in grid if holds_texture(row)] or grid
+    inside = [row for row in held if qualifies(row, best_mean)] or held
     final = []
     for row in sorted(inside, key=separability)[:finalists]:
         more = score(Sampling(**row["sampling"]), draws=seeds - 1, first=1)
         aucs = [row["auc"]] + [more["auc"]] * (seeds - 1)
         final.append({"sampling": row["sampling"], "auc": float(np.mean(aucs)),
+                      "medians": {k: (row["medians"][k] + (seeds - 1) * more["medians"][k]) / seeds for k in TEXTURE_HELD},
+                      "real_medians": row["real_medians"],
                       "log_loss": (row["log_loss"] + (seeds - 1) * more["log_loss"]) / seeds,
                       "mean_overlap": float(np.mean([row["mean_overlap"]] + [more["mean_overlap"]] * (seeds - 1))),
                       "overlaps": {k: (row["overlaps"][k] + (seeds - 1) * more["overlaps"][k]) / seeds for k in row["overlaps"]}})
         log(f"  {_describe(Sampling(**row['sampling'])):<70} mean AUC of {seeds} draws {final[-1]['auc']:.3f}")
+    held_any = any(holds_texture(row) for row in grid)
     winner = min(final, key=separability)
     best, best_score = Sampling(**winner["sampling"]), separability(winner)
     for name in FIELD_ORDER:
         for factor in FIELD_FACTORS:
             candidate = replace(best, **{f"{name}_temperature": round(best.temperature * factor, 3)})
             row = score(candidate, draws=seeds)
-            if separability(row) < best_score and qualifies(row, best_mean):
+            if separability(row) < best_score and qualifies(row, best_mean) and (holds_texture(row) or not held_any):
                 best, best_score = candidate, separability(row)
     return best, rows, final
 
