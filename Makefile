@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh Debian/Ubuntu machine:
 #   make run    installs everything, then streams live on the shipped model (Ctrl-C stops)
-#   make test   installs everything, then runs the whole test suite
+#   make test   installs everything, then runs the test suite (make test-all adds the slow tests)
 # Both are idempotent: a second run checks, finds everything in place, and goes straight on.
 
 VENV ?= .venv

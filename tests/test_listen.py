@@ -5,6 +5,7 @@ import time
 
 import mido
 import numpy as np
+import pytest
 
 from models.controls import parse_key, scale_mask
 from test_stream import controlled_stream
@@ -32,6 +33,7 @@ def answer_to_phrase(jack_midi, port: str, *extra: str) -> list:
         return listener.wait_for_notes(40, since=ended + 0.3, timeout=30)
 
 
+@pytest.mark.slow
 def test_an_answer_follows_the_key_and_dynamics_of_the_call(jack_midi):
     mask = scale_mask(parse_key(PHRASE_KEY))
     follow = answer_to_phrase(jack_midi, "follower")

@@ -147,6 +147,7 @@ def steered_model(tmp_path_factory):
     return exported, data
 
 
+@pytest.mark.slow
 def test_key_and_density_controls_change_what_is_drawn(steered_model):
     from models.runtime import Runtime
 
@@ -172,6 +173,7 @@ def test_key_and_density_controls_change_what_is_drawn(steered_model):
     assert rates[12.0] > 2 * rates[3.0], rates
 
 
+@pytest.mark.slow
 def test_evaluate_style_stateful_and_sweep_on_a_tiny_model(steered_model, tmp_path):
     exported, data = steered_model
     out = tmp_path / "evaluation"

@@ -26,6 +26,7 @@ def prepared(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_train_checkpoints_resumes_evaluates_and_exports(prepared, tmp_path):
     run = tmp_path / "run"
     first = run_cadenza("train", "--data", str(prepared), "--out", str(run), "--epochs", "1", *TINY, timeout=300)

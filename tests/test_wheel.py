@@ -11,6 +11,7 @@ import zipfile
 
 import mido
 import numpy as np
+import pytest
 
 from conftest import REPO
 
@@ -21,6 +22,7 @@ def _run(command, **kwargs) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow
 def test_the_wheel_installs_in_a_fresh_venv_and_renders(tmp_path):
     wheels = tmp_path / "wheels"
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, REPO])
