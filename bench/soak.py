@@ -28,7 +28,7 @@ import mido
 import numpy as np
 import rtmidi
 
-from bench.stream_timing import BACKEND, RATE, REPO, StampedListener, _family, _status_mb, match_messages
+from bench.stream_timing import BACKEND, REPO, StampedListener, _family, _status_mb, match_messages, private_jack_server
 
 PERIOD_FRAMES = 256
 
@@ -209,16 +209,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=1800.0)
     parser.add_argument("--rate", type=float, default=200.0, help="Flood messages per second.")
     args = parser.parse_args(argv)
-    name = f"cadenza-soak-{os.getpid()}"
-    jackd = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD_FRAMES)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    try:
-        subprocess.run(["jack_wait", "-w", "-t", "10"], check=True, capture_output=True)
+    with private_jack_server("soak", PERIOD_FRAMES):
         result = soak(args.seconds, args.rate)
-    finally:
-        jackd.send_signal(signal.SIGTERM)
-        jackd.wait(timeout=10)
     print(result)
     problems = result.failures()
     print("soak: " + ("; ".join(problems) if problems else "passed"))

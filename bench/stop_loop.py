@@ -25,9 +25,9 @@ from pathlib import Path
 import mido
 
 from bench.soak import hanging_notes
-from bench.stream_timing import BACKEND, REPO, StampedListener
+from bench.stream_timing import BACKEND, REPO, StampedListener, private_jack_server
 
-PERIOD_FRAMES, RATE = 64, 44100
+PERIOD_FRAMES = 64
 # (ending, exit code it documents)
 ENDINGS = [("notes", 0), ("seconds", 0), ("SIGINT", 0), ("SIGTERM", 0), ("SIGHUP", 0), ("SIGQUIT", 0),
            ("cc123", 0), ("vanish", 1), ("kill-9", None)]
@@ -171,17 +171,8 @@ def main(argv=None) -> None:
     parser.add_argument("--streams", type=int, default=40)
     parser.add_argument("--busy", type=int, default=2, help="Busy loops beside the streams (one per core).")
     args = parser.parse_args(argv)
-    name = f"cadenza-stoploop-{os.getpid()}"
-    jackd = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD_FRAMES)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    try:
-        subprocess.run(["jack_wait", "-w", "-t", "10"], check=True, capture_output=True)
-        with tempfile.TemporaryDirectory(prefix="cadenza-stoploop-") as folder:
-            results = run(args.streams, args.busy, Path(folder))
-    finally:
-        jackd.send_signal(signal.SIGTERM)
-        jackd.wait(timeout=10)
+    with private_jack_server("stoploop", PERIOD_FRAMES), tempfile.TemporaryDirectory(prefix="cadenza-stoploop-") as folder:
+        results = run(args.streams, args.busy, Path(folder))
     for ending, _ in ENDINGS:
         rows = [row for row in results if row["ending"] == ending]
         if rows:

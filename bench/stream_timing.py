@@ -9,6 +9,7 @@ and the time from launch to the first note received.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -162,16 +163,27 @@ def _timing_rows(label: str, errors_ms: np.ndarray, wakes_ms: np.ndarray) -> lis
     ]
 
 
+@contextlib.contextmanager
+def private_jack_server(purpose: str, period_frames: int = PERIOD_FRAMES, jack_flags: str = "-r"):
+    """A JACK server of this bench's own (dummy driver), made the default for everything started
+    inside; stopped with SIGTERM (a jackd killed outright keeps its slot in JACK's registry)."""
+    name = f"cadenza-{purpose}-{os.getpid()}"
+    jackd = subprocess.Popen(["jackd", "-n", name, *jack_flags.split(), "-d", "dummy", "-r", str(RATE),
+                              "-p", str(period_frames)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    try:
+        subprocess.run(["jack_wait", "-w", "-t", "10"], check=True, capture_output=True)
+        yield name
+    finally:
+        jackd.send_signal(signal.SIGTERM)
+        jackd.wait(timeout=10)
+
+
 def run(seconds: float = 60.0, tempo_scales=(2.0, 1.0), jack_flags: str = "-r") -> list[tuple[str, str, str]]:
     """One streamer run per tempo scale, then the last run's message times replayed with no model."""
-    name = f"cadenza-bench-{os.getpid()}"
-    jackd = subprocess.Popen(["jackd", "-n", name, *jack_flags.split(), "-d", "dummy", "-r", str(RATE),
-                              "-p", str(PERIOD_FRAMES)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    subprocess.run(["jack_wait", "-w", "-t", "10"], check=True, capture_output=True)
     folder = Path(tempfile.mkdtemp())
     rows = [("stream: JACK server", f"jackd {jack_flags} -d dummy -p {PERIOD_FRAMES}", "")]
-    try:
+    with private_jack_server("bench", jack_flags=jack_flags):
         for tempo_scale in tempo_scales:
             log = folder / f"x{tempo_scale:g}.log"
             arrivals, figures = _stream(seconds, tempo_scale, log, port=f"bench-x{tempo_scale:g}")
@@ -189,7 +201,4 @@ def run(seconds: float = 60.0, tempo_scales=(2.0, 1.0), jack_flags: str = "-r") 
         bare_log = folder / "bare.log"
         errors_ms, wakes_ms, _ = _match(bare_log, _replay_bare(log, bare_log))
         rows += _timing_rows(f"floor, same times, no model", errors_ms, wakes_ms)
-    finally:
-        jackd.send_signal(signal.SIGTERM)
-        jackd.wait(timeout=10)
     return rows
