@@ -31,9 +31,10 @@ $(STAMP): pyproject.toml
 run: setup
 	$(VENV)/bin/cadenza stream $(STREAM_ARGS)
 
-# The suite without the tests marked slow (over 30 s each); test-all runs everything (nightly).
+# The suite without the tests marked slow (over 30 s each) or quarantined (flaky, being fixed);
+# test-all runs everything (nightly).
 test: setup
-	$(VENV)/bin/python -m pytest -m "not slow"
+	$(VENV)/bin/python -m pytest -m "not slow and not quarantined"
 
 test-all: setup
 	$(VENV)/bin/python -m pytest

@@ -87,6 +87,7 @@ def test_grid_swing_and_chords():
     assert placed == [0.0, 0.0, 0.25, 0.25, 0.25, 1.0]  # near-simultaneous notes stay one chord
 
 
+@pytest.mark.quarantined
 def test_follows_a_midi_clock_on_the_grid_through_a_tempo_change_and_stops_at_once(fast_jack, tmp_path):
     """Onsets as cadenza places them (its timing log) within 2 ms of the 16th grid of the pulses as
     sent; as the listener hears them, within HEARD_LIMIT_MS."""
@@ -180,6 +181,7 @@ def test_a_lost_pulse_is_counted_back_in_and_a_halved_tempo_is_not_taken_for_one
     assert slow.lost_pulses == 0 and slow.bpm == pytest.approx(60 / (24 * 0.04), rel=1e-3)
 
 
+@pytest.mark.quarantined
 def test_latency_sends_early_on_the_clock_it_follows(fast_jack, tmp_path):
     script = Script(stop_beat=None, end_beat=6.0)
     log = tmp_path / "timing.log"
