@@ -139,12 +139,14 @@ def _listen_when_ready(suffix: str, timeout: float = 20.0) -> StampedListener:
     return listener
 
 
-def run(streams: int, busy: int, folder: Path) -> list[dict]:
-    """The loop on the JACK server named by JACK_DEFAULT_SERVER, with `busy` busy loops beside it."""
+def run(streams: int, busy: int, folder: Path, endings: list[str] | None = None) -> list[dict]:
+    """The loop on the JACK server named by JACK_DEFAULT_SERVER, with `busy` busy loops beside it;
+    the streams take the `endings` (default: all of ENDINGS) in turn."""
+    endings = endings or [ending for ending, _ in ENDINGS]
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
     control_out = mido.Backend(BACKEND, load=True).open_output("stoploop-control", virtual=True, client_name="stoploop")
     try:
-        return [stop_one(index, ENDINGS[index % len(ENDINGS)][0], folder, control_out) for index in range(streams)]
+        return [stop_one(index, endings[index % len(endings)], folder, control_out) for index in range(streams)]
     finally:
         control_out.close()
         for spinner in spinners:
@@ -170,9 +172,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=40)
     parser.add_argument("--busy", type=int, default=2, help="Busy loops beside the streams (one per core).")
+    parser.add_argument("--endings", nargs="+", choices=[ending for ending, _ in ENDINGS],
+                        help="Only these endings, in turn [default: all].")
     args = parser.parse_args(argv)
     with private_jack_server("stoploop", PERIOD_FRAMES), tempfile.TemporaryDirectory(prefix="cadenza-stoploop-") as folder:
-        results = run(args.streams, args.busy, Path(folder))
+        results = run(args.streams, args.busy, Path(folder), args.endings)
     for ending, _ in ENDINGS:
         rows = [row for row in results if row["ending"] == ending]
         if rows:
