@@ -189,8 +189,9 @@ def follow_call(sampling: Sampling, call: np.ndarray) -> tuple[Sampling, float |
     """What an answer to `call` (notes, NOTE_DTYPE) plays with when `sampling.answer` is 'follow':
     the call's key (as '--key auto' hears it) when no key is asked for, its mean velocity when no
     dynamics are, and its notes per second in place of a drawn density ('random': asked for from
-    the first note; 'hold': the density to hold to). Returns (Sampling, the density to hold or None). Measured on MAESTRO calls (evaluate
-    --continuation), each raises how well the answer belongs to the call."""
+    the first note; 'hold': the density to hold to). Returns (Sampling, the density to hold or
+    None). Measured on MAESTRO calls (evaluate --continuation), each raises how well the answer
+    belongs to the call."""
     if sampling.answer != "follow" or len(call) < 2:
         return sampling, None
     changes = {}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 import mido
 import numpy as np
 
+from models.config import FIELD_ORDER
 from models.controls import with_densities
 from models.notes import NOTE_DTYPE
 from models.sampling import DensityHold, Sampling, controls_for, follow_call, random_densities, typical_density
@@ -31,7 +32,7 @@ class StreamSettings:
     notes: int | None = None  # stop after this many notes
     seconds: float | None = None  # stop after this long
     top_p: float | None = None
-    top_p_fields: tuple = ("step", "pitch", "duration", "velocity")  # the fields the nucleus cuts
+    top_p_fields: tuple = FIELD_ORDER  # the fields the nucleus cuts
     # Per-field temperatures at the start temperature; a live temperature change scales them alike.
     head_temperature: dict = field(default_factory=dict)
     start_temperature: float = 1.0

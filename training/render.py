@@ -82,7 +82,8 @@ def _steering(runtime: Runtime, settings: RenderSettings) -> tuple[np.ndarray, D
     for call in calls:
         answer, density = follow_call(sampling, call)  # 'random' density or key left is drawn here
         vectors.append(stream_controls(answer, runtime.card, 1, runtime.rng, call["pitch"])[0])
-        held.append(density if density is not None else random_densities(1, runtime.card, runtime.rng)[0])
+        if sampling.density == "hold":  # a call too short to follow holds a drawn density
+            held.append(density if density is not None else random_densities(1, runtime.card, runtime.rng)[0])
     if sampling.density != "hold":
         return np.stack(vectors), None
     hold = DensityHold(held, asking=sampling.answer == "follow")

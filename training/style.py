@@ -284,14 +284,28 @@ def _best_mean_overlap(rows: list) -> float:
     return max(row["mean_overlap"] for row in (held or rows))
 
 
+def _pooled(first: dict, more: dict, seeds: int) -> dict:
+    """A sweep row over `seeds` draws, from a row of the first draw and a row of the `seeds - 1` others."""
+    def mean(a, b):
+        return (a + (seeds - 1) * b) / seeds
+
+    return {"sampling": first["sampling"], "draws": seeds, "auc": mean(first["auc"], more["auc"]),
+            "log_loss": mean(first["log_loss"], more["log_loss"]),
+            "mean_overlap": mean(first["mean_overlap"], more["mean_overlap"]),
+            "overlaps": {k: mean(first["overlaps"][k], more["overlaps"][k]) for k in first["overlaps"]},
+            "medians": {k: mean(first["medians"][k], more["medians"][k]) for k in TEXTURE_HELD},
+            "real_medians": first["real_medians"]}
+
+
 def sweep(runtime, real: Excerpts, second_real: Excerpts, settings: StyleSettings, base: Sampling, log=print,
           finalists: int = 4, seeds: int = 3) -> tuple:
     """The sampling the classifier finds hardest to tell from real excerpts (lowest `separability`)
-    inside the guard rails (`holds_texture` where the grid allows it, then `qualifies`): the grid, then each field's temperature one field at a time (at
-    FIELD_FACTORS of the overall one), keeping a change only when it lowers it and still qualifies.
+    inside the guard rails (`holds_texture` where the grid allows it, then `qualifies`): the grid,
+    then each field's temperature one field at a time (at FIELD_FACTORS of the overall one),
+    keeping a change only when it lowers it and still qualifies.
 
-    One draw of pieces scores a setting within about +-0.01 AUC, so the best single score of the grid is
-    partly luck: the grid's `finalists` best are drawn `seeds` times and the best mean goes on to
+    One draw of pieces scores a setting within about +-0.01 AUC, so the best single score of the
+    grid is partly luck: the grid's `finalists` best are drawn `seeds` times and the best mean goes on to
     the per-field stage, whose candidates are each scored as the mean of `seeds` draws.
     Returns (best Sampling, rows, finalists' rows).
     """
@@ -320,20 +334,14 @@ def sweep(runtime, real: Excerpts, second_real: Excerpts, settings: StyleSetting
 
     grid = [score(sampling) for sampling in sweep_grid(base)]
     best_mean = _best_mean_overlap(grid)
-    held = [row for row in grid if holds_texture(row)] or grid
+    held_any = any(holds_texture(row) for row in grid)
+    held = [row for row in grid if holds_texture(row)] if held_any else grid
     inside = [row for row in held if qualifies(row, best_mean)] or held
     final = []
     for row in sorted(inside, key=separability)[:finalists]:
         more = score(Sampling(**row["sampling"]), draws=seeds - 1, first=1)
-        aucs = [row["auc"]] + [more["auc"]] * (seeds - 1)
-        final.append({"sampling": row["sampling"], "auc": float(np.mean(aucs)),
-                      "medians": {k: (row["medians"][k] + (seeds - 1) * more["medians"][k]) / seeds for k in TEXTURE_HELD},
-                      "real_medians": row["real_medians"],
-                      "log_loss": (row["log_loss"] + (seeds - 1) * more["log_loss"]) / seeds,
-                      "mean_overlap": float(np.mean([row["mean_overlap"]] + [more["mean_overlap"]] * (seeds - 1))),
-                      "overlaps": {k: (row["overlaps"][k] + (seeds - 1) * more["overlaps"][k]) / seeds for k in row["overlaps"]}})
+        final.append(_pooled(row, more, seeds))
         log(f"  {_describe(Sampling(**row['sampling'])):<70} mean AUC of {seeds} draws {final[-1]['auc']:.3f}")
-    held_any = any(holds_texture(row) for row in grid)
     winner = min(final, key=separability)
     best, best_score = Sampling(**winner["sampling"]), separability(winner)
     for name in FIELD_ORDER:
