@@ -31,6 +31,10 @@ class ModelConfig:
     min_time: float = 0.01
     max_time: float = 4.0
     velocity_bins: int = 32
+    # Memory: attention over the states of the last `memory` notes (0: none, the plain LSTM), with
+    # `memory_heads` heads. Windows should then be at least as long, so training sees the whole span.
+    memory: int = 0
+    memory_heads: int = 4
     head_units: int = 128  # hidden layer of each field's head
     field_embedding: int = 16  # how a head sees the fields already drawn for the same note
     # Controls, measured on the real notes ahead: density and dynamics over the next
@@ -58,6 +62,16 @@ class ModelConfig:
         if isinstance(values.get("loss_weights"), dict):
             values["loss_weights"] = tuple(values["loss_weights"].items())
         return cls(**values)
+
+
+def state_shape(config: ModelConfig) -> tuple:
+    """The step graph's state per stream: [rows, lstm_units].
+
+    Rows: each LSTM layer's h and c; with memory, one row per remembered note (its attention key
+    and value, half a row each, oldest first) and a last row holding how many notes are remembered.
+    """
+    memory_rows = config.memory + 1 if config.memory else 0
+    return (2 * config.lstm_layers + memory_rows, config.lstm_units)
 
 
 SEED_CONFIG = ModelConfig(

@@ -1,8 +1,8 @@
 """Export a trained network as a stateful single-step graph: SavedModel, .tflite and a model card.
 
 One call of `step` plays one note of B streams, all in the graph: it takes the previous note
-(pitch, step bin, duration bin, velocity bin, each int32 [B]), the recurrent state
-[B, 2 * layers, units], the controls [B, CONTROL_SIZE], and per stream the temperature of each
+(pitch, step bin, duration bin, velocity bin, each int32 [B]), the state
+[B, rows, units] (models.config.state_shape: the LSTM's, and the memory's if it has one), the controls [B, CONTROL_SIZE], and per stream the temperature of each
 field [B, 4], top-p [B], uniform noise [B, 4] and `forced` [B, 4] (a bin, or -1 to draw). It draws
 the next note's fields in FIELD_ORDER, each conditioned on those before it, and returns them,
 their log-probabilities [B, 4] (under the tempered, truncated distribution they were drawn from)
@@ -19,7 +19,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from models.config import FIELD_ORDER, Bins, ModelConfig
+from models.config import FIELD_ORDER, Bins, ModelConfig, state_shape
 from models.controls import CONTROL_SIZE
 from models.network import HEADS
 from models.runtime import CARD_FORMAT
@@ -30,10 +30,6 @@ CARD_FILE = "card.json"
 LICENSE = "CC BY-NC-SA 4.0 (inherited from the MAESTRO v3.0.0 training data)"
 # Stands for log(0) where a category lies outside the nucleus: finite, so one-hot sums stay exact.
 OUTSIDE_NUCLEUS_LOG_PROB = -1e30
-
-
-def state_shape(config: ModelConfig) -> tuple:
-    return (2 * config.lstm_layers, config.lstm_units)
 
 
 def draw_field(tf, logits, temperature, top_p, uniform, forced):
@@ -90,6 +86,18 @@ def folded_weights(model, config: ModelConfig) -> dict:
             folded["inputs"]["pitch"] = folded["inputs"]["pitch"] + bias  # added once, with the pitch row
             kernel, bias = kernel[rows:], np.zeros_like(bias)  # what is left: the controls' rows
         folded["lstm"].append((np.concatenate([kernel, recurrent]), bias))
+    if config.memory:
+        attention = model.get_layer("memory")
+        value_notes, start = attention.value_notes.numpy(), 0
+        folded["memory"] = {"value_tables": {}}
+        for name, table, _ in tables:  # each note field's embedding times its rows of value_notes
+            folded["memory"]["value_tables"][name] = table @ value_notes[start:start + table.shape[1]]
+            start += table.shape[1]
+        for weight in ("query", "key", "value"):
+            folded["memory"][weight] = getattr(attention, weight).numpy()
+        folded["memory"]["output"] = attention.output_kernel.numpy()
+        # The state keeps the oldest note first: row j lies memory - 1 - j notes back.
+        folded["memory"]["distance_bias_by_row"] = attention.distance_bias.numpy()[:, ::-1].copy()
     for column, name in enumerate(FIELD_ORDER):
         hidden_layer, logits_layer = model.get_layer(name).layers
         kernel, bias = hidden_layer.kernel.numpy(), hidden_layer.bias.numpy()
@@ -107,6 +115,8 @@ def make_step_module(model, config: ModelConfig):
     """A tf.Module whose `step` and `initial_state` functions compute what the trained layers do."""
     import tensorflow as tf
 
+    from models.memory import attention_step
+
     batch_vector = lambda name, dtype=tf.int32: tf.TensorSpec([None], dtype, name=name)  # noqa: E731
     per_field = lambda name, dtype=tf.float32: tf.TensorSpec([None, len(FIELD_ORDER)], dtype, name=name)  # noqa: E731
     weights = folded_weights(model, config)
@@ -117,6 +127,10 @@ def make_step_module(model, config: ModelConfig):
             super().__init__()
             self.input_tables = {name: constant(table) for name, table in weights["inputs"].items()}
             self.lstm = [(constant(kernel), constant(bias)) for kernel, bias in weights["lstm"]]
+            self.memory = None
+            if "memory" in weights:
+                self.memory = {name: constant(value) for name, value in weights["memory"].items() if name != "value_tables"}
+                self.value_tables = {name: constant(table) for name, table in weights["memory"]["value_tables"].items()}
             self.heads = {name: {"state_kernel": constant(head["state_kernel"]), "bias": constant(head["bias"]),
                                  "drawn": {k: constant(v) for k, v in head["drawn"].items()},
                                  "logits": tuple(constant(w) for w in head["logits"])}
@@ -131,6 +145,7 @@ def make_step_module(model, config: ModelConfig):
             previous = {"pitch": pitch, "step": step, "duration": duration, "velocity": velocity}
             looked_up = tf.add_n([tf.gather(self.input_tables[name], previous[name]) for name in HEADS])
             hidden, new_state = controls, []
+            before = state[:, 2 * len(self.lstm) - 2]  # the last layer's output for the note before
             for index, (kernel, bias) in enumerate(self.lstm):
                 h, c = state[:, 2 * index], state[:, 2 * index + 1]
                 z = tf.matmul(tf.concat([hidden, h], axis=1), kernel) + (looked_up if index == 0 else bias)
@@ -138,6 +153,12 @@ def make_step_module(model, config: ModelConfig):
                 c = tf.sigmoid(gate_forget) * c + tf.sigmoid(gate_in) * tf.tanh(candidate)
                 hidden = tf.sigmoid(gate_out) * tf.tanh(c)
                 new_state += [hidden, c]
+            new_state = tf.stack(new_state, axis=1)
+            if self.memory is not None:
+                note_values = tf.add_n([tf.gather(self.value_tables[name], previous[name]) for name in HEADS])
+                hidden, remembered = attention_step(tf, self.memory, hidden, before, note_values,
+                                                    state[:, 2 * len(self.lstm):], config.memory_heads)
+                new_state = tf.concat([new_state, remembered], axis=1)
             outputs, log_probs, most_likely = {}, [], []
             for column, name in enumerate(FIELD_ORDER):
                 head = self.heads[name]
@@ -151,7 +172,7 @@ def make_step_module(model, config: ModelConfig):
                 most_likely.append(best)
             outputs["log_prob"] = tf.stack(log_probs, axis=1)
             outputs["most_likely"] = tf.stack(most_likely, axis=1)
-            outputs["state"] = tf.stack(new_state, axis=1)
+            outputs["state"] = new_state
             return outputs
 
         @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="batch")])

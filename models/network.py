@@ -12,6 +12,7 @@ warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
 
 from models.config import FIELD_ORDER, ModelConfig
 from models.controls import CONTROL_SIZE
+from models.memory import PastAttention
 
 HEADS = ("pitch", "step", "duration", "velocity")
 
@@ -22,6 +23,8 @@ def head_sizes(config: ModelConfig) -> dict:
 
 def build_model(config: ModelConfig, field_order: tuple = FIELD_ORDER, conditioned: bool = True) -> keras.Model:
     """Sequence to sequence: at every position, the NEXT note's four fields, drawn one after another.
+
+    With `config.memory`, the LSTM's output also reads from the last `memory` notes (models/memory.py).
 
     Inputs: the current note's four fields ("pitch" ...), the controls for what comes next
     ("controls", [B, T, CONTROL_SIZE]), and the next note's true fields ("next_step" ...) for the
@@ -46,6 +49,9 @@ def build_model(config: ModelConfig, field_order: tuple = FIELD_ORDER, condition
         hidden = layers.LSTM(config.lstm_units, return_sequences=True, name=f"lstm_{index}")(hidden)
         if config.dropout:
             hidden = layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
+    if config.memory:
+        notes = layers.Concatenate(name="notes")(embedded[:len(HEADS)])
+        hidden = PastAttention(config.memory, config.memory_heads, name="memory")([hidden, notes])
     sizes = head_sizes(config)
     outputs, context = {}, [hidden]
     for name in field_order:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.config import FIELD_ORDER, ZERO_BIN_LIMIT_SECONDS, Bins, ModelConfig
+from models.config import FIELD_ORDER, ZERO_BIN_LIMIT_SECONDS, Bins, ModelConfig, state_shape
 from models.controls import CONTROL_SIZE
 from models.errors import CadenzaError, require_tensorflow
 from models.notes import NOTE_DTYPE
@@ -44,7 +44,7 @@ def read_card(model_dir: Path) -> dict:
     if card.get("format") != CARD_FORMAT:
         raise CadenzaError(f"{model_dir} is a {card.get('format', 'unknown')} model; this cadenza reads "
                            f"{CARD_FORMAT} (re-export the run with `cadenza export`)")
-    expected = {"state_shape": [2 * config.lstm_layers, config.lstm_units], "field_order": list(FIELD_ORDER),
+    expected = {"state_shape": list(state_shape(config)), "field_order": list(FIELD_ORDER),
                 "control_size": CONTROL_SIZE}
     for field_name, value in expected.items():
         if card.get(field_name) != value:

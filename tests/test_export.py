@@ -3,6 +3,7 @@ scores that match the draws, on both backends."""
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,19 +16,27 @@ from models.runtime import Runtime, load_step, read_card
 
 TINY = ModelConfig(lstm_layers=2, lstm_units=16, pitch_embedding=8, time_embedding=4, velocity_embedding=4,
                    time_bins=16, velocity_bins=8, dropout=0.1, head_units=12, field_embedding=4)
+# With memory over 4 notes: the sequences below run past the point where the memory is full.
+TINY_MEMORY = replace(TINY, memory=4, memory_heads=2)
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+@pytest.fixture(scope="module", params=["lstm", "memory"])
+def exported(request, tmp_path_factory):
     import keras
 
     from models.export import export_model
     from models.network import build_model
 
+    config = TINY_MEMORY if request.param == "memory" else TINY
     keras.utils.set_random_seed(3)
-    model = build_model(TINY)
-    out = tmp_path_factory.mktemp("export") / "tiny"
-    export_model(model, TINY, out, {"training": {"note": "random weights"}})
+    model = build_model(config)
+    if config.memory:  # a fresh memory reads nothing (its output starts at zero): give it weights that read
+        attention = model.get_layer("memory")
+        rng = np.random.default_rng(5)
+        for weight in (attention.output_kernel, attention.distance_bias):
+            weight.assign(rng.normal(size=weight.shape).astype("float32"))
+    out = tmp_path_factory.mktemp("export") / f"tiny_{request.param}"
+    export_model(model, config, out, {"training": {"note": "random weights"}})
     return model, out
 
 
@@ -60,7 +69,7 @@ def test_forced_step_log_probs_match_the_keras_network(exported, backend):
     inputs |= {f"next_{name}": sequence[name][:, 1:] for name in FIELD_ORDER[:-1]}
     full = model(inputs, training=False)
     step = load_step(out, backend)
-    state = np.zeros((2, 2 * TINY.lstm_layers, TINY.lstm_units), np.float32)
+    state = np.zeros((2, *read_card(out)["state_shape"]), np.float32)
     differences = []
     for t in range(20):
         forced = np.stack([sequence[name][:, t + 1] for name in FIELD_ORDER], axis=1).astype(np.int32)
@@ -99,7 +108,7 @@ def test_draws_follow_the_conditional_distributions(exported):
     _, out = exported
     runtime = Runtime(out, backend="tflite", batch=1, seed=0)
     rng = np.random.default_rng(1)
-    state = rng.normal(size=(1, 4, 16)).astype(np.float32)
+    state = rng.normal(size=(1, *read_card(out)["state_shape"])).astype(np.float32)
     controls = np.zeros((1, CONTROL_SIZE), np.float32)
     draws = 20000
     for prefix in ([], [7]):
@@ -137,6 +146,26 @@ def test_score_gives_back_the_log_probs_sample_used(exported, backend):
         assert np.allclose(scores[name], drawn, atol=1e-4), name
     joint = sum(scores[name] for name in FIELD_ORDER)
     assert np.all(joint < 0)
+
+
+@pytest.mark.parametrize("backend", ["savedmodel", "tflite"])
+def test_prime_then_sample_is_scoring_the_primer_then_sampling_and_reset_forgets(exported, backend):
+    """The primer leaves the same state (LSTM and memory) whether fed by `prime` or by `score`, and
+    a stream reset after playing past its memory scores the primer as a fresh one does."""
+    _, out = exported
+    rng = np.random.default_rng(2)
+    primer = make_notes(rng.integers(40, 90, 12), rng.uniform(0, 0.4, 12), rng.uniform(0.05, 1, 12), rng.integers(30, 110, 12))
+    primed = Runtime(out, backend=backend, seed=9)
+    primed.prime(primer)
+    scored = Runtime(out, backend=backend, seed=9)
+    first_scores = scored.score(primer[None])
+    assert np.array_equal(primed.sample(1.0), scored.sample(1.0))
+    assert np.allclose(primed.state, scored.state, atol=1e-6)
+    for _ in range(30):
+        scored.sample(1.0)
+    again = scored.score(primer[None])
+    for name in FIELD_ORDER:
+        assert np.array_equal(again[name], first_scores[name]), name
 
 
 def test_score_respects_lengths_and_top_p_truncates(exported):

@@ -59,6 +59,58 @@ def test_train_checkpoints_resumes_evaluates_and_exports(prepared, tmp_path):
     assert exported.returncode == 0, exported.stderr
     card = json.loads((tmp_path / "model" / "card.json").read_text())
     assert card["training"]["epochs_run"] == 4 and "CC BY-NC-SA 4.0" in card["license"]
+    # Fine-tuning the exported model with memory added: it starts where the export was, and says so.
+    tuned = tmp_path / "tuned"
+    warm = run_cadenza("train", "--data", str(prepared), "--out", str(tuned), "--epochs", "1", "--init-from",
+                       str(tmp_path / "model"), "--memory", "8", "--memory-heads", "2", *TINY, timeout=300)
+    assert warm.returncode == 0, warm.stderr
+    assert "initialised from" in warm.stdout
+    assert run_cadenza("export", str(tuned), "--out", str(tmp_path / "tuned_model"), timeout=300).returncode == 0
+    tuned_card = json.loads((tmp_path / "tuned_model" / "card.json").read_text())
+    assert tuned_card["training"]["started_from"]["predictions_seen"] == card["training"]["predictions_seen"]
+    assert tuned_card["state_shape"] == [2 + 8 + 1, 8]
+
+
+def test_warm_start_rebuilds_an_exported_network_exactly_and_refuses_another_shape(tmp_path, monkeypatch):
+    """Embeddings folded into the LSTM kernel are split back by SVD; the result is checked against the graph."""
+    from dataclasses import replace
+
+    import keras
+
+    from models.config import ModelConfig
+    from models.errors import CadenzaError
+    from models.export import export_model
+    from models.network import build_model
+    from training.warm_start import load_exported_weights
+
+    config = ModelConfig(lstm_layers=2, lstm_units=16, pitch_embedding=8, time_embedding=4, velocity_embedding=4,
+                         time_bins=16, velocity_bins=8, head_units=12, field_embedding=4)
+    keras.utils.set_random_seed(1)
+    source = build_model(config)
+    for layer in source.layers:  # biases away from zero, as after training
+        for weight in layer.weights:
+            if "bias" in weight.path:
+                weight.assign(np.random.default_rng(0).normal(size=weight.shape).astype("float32"))
+    export_model(source, config, tmp_path / "source")
+    with_memory = replace(config, memory=6, memory_heads=2, window=32)
+    load_exported_weights(build_model(with_memory), with_memory, tmp_path / "source")  # raises if it differs
+    # A check that can fail: the same rebuild with one weight disturbed is refused.
+    import training.warm_start as warm_start
+
+    original = warm_start._load_heads
+
+    def disturbed(model, cfg, weights):
+        original(model, cfg, weights)
+        layer = model.get_layer("pitch").layers[1]
+        layer.set_weights([layer.get_weights()[0] * 1.5, layer.get_weights()[1]])
+
+    monkeypatch.setattr(warm_start, "_load_heads", disturbed)
+    with pytest.raises(CadenzaError, match="differs from the export"):
+        load_exported_weights(build_model(config), config, tmp_path / "source")
+    monkeypatch.undo()
+    with pytest.raises(CadenzaError, match="lstm_units differ"):
+        wider = replace(config, lstm_units=24)
+        load_exported_weights(build_model(wider), wider, tmp_path / "source")
 
 
 def test_mirrored_strategy_on_two_logical_cpus(prepared, tmp_path):

@@ -41,6 +41,18 @@ def _portable_source(source: dict) -> dict:
     return {key: (Path(value).name if key == "path" else value) for key, value in source.items()}
 
 
+def _started_from(model_dir: str | None) -> dict:
+    """A fine-tuned run's card also records the training its starting model had had."""
+    if not model_dir:
+        return {}
+    card = _read_json(Path(model_dir) / "card.json") or {}
+    earlier = card.get("training", {})
+    return {"started_from": {"model": Path(model_dir).name, "source_commit": card.get("source_commit"),
+                             "predictions_seen": earlier.get("predictions_seen"),
+                             "train_seconds": earlier.get("train_seconds"),
+                             "started_from": earlier.get("started_from")}}
+
+
 def card_details(run: Path, saved: dict, config) -> dict:
     data = Path(saved["settings"]["data"])
     manifest = _read_json(data / "manifest.json") or {}
@@ -62,6 +74,7 @@ def card_details(run: Path, saved: dict, config) -> dict:
             "predictions_seen": state.get("predictions_seen"),
             "train_seconds": state.get("train_seconds"),
             "settings": settings,
+            **_started_from(saved["settings"].get("init_from")),
         },
         "metrics": {"test": {"model": test["model"], "unigram": test["unigram"]}} if test else {},
         "training_distributions": test["training_distributions"] if test else None,

@@ -42,6 +42,7 @@ class TrainSettings:
     seed: int = 0
     strategy: str = "none"
     resume: bool = False
+    init_from: Path | None = None  # an exported model to start from (training/warm_start.py)
 
 
 def _dataset(sampler: WindowSampler, batch_size: int, seed: int):
@@ -257,6 +258,10 @@ def train(settings: TrainSettings, config: ModelConfig) -> dict:
             _reschedule(model, config, settings.epochs * settings.steps_per_epoch)
         else:
             model = _build(config, settings.epochs * settings.steps_per_epoch)
+            if settings.init_from:
+                from training.warm_start import load_exported_weights
+
+                load_exported_weights(model, config, settings.init_from)
     validation = _validation_arrays(validation_sampler, settings.validation_windows, config.batch_size)
     predictions_per_epoch = settings.steps_per_epoch * train_sampler.predictions_per_batch(config.batch_size)
     callback = make_epoch_callback(settings.out, state, settings, predictions_per_epoch)

@@ -1,0 +1,131 @@
+"""Start a training run from an exported model's weights (`cadenza train --init-from MODEL`).
+
+An exported model keeps only its folded step graph (models/export.py): each embedding is already
+multiplied into the first LSTM kernel, the first layer's bias into the pitch table. Those products
+have the embedding's rank, so a truncated SVD splits each table back into an embedding and kernel
+rows that compute exactly the same function (not the same numbers the run trained, which are not
+recoverable and not needed). The network built from them is checked against the exported graph
+before training starts; a mismatch refuses to train.
+
+What the new config adds (memory, a longer window, another learning rate) starts fresh; memory's
+output starts at zero, so the warm-started network plays exactly like the model it came from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from models.config import FIELD_ORDER, ModelConfig
+from models.errors import CadenzaError
+from models.network import HEADS, head_sizes
+from models.runtime import read_card
+
+SHAPE_FIELDS = ("lstm_layers", "lstm_units", "pitch_embedding", "time_embedding", "velocity_embedding", "time_bins",
+                "velocity_bins", "head_units", "field_embedding")
+# How far the warm-started network may differ from the exported graph (log-probability, nats).
+MATCH_TOLERANCE = 1e-3
+
+
+def _split(table: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """table [V, N] = embedding [V, rank] @ rows [rank, N], by truncated SVD (zero-padded where the
+    table is narrower than the embedding, as in a network with few units)."""
+    u, s, vt = np.linalg.svd(table.astype(np.float64), full_matrices=False)
+    embedding, rows = u[:, :rank] * s[:rank], vt[:rank]
+    missing = rank - embedding.shape[1]
+    embedding = np.pad(embedding, [(0, 0), (0, missing)])
+    rows = np.pad(rows, [(0, missing), (0, 0)])
+    return embedding.astype(np.float32), rows.astype(np.float32)
+
+
+def _captured(model_dir: Path, config: ModelConfig) -> dict:
+    """The folded weights of an exported step graph without memory, named (in the order the graph uses them)."""
+    import tensorflow as tf
+
+    captured = [t.numpy() for t in tf.saved_model.load(str(model_dir / "savedmodel")).signatures["step"].captured_inputs]
+    names = [f"input_{name}" for name in HEADS] + ["lstm_kernel_0"]
+    for index in range(1, config.lstm_layers):
+        names += [f"lstm_kernel_{index}", f"lstm_bias_{index}"]
+    for column, name in enumerate(FIELD_ORDER):
+        names += [f"{name}_state_kernel"] + [f"{name}_drawn_{earlier}" for earlier in FIELD_ORDER[:column]]
+        names += [f"{name}_bias", f"{name}_logits_kernel", f"{name}_logits_bias"]
+    if len(captured) != len(names):
+        raise CadenzaError(f"{model_dir}: cannot read its weights back (a model with memory, or another export "
+                           "format); start from its training run's last.keras instead")
+    return dict(zip(names, captured))
+
+
+def load_exported_weights(model, config: ModelConfig, model_dir: Path) -> None:
+    """Set `model`'s LSTM, embeddings and heads to compute what the exported model at `model_dir` does."""
+    model_dir = Path(model_dir)
+    source = ModelConfig.from_dict(read_card(model_dir)["config"])
+    differing = [name for name in SHAPE_FIELDS if getattr(source, name) != getattr(config, name)]
+    if differing:
+        raise CadenzaError(f"--init-from {model_dir}: its {', '.join(differing)} differ from this run's")
+    weights = _captured(model_dir, config)
+    units = config.lstm_units
+    pitch_table = weights["input_pitch"]
+    first_bias = pitch_table.mean(axis=0)  # the bias was added to every row of the pitch table
+    kernel_rows = []
+    for name, table in zip(HEADS, (pitch_table - first_bias, *(weights[f"input_{n}"] for n in HEADS[1:]))):
+        layer = model.get_layer(f"{name}_embedding")
+        embedding, rows = _split(table, layer.embeddings.shape[1])
+        layer.set_weights([embedding])
+        kernel_rows.append(rows)
+    controls_kernel, recurrent = weights["lstm_kernel_0"][:-units], weights["lstm_kernel_0"][-units:]
+    model.get_layer("lstm_0").set_weights([np.concatenate(kernel_rows + [controls_kernel]), recurrent, first_bias])
+    for index in range(1, config.lstm_layers):
+        stacked = weights[f"lstm_kernel_{index}"]
+        model.get_layer(f"lstm_{index}").set_weights([stacked[:units], stacked[units:], weights[f"lstm_bias_{index}"]])
+    _load_heads(model, config, weights)
+    _check_matches(model, config, model_dir)
+
+
+def _load_heads(model, config: ModelConfig, weights: dict) -> None:
+    """Each drawn field's embedding is shared by the heads after it: split their tables side by side."""
+    drawn_rows = {}
+    for column, earlier in enumerate(FIELD_ORDER[:-1]):
+        later = FIELD_ORDER[column + 1:]
+        side_by_side = np.concatenate([weights[f"{name}_drawn_{earlier}"] for name in later], axis=1)
+        embedding, rows = _split(side_by_side, config.field_embedding)
+        model.get_layer(f"{earlier}_drawn").set_weights([embedding])
+        drawn_rows[earlier] = dict(zip(later, np.split(rows, len(later), axis=1)))
+    for column, name in enumerate(FIELD_ORDER):
+        kernel = np.concatenate([weights[f"{name}_state_kernel"]] + [drawn_rows[e][name] for e in FIELD_ORDER[:column]])
+        hidden_layer, logits_layer = model.get_layer(name).layers
+        hidden_layer.set_weights([kernel, weights[f"{name}_bias"]])
+        logits_layer.set_weights([weights[f"{name}_logits_kernel"], weights[f"{name}_logits_bias"]])
+
+
+def _check_matches(model, config: ModelConfig, model_dir: Path, length: int = 24) -> None:
+    """The warm-started network scores random notes as the exported graph does, or training is refused."""
+    from scipy.special import log_softmax
+
+    from models.controls import CONTROL_SIZE
+    from models.runtime import load_step
+
+    rng = np.random.default_rng(0)
+    sizes = head_sizes(config)
+    sequence = {name: rng.integers(0, sizes[name], (2, length + 1)).astype(np.int32) for name in HEADS}
+    controls = np.zeros((2, length, CONTROL_SIZE), np.float32)
+    inputs = {name: values[:, :-1] for name, values in sequence.items()} | {"controls": controls}
+    inputs |= {f"next_{name}": sequence[name][:, 1:] for name in FIELD_ORDER[:-1]}
+    full = model(inputs, training=False)
+    step = load_step(model_dir, "tflite")
+    card_state = read_card(model_dir)["state_shape"]
+    state = np.zeros((2, *card_state), np.float32)
+    worst = 0.0
+    for position in range(length):
+        forced = np.stack([sequence[name][:, position + 1] for name in FIELD_ORDER], axis=1)
+        outputs = step({**{name: values[:, position].copy() for name, values in sequence.items()}, "state": state,
+                        "controls": controls[:, position].copy(), "temperature": np.ones((2, 4), np.float32),
+                        "top_p": np.full(2, 2.0, np.float32), "uniform": np.full((2, 4), 0.5, np.float32),
+                        "forced": forced.astype(np.int32)})
+        state = outputs["state"]
+        for column, name in enumerate(FIELD_ORDER):
+            expected = log_softmax(np.asarray(full[name])[:, position], axis=-1)[np.arange(2), forced[:, column]]
+            worst = max(worst, float(np.abs(expected - outputs["log_prob"][:, column]).max()))
+    if not worst <= MATCH_TOLERANCE:
+        raise CadenzaError(f"--init-from {model_dir}: the rebuilt network differs from the export by {worst:.2g} nats")
+    print(f"initialised from {model_dir} (largest difference from its graph {worst:.1e} nats)", flush=True)
