@@ -207,6 +207,35 @@ def bench_training() -> None:
         row(f"window sampler, batch {batch} (notes/s)", f"{sampler_rate:,.0f}")
 
 
+def bench_whole_note(model_dirs: list) -> None:
+    """A whole note as the stream draws it (Runtime.sample with the shipped sampling: the nucleus on
+    step and pitch takes two graph calls), each model primed past its memory, in blocks taken in
+    turn so every model meets the same machine load."""
+    from models.notes import NOTE_DTYPE
+    from models.runtime import Runtime
+
+    sampling = _card_sampling()
+    runtimes = {Path(d).name: Runtime(d, backend="tflite", seed=0) for d in model_dirs}
+    rng = np.random.default_rng(0)
+    primer = np.zeros(320, NOTE_DTYPE)
+    primer["pitch"], primer["step"] = rng.integers(40, 90, 320), rng.uniform(0, 0.3, 320)
+    primer["duration"], primer["velocity"] = rng.uniform(0.05, 1, 320), rng.integers(30, 110, 320)
+    samples = {name: [] for name in runtimes}
+    for name, runtime in runtimes.items():
+        runtime.prime(primer)
+    for _ in range(20):
+        for name, runtime in runtimes.items():
+            samples[name] += _time_calls(lambda: runtime.sample(
+                sampling.temperature, top_p=sampling.top_p, head_temperature=sampling.head_temperature(),
+                top_p_fields=sampling.top_p_fields), 100)
+    first = next(iter(samples))
+    for name, times in samples.items():
+        memory = runtimes[name].config.memory
+        ratio = np.median(times) / np.median(samples[first])
+        row(f"whole note, {name} (memory {memory}) p50 / p99 (us)", _percentiles(times),
+            f"x{ratio:.2f} of {first}; goal p50 <= 1000, p99 <= 3000")
+
+
 def bench_stream(seconds: float, jack_flags: str) -> None:
     from bench.stream_timing import run
 
@@ -223,7 +252,10 @@ def bench_sync() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", nargs="*", choices=["ingest", "inference", "render", "quality", "training", "stream", "sync"])
+    parser.add_argument("--only", nargs="*", choices=["ingest", "inference", "render", "quality", "training", "stream", "sync",
+                                                   "memory"])
+    parser.add_argument("--models", nargs="*", default=[],
+                        help="--only memory: exported models to time beside the shipped one")
     parser.add_argument("--stream-seconds", type=float, default=60.0)
     parser.add_argument("--jack-flags", default="-r",
                         help="jackd's own flags: -r (no real-time, as the tests run it) or e.g. '-R -S'")
@@ -245,6 +277,8 @@ def main() -> None:
         bench_stream(arguments.stream_seconds, arguments.jack_flags)
     if "sync" in chosen:
         bench_sync()
+    if "memory" in chosen:
+        bench_whole_note([REPO / "models" / "default", *arguments.models])
 
 
 if __name__ == "__main__":

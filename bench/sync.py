@@ -25,6 +25,7 @@ import numpy as np
 import rtmidi
 
 from bench.stream_timing import BACKEND, REPO, StampedListener
+from streamer.controls import ControlMap
 
 PULSES_PER_BEAT = 24
 
@@ -40,8 +41,10 @@ class Script:
     song_position: int | None = None  # sixteenths, sent after Stop
     continue_after_beats: float | None = None  # Continue this long after Stop
     end_beat: float = 16.0  # after Start: the clock stops (it runs on while stopped, as a DAW's does)
-    phrase_beat: float | None = None  # after Start: the player plays a phrase of 4 eighths here
-    my_turn_beat: float | None = None  # after Start: the pedal (CC64 = 127) asks cadenza to play
+    phrase_beat: float | None = None  # after Start: the player plays a phrase of eighths here
+    phrase_notes: int = 4
+    phrase_legato: float = 0.8  # each eighth is held for this fraction of it
+    my_turn_beat: float | None = None  # after Start: the turn CC (127) asks cadenza to play
     jitter_seconds: float = 0.001
 
 
@@ -113,17 +116,18 @@ class ClockSender:
         elif kind == "songpos":
             self._send("songpos", [0xF2, value & 0x7F, value >> 7], when)
         elif kind == "my_turn":
-            self._send("my_turn", [0xB0, 64, 127], when)
+            self._send("my_turn", [0xB0, ControlMap().turn_cc, 127], when)
         elif kind == "phrase":
             threading.Thread(target=self._phrase, daemon=True).start()
 
     def _phrase(self) -> None:
         eighth = 60.0 / self.script.bpm / 2
-        for pitch in (60, 64, 67, 72):
+        for index in range(self.script.phrase_notes):
+            pitch = (60, 64, 67, 72)[index % 4]
             self._send("note_on", [0x90, pitch, 90])
-            time.sleep(eighth * 0.8)
+            time.sleep(eighth * self.script.phrase_legato)
             self._send("note_off", [0x80, pitch, 0])
-            time.sleep(eighth * 0.2)
+            time.sleep(eighth * (1 - self.script.phrase_legato))
 
 
 @dataclass

@@ -19,6 +19,9 @@ from models.sampling import DENSITY_RANGE, TEMPERATURE_RANGE
 
 import numpy as np
 
+# Free play: the model answers this long after the player stops (ControlMap.response_gap_seconds).
+FREE_PLAY_GAP_SECONDS = 0.6
+
 
 @dataclass
 class ControlMap:
@@ -32,8 +35,13 @@ class ControlMap:
     density_cc: int = 71  # 0 = no density control, 1-127 = density_range on a log scale
     density_range: tuple = (1.0, 24.0)
     key_cc: int = 72  # 0 = no key, then the 24 keys (C major .. B major, C minor .. B minor), top = auto
-    response_gap_seconds: float = 0.6  # the model answers this long after the player stops
-    turn_cc: int = 64  # with --turns: >= 64 "my turn" (cadenza answers), < 64 "your turn"; 0 = none
+    # The model answers this long after the player stops. None: FREE_PLAY_GAP_SECONDS in free play,
+    # one beat of the clock in --turns (a player's rests between staccato notes are not a stop).
+    response_gap_seconds: float | None = None
+    # With --turns: >= 64 "my turn" (cadenza answers), < 64 "your turn"; 0 = none. CC 85 is
+    # undefined in the MIDI spec, so no pedal or wheel a pianist plays with sends it by default
+    # (CC 64, the sustain pedal, would hand cadenza the turn at every pedal).
+    turn_cc: int = 85
 
     @classmethod
     def load(cls, path: Path | None) -> "ControlMap":
@@ -77,9 +85,11 @@ class ControlMap:
         if not (isinstance(silence, tuple) and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 127
                                                    for c in silence)):
             refuse("silence_ccs", "a list of controller numbers 0-127, e.g. [120, 123]")
-        if not is_number(self.response_gap_seconds) or not 0.05 <= self.response_gap_seconds <= 30:
+        gap = self.response_gap_seconds
+        if gap is not None and (not is_number(gap) or not 0.05 <= gap <= 30):
             refuse("response_gap_seconds", "seconds between 0.05 and 30")
-        numbers = [self.temperature_cc, self.tempo_cc, self.density_cc, self.key_cc, self.turn_cc, *silence]
+        numbers = [self.temperature_cc, self.tempo_cc, self.density_cc, self.key_cc, *silence]
+        numbers += [self.turn_cc] if self.turn_cc else []  # turn_cc 0 is "none", not controller 0
         repeated = sorted({n for n in numbers if numbers.count(n) > 1})
         if repeated:
             raise CadenzaError(f"control map {path}: controller {repeated[0]} is used for two things")

@@ -18,7 +18,7 @@ from models.controls import with_densities
 from models.notes import NOTE_DTYPE
 from models.sampling import DensityHold, Sampling, controls_for, follow_call, random_densities, typical_density
 
-from streamer.controls import Controls
+from streamer.controls import FREE_PLAY_GAP_SECONDS, Controls
 from streamer.density import DensityBridge
 from streamer.sender import SenderProcess
 
@@ -41,7 +41,7 @@ class StreamSettings:
     # A note that would start further behind the clock than this means generation stalled:
     # skip ahead rather than burst the backlog.
     late_limit_seconds: float = 0.05
-    response_gap_seconds: float = 0.6
+    response_gap_seconds: float | None = None  # None: FREE_PLAY_GAP_SECONDS, or a beat in turns
     key_memory_notes: int = 32  # --key auto follows the pitch classes of the player's last notes
     dynamics: float | None = None  # mean velocity asked for (--dynamics)
     answer: str = "follow"  # 'follow': an answer takes what the player left free from the call (Sampling.answer)
@@ -84,7 +84,8 @@ class Engine:
                 break
             self._apply_live_controls()
             self._apply_steering()
-            if controls.paused or controls.player_is_playing(settings.response_gap_seconds, settings.max_note_seconds) or not controls.played_notes.empty():
+            if controls.paused or controls.player_is_playing(settings.response_gap_seconds or FREE_PLAY_GAP_SECONDS,
+                                                                           settings.max_note_seconds) or not controls.played_notes.empty():
                 self._absorb_player_notes()
                 onset = None  # resume just after the pause or the player's phrase
                 controls.stop.wait(0.01)

@@ -7,6 +7,7 @@ import time
 
 import mido
 
+from streamer.controls import FREE_PLAY_GAP_SECONDS
 from streamer.engine import Engine
 
 
@@ -62,7 +63,8 @@ class TimedEngine(Engine):
             if turns and not turns.answering:
                 controls.stop.wait(0.002)
                 continue
-            if not turns and (controls.paused or controls.player_is_playing(settings.response_gap_seconds, settings.max_note_seconds)
+            if not turns and (controls.paused or controls.player_is_playing(settings.response_gap_seconds or FREE_PLAY_GAP_SECONDS,
+                                                                           settings.max_note_seconds)
                               or not controls.played_notes.empty()):
                 self._absorb_player_notes()  # call and response, as in free time: then on the grid
                 resting = True
@@ -88,7 +90,7 @@ class TimedEngine(Engine):
             return turns.end_beat
         turns.heard_player |= not controls.played_notes.empty() or bool(controls.held_since)
         self._absorb_player_notes()
-        playing = controls.player_is_playing(0.05, self.settings.max_note_seconds)
+        playing = controls.player_is_playing(self._turn_gap_seconds(), self.settings.max_note_seconds)
         if request == "mine" or (turns.heard_player and not playing and turns.pending_bar is None):
             turns.pending_bar = turns.next_bar(clock, now)
             turns.forced = request == "mine"
@@ -98,6 +100,13 @@ class TimedEngine(Engine):
             turns.begin(turns.pending_bar)
             self.timeline.placer.restart(turns.start_beat)
         return turns.end_beat if turns.answering else None
+
+    def _turn_gap_seconds(self) -> float:
+        """How long the player must have been silent for their turn to be over: the control map's
+        response_gap_seconds, or one beat at the clock's tempo (FREE_PLAY_GAP_SECONDS before it has one)."""
+        if self.settings.response_gap_seconds:
+            return self.settings.response_gap_seconds
+        return self.timeline.clock.seconds_per_beat or FREE_PLAY_GAP_SECONDS
 
     def _place_one(self, end_beat: float | None) -> None:
         settings = self.settings

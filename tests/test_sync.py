@@ -132,15 +132,15 @@ def test_continue_resumes_from_the_song_position(fast_jack, tmp_path):
     assert abs(heard[0] - pulses[first_pulse + 6]) * 1e3 <= HEARD_LIMIT_MS
 
 
-def test_turns_answer_from_the_next_bar_line_and_end_on_one(fast_jack, tmp_path):
-    script = Script(phrase_beat=1.0, stop_beat=None, end_beat=12.0)
+def test_turns_answer_from_the_first_bar_line_a_beat_after_the_player_stops_and_end_on_one(fast_jack, tmp_path):
+    script = Script(phrase_beat=0.5, stop_beat=None, end_beat=12.0)
     log = tmp_path / "timing.log"
     result = session(script, ["--sync", "midi-clock", "--turns", "1", "--timing-log", str(log)], seed=3)
     assert result.exit_code == 0, result.stderr
     pulses, start_index = _pulses_from_start(result)
     bars = pulses[start_index::4 * PULSES_PER_BEAT]
     phrase_end = result.times("note_off")[-1]
-    answer_bar = bars[np.searchsorted(bars, phrase_end)]
+    answer_bar = bars[np.searchsorted(bars, phrase_end + 60 / script.bpm)]  # stopped = a beat of silence
     onsets = result.onsets()
     assert not any(t < phrase_end for t in onsets), "cadenza played while the player played"
     assert abs(placed_onsets(log)[0] - answer_bar) * 1e3 <= 2.0, (placed_onsets(log)[0] - answer_bar) * 1e3
@@ -148,6 +148,20 @@ def test_turns_answer_from_the_next_bar_line_and_end_on_one(fast_jack, tmp_path)
     end_bar = bars[np.searchsorted(bars, answer_bar) + 1]
     offs = [t for t, m in result.heard if m.type in ("note_off", "note_on") and not (m.type == "note_on" and m.velocity)]
     assert all(t <= end_bar + 0.002 for t in onsets) and max(offs) <= end_bar + 0.002, (max(offs) - end_bar)
+
+
+def test_turns_wait_through_a_staccato_phrase_with_rests_between_its_notes(fast_jack, tmp_path):
+    """Eighths held 100 ms with 150 ms rests (issue 20): the player has not stopped at each rest."""
+    script = Script(phrase_beat=0.5, phrase_notes=16, phrase_legato=0.4, stop_beat=None, end_beat=16.0)
+    result = session(script, ["--sync", "midi-clock", "--turns", "1"], seed=4)
+    assert result.exit_code == 0, result.stderr
+    phrase_start, phrase_end = result.times("note_on")[0], result.times("note_off")[-1]
+    over = [t for t in result.onsets() if phrase_start <= t <= phrase_end]
+    assert not over, f"cadenza played {len(over)} notes over the player"
+    pulses, start_index = _pulses_from_start(result)
+    bars = pulses[start_index::4 * PULSES_PER_BEAT]
+    answer_bar = bars[np.searchsorted(bars, phrase_end + 60 / script.bpm)]
+    assert abs(result.onsets()[0] - answer_bar) * 1e3 <= HEARD_LIMIT_MS
 
 
 def test_the_turn_pedal_asks_for_an_answer_from_the_next_bar_line(fast_jack, tmp_path):

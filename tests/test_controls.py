@@ -1,0 +1,80 @@
+"""Live controls without a stream: the control map, the controller input's mapping, the density bridge."""
+
+from __future__ import annotations
+
+import time
+
+import mido
+import pytest
+
+from conftest import run_cadenza
+from streamer.controls import ControlMap, ControlMapper, Controls
+
+
+def test_density_bridge_holds_the_target_until_the_network_catches_up():
+    from streamer.density import DensityBridge
+
+    bridge = DensityBridge(recent_notes=4)
+    assert [bridge.stretch(0.1) for _ in range(4)] == [0.1] * 4  # free play: steps unchanged
+    bridge.retarget(2.5)  # the network plays 10/s; the target is a quarter of that
+    assert bridge.stretch(0.1) == pytest.approx(0.4)
+    bridge.retarget(2.5)  # the same target again (a key change) keeps bridging
+    assert bridge.stretch(0.1) == pytest.approx(0.4)
+    played = [bridge.stretch(0.4) for _ in range(4)]  # the network slows to the target: let go
+    assert played[-1] == pytest.approx(0.4) and not bridge.active
+    bridge.retarget(100.0)  # far beyond: bounded by max_stretch
+    assert bridge.stretch(0.4) == pytest.approx(0.4 / bridge.max_stretch)
+    bridge.retarget(None)
+    assert bridge.stretch(0.4) == 0.4
+
+
+@pytest.mark.parametrize("text, key", [
+    ("temperature_range = [2.0]", "temperature_range"),
+    ("tempo_range = [0, 2]", "tempo_range"),
+    ("silence_ccs = 7", "silence_ccs"),
+    ("density_cc = 1", "controller 1 is used for two things"),
+    ("key_cc = 300", "key_cc"),
+    ("response_gap_seconds = nan", "response_gap_seconds"),
+])
+def test_a_bad_control_map_is_refused_at_start(tmp_path, text, key):
+    control_map = tmp_path / "map.toml"
+    control_map.write_text(text + "\n")
+    wav = tmp_path / "never.wav"
+    result = run_cadenza("stream", "--no-keys", "--seconds", "1", "--audio-driver", "file", "--wav", str(wav),
+                         "--control-map", str(control_map))
+    assert result.returncode == 2, result.stderr
+    assert key in result.stderr.strip().splitlines()[-1]
+    assert not wav.exists()  # refused before any output opened
+
+
+def test_the_sustain_pedal_is_not_a_turn_request_and_the_turn_cc_is():
+    """A pianist's pedal (CC 64) must not hand cadenza the turn (issue 20); the default turn CC does."""
+    controls = Controls()
+    mapper = ControlMapper(controls, ControlMap())
+    mapper.handle(mido.Message("control_change", control=64, value=127))
+    assert controls.turn_request is None
+    mapper.handle(mido.Message("control_change", control=ControlMap().turn_cc, value=127))
+    assert controls.turn_request == "mine"
+    mapper.handle(mido.Message("control_change", control=ControlMap().turn_cc, value=0))
+    assert controls.turn_request == "yours"
+
+
+def test_turn_cc_zero_means_none_and_does_not_clash_with_a_control_on_cc_0(tmp_path):
+    path = tmp_path / "map.toml"
+    path.write_text("turn_cc = 0\ntemperature_cc = 0\n")
+    control_map = ControlMap.load(path)
+    controls = Controls()
+    mapper = ControlMapper(controls, control_map)
+    mapper.handle(mido.Message("control_change", control=0, value=127))
+    assert controls.turn_request is None and controls.temperature == pytest.approx(control_map.temperature_range[1])
+
+
+def test_a_player_pausing_between_staccato_notes_is_still_playing_for_a_gap_of_a_beat():
+    controls = Controls()
+    mapper = ControlMapper(controls, ControlMap())
+    mapper.handle(mido.Message("note_on", note=60, velocity=80))
+    time.sleep(0.1)
+    mapper.handle(mido.Message("note_off", note=60))
+    time.sleep(0.15)  # the rest of a staccato eighth at 120 BPM
+    assert controls.player_is_playing(0.5, 8.0)  # one beat at 120 BPM: the player has not stopped
+    assert not controls.player_is_playing(0.05, 8.0)  # the old fixed 50 ms took the rest for a stop
