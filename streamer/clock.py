@@ -40,6 +40,7 @@ class ClockFollower:
         self._fit = None  # (seconds per pulse, arrival time of counter 0)
         self._origin = None  # counter value at song position 0, while running
         self._resume_position = 0  # song position (pulses) play resumes from
+        self._played_from = 0  # song position (pulses) of the last Start, Continue or jump
         self.running = False
         self.transport_version = 0  # bumped by Start, Stop, Continue: the engine re-syncs
         self._gap = None  # index in _pulses of a pulse that came twice the interval late
@@ -110,6 +111,7 @@ class ClockFollower:
     def _run_from(self, position: int) -> None:
         with self._lock:
             self._origin = self._counter - position  # the next pulse is `position`
+            self._played_from = position
             self.running = True
             self.transport_version += 1
 
@@ -125,6 +127,7 @@ class ClockFollower:
             position = sixteenths * PULSES_PER_SIXTEENTH
             if self.running:  # a jump while playing: the next pulse is there
                 self._origin = self._counter - position
+                self._played_from = position
                 self.transport_version += 1
             else:
                 self._resume_position = position
@@ -140,11 +143,13 @@ class ClockFollower:
         return 60.0 / spb if spb else None
 
     def start_beat(self) -> float:
-        """The song position (beats) of the next pulse: where play starts or resumes."""
+        """The song position (beats) play started from at the last Start, Continue or jump; while
+        stopped, where it will resume. Not the position of the next pulse: a DAW sends Start just
+        before its first pulse, and the engine may only look after that pulse has come."""
         with self._lock:
-            if self._origin is None:
+            if not self.running:
                 return self._resume_position / PULSES_PER_BEAT
-            return (self._counter - self._origin) / PULSES_PER_BEAT
+            return self._played_from / PULSES_PER_BEAT
 
     def time_of_beat(self, beat: float) -> float | None:
         """When song position `beat` sounds (monotonic seconds); None before a tempo is known or

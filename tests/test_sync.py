@@ -178,6 +178,22 @@ def test_the_turn_pedal_asks_for_an_answer_from_the_next_bar_line(fast_jack, tmp
     assert abs(placed[0] - answer_bar) * 1e3 <= 2.0, (placed[0] - answer_bar) * 1e3
 
 
+def test_start_just_before_a_pulse_starts_on_that_pulse_even_read_after_it():
+    """A DAW sends Start right before its first pulse; the engine may look only after that pulse
+    has come. Play still starts at the downbeat, that pulse (it was one pulse late, issue 20)."""
+    clock, t = ClockFollower(), 0.0
+    for _ in range(48):
+        clock.pulse(t)
+        t += 0.02
+    clock.start()
+    clock.pulse(t)  # the downbeat
+    clock.pulse(t + 0.02)
+    assert clock.start_beat() == 0.0
+    assert clock.time_of_beat(clock.start_beat()) == pytest.approx(t, abs=1e-6)
+    clock.stop()
+    assert clock.start_beat() == pytest.approx(2 / PULSES_PER_BEAT)  # Continue resumes after the two pulses
+
+
 def test_a_lost_pulse_is_counted_back_in_and_a_halved_tempo_is_not_taken_for_one():
     clock, t = ClockFollower(), 0.0
     for k in range(60):
