@@ -195,6 +195,7 @@ def stream(**options):
     played = sender.notes_played if sender.notes_played is not None else "?"
     _log(f"\nstopped after {played} notes played ({engine.notes_generated} generated"
          + (f", {engine.skips} skips" if engine.skips else "")
+         + (f", {engine.late_sends} sent late for the latency" if getattr(engine, "late_sends", 0) else "")
          + (f", {sender.notes_dropped} dropped after a suspension" if sender.notes_dropped else "") + ")")
 
 

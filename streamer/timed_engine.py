@@ -3,6 +3,7 @@ on a grid, in turns; Start, Stop and Continue from the clock. See streamer/timel
 
 from __future__ import annotations
 
+import sys
 import time
 
 import mido
@@ -16,6 +17,7 @@ class TimedEngine(Engine):
         super().__init__(runtime, sender, controls, settings)
         self.timeline = timeline
         self._armed = None  # a note drawn while waiting for the clock to start
+        self.late_sends = 0  # notes sent later than --latency-ms asked (still on time as heard)
 
     def run(self) -> None:
         try:
@@ -72,7 +74,7 @@ class TimedEngine(Engine):
                 continue
             if resting:
                 resting = False
-                placer.restart(clock.beat_at(now + settings.lead_in_seconds))
+                placer.restart(self._beat_soonest(now))
             if placer.next_time is not None and placer.next_time - now > lookahead:
                 controls.stop.wait(min(placer.next_time - now - lookahead, 0.005))
                 continue
@@ -101,6 +103,18 @@ class TimedEngine(Engine):
             self.timeline.placer.restart(turns.start_beat)
         return turns.end_beat if turns.answering else None
 
+    def _beat_soonest(self, now: float) -> float:
+        """The first song position a note can still be sent for in time: lead-in and latency ahead."""
+        early = max(self.timeline.settings.latency_seconds, 0.0)
+        return self.timeline.clock.beat_at(now + self.settings.lead_in_seconds + early)
+
+    def _sent_late(self, seconds: float) -> None:
+        """Count a note sent after its time (early by less than --latency-ms); say so once."""
+        self.late_sends += 1
+        if self.late_sends == 1:
+            sys.stderr.write(f"cadenza: a note was sent {seconds * 1e3:.0f} ms later than --latency-ms asks "
+                             "(it was placed closer to its beat than the latency: after Start, a resume or a pause)\n")
+
     def _turn_gap_seconds(self) -> float:
         """How long the player must have been silent for their turn to be over: the control map's
         response_gap_seconds, or one beat at the clock's tempo (FREE_PLAY_GAP_SECONDS before it has one)."""
@@ -123,10 +137,15 @@ class TimedEngine(Engine):
                 self.timeline.turns.finish()  # the answer is complete: its last note ends by the bar line
                 return
             end = min(end, self.timeline.clock.time_of_beat(end_beat) - self.timeline.settings.latency_seconds)
-        if onset < time.monotonic() - settings.late_limit_seconds:
+        now = time.monotonic()
+        early = max(self.timeline.settings.latency_seconds, 0.0)
+        if onset + early < now - settings.late_limit_seconds:  # the note itself would sound late: generation stalled
             self.skips += 1
-            self.timeline.placer.restart(self.timeline.clock.beat_at(time.monotonic() + settings.lead_in_seconds))
+            self.timeline.placer.restart(self._beat_soonest(now))
             return
+        if onset < now:  # sound on time, but --latency-ms asks to send it before it could be known
+            self._sent_late(now - onset)
+            onset = now
         end = min(end, onset + settings.max_note_seconds)
         self.sender.schedule_note(onset, max(end, onset + 0.005), settings.channel, int(note["pitch"]), int(note["velocity"]))
         self.notes_generated += 1

@@ -228,6 +228,34 @@ def test_latency_sends_early_on_the_clock_it_follows(fast_jack, tmp_path):
         assert len(errors_ms) > 10 and np.all(np.abs(errors_ms) <= limit_ms), (limit_ms, np.round(errors_ms, 2))
 
 
+def test_latency_beyond_the_lookahead_still_plays_on_the_grid_of_the_clock(fast_jack, tmp_path):
+    """--latency-ms 110 on a MIDI clock played nothing ("4067 skips", issue 20): the placer restarted
+    at the beat of now + 50 ms, which the latency always put in the past."""
+    free = session(Script(stop_beat=None, end_beat=8.0), ["--sync", "midi-clock", "--latency-ms", "110"], seed=7)
+    assert free.exit_code == 0, free.stderr
+    assert len(free.onsets()) > 20, (len(free.onsets()), free.stderr)
+    log = tmp_path / "timing.log"
+    result = session(Script(stop_beat=None, end_beat=8.0), ["--sync", "midi-clock", "--quantize", "1/8",
+                                                           "--latency-ms", "110", "--timing-log", str(log)], seed=7)
+    assert result.exit_code == 0, result.stderr
+    pulses, start_index = _pulses_from_start(result)
+    onsets = placed_onsets(log)
+    onsets = onsets[onsets > pulses[start_index + 24]]  # after the first beat, which Start came too late for
+    errors_ms = grid_errors(onsets + 0.110, pulses, start_index, 12) * 1e3
+    errors_ms = errors_ms[np.isfinite(errors_ms)]
+    assert len(errors_ms) > 10 and np.all(np.abs(errors_ms) <= 2.0), np.round(errors_ms, 2)
+
+
+@pytest.mark.parametrize("latency_ms", ["150", "500"])
+def test_latency_up_to_the_limit_plays_at_cadenzas_own_tempo(fast_jack, latency_ms):
+    result = session(Script(stop_beat=None, end_beat=8.0), ["--bpm", "120", "--latency-ms", latency_ms,
+                                                           "--seconds", "4"], seed=8)
+    assert result.exit_code == 0, result.stderr
+    onsets = result.onsets()
+    assert len(onsets) > 15, (len(onsets), result.stderr)
+    assert onsets.max() - onsets.min() > 2.5, "it stopped playing"
+
+
 def test_clock_out_leads_at_cadenzas_own_tempo(fast_jack, tmp_path):
     """--bpm 100 --clock-out: Start, then 24 pulses a beat at 100 BPM, notes on the 1/16 grid of
     those pulses, and Stop at the end. (The session's own clock on the control input is ignored
