@@ -46,6 +46,8 @@ class Script:
     phrase_legato: float = 0.8  # each eighth is held for this fraction of it
     my_turn_beat: float | None = None  # after Start: the turn CC (127) asks cadenza to play
     jitter_seconds: float = 0.001
+    vanish_beat: float | None = None  # after Start: the clock falls silent here, with no Stop (a pulled cable)
+    vanish_beats: float = 4.0  # ...for this long, while the DAW plays on; then its pulses come back
 
 
 class ClockSender:
@@ -84,6 +86,12 @@ class ClockSender:
                 self._fire(event, ideal - seconds_per_pulse / 2)
                 if event[1] == "tempo":
                     seconds_per_pulse = 60.0 / event[2] / PULSES_PER_BEAT
+            if script.vanish_beat is not None and abs(beat - script.vanish_beat) < 0.5 / PULSES_PER_BEAT:
+                self.sent.append(("vanish", time.monotonic()))
+                unheard = round(script.vanish_beats * PULSES_PER_BEAT)
+                ideal += unheard * seconds_per_pulse
+                beat += unheard / PULSES_PER_BEAT
+                self.sent.append(("unheard_pulses", unheard))
             self._send("clock", [0xF8], ideal + self.rng.uniform(-1, 1) * script.jitter_seconds)
             ideal += seconds_per_pulse
             beat += 1.0 / PULSES_PER_BEAT

@@ -18,6 +18,10 @@ import numpy as np
 
 PULSES_PER_BEAT = 24
 PULSES_PER_SIXTEENTH = 6
+# A clock silent this many beats (at its last tempo) while playing is gone: a pulled cable, a
+# crashed DAW. cadenza stops as on Stop and plays on when pulses return.
+CLOCK_LOST_BEATS = 2.0
+RETURN_PULSES = PULSES_PER_SIXTEENTH  # pulses a returning clock must send before notes follow it
 
 
 class ClockFollower:
@@ -46,9 +50,18 @@ class ClockFollower:
         self._gap = None  # index in _pulses of a pulse that came twice the interval late
         self._change_suspected = False  # the last pulse saw the line broken (see pulse)
         self.lost_pulses = 0
+        self._vanished = None  # (last arrival, seconds per pulse) while the clock is gone (see watch)
+        self._returning: list = []  # arrivals of the pulses since it came back, until RETURN_PULSES
+        self.vanished_count = 0
+        self._slope_kept = None  # the tempo before the clock vanished, until a beat of new pulses
 
     def pulse(self, arrival: float) -> None:
         with self._lock:
+            if self._vanished is not None:
+                self._returning.append(arrival)
+                if len(self._returning) >= RETURN_PULSES:
+                    self._came_back()
+                return
             if self._pulses and arrival - self._pulses[-1][1] > 0.5:
                 self._pulses.clear()  # the clock paused: a line through old pulses would mislead
                 self._gap, self._change_suspected = None, False
@@ -74,10 +87,54 @@ class ClockFollower:
                 recent = list(self._pulses)[-4:]
                 self._pulses.clear()
                 self._pulses.extend(recent)
-            if len(self._pulses) >= 3:
-                counters, arrivals = np.array(self._pulses, dtype=np.float64).T
+            counters, arrivals = np.array(self._pulses, dtype=np.float64).T
+            if self._slope_kept is not None and len(self._pulses) < PULSES_PER_BEAT:
+                # Back after a lost clock: the tempo it had, the line through the new pulses.
+                slope = self._slope_kept
+                intercept = float(np.median(arrivals - slope * (counters - counters[-1])))
+                self._fit = (slope, intercept - slope * counters[-1])
+            elif len(self._pulses) >= 3:
+                self._slope_kept = None
                 slope, intercept = np.polyfit(counters - counters[-1], arrivals, 1)
                 self._fit = (float(slope), float(intercept - slope * counters[-1]))
+
+    def watch(self, now: float) -> bool:
+        """Call often while playing: True once the clock has been silent CLOCK_LOST_BEATS beats
+        without a Stop, and then it is stopped as by Stop (the engine releases every note)."""
+        with self._lock:
+            if not self.running or not self._pulses or self._fit is None:
+                return False
+            last_arrival, seconds_per_pulse = self._pulses[-1][1], self._fit[0]
+            if now - last_arrival <= CLOCK_LOST_BEATS * PULSES_PER_BEAT * seconds_per_pulse:
+                return False
+            self._resume_position = max(self._counter - self._origin, 0)
+            self.running = False
+            self.transport_version += 1
+            self._vanished = (last_arrival, seconds_per_pulse)
+            self.vanished_count += 1
+            return True
+
+    def _came_back(self) -> None:
+        """RETURN_PULSES pulses again after the clock vanished: the DAW played on (a cable put back),
+        so play on as by Continue from where its song is now. The pulses it sent unheard are
+        counted from the time since the last one heard, through the median phase of the returning
+        pulses (one of them stamped late, as a loaded machine does, must not shift the song)."""
+        last_arrival, seconds_per_pulse = self._vanished
+        arrivals = np.array(self._returning)
+        phase = float(np.median(arrivals - seconds_per_pulse * np.arange(len(arrivals))))
+        self._counter += max(round((phase - last_arrival) / seconds_per_pulse) - 1, 0)
+        self._pulses.clear()
+        self._pulses.extend((self._counter + index, arrival) for index, arrival in enumerate(arrivals))
+        # The tempo it had, through the new pulses: a slope through a few jittered pulses would
+        # throw notes placed 200 ms ahead off by milliseconds.
+        self._slope_kept = seconds_per_pulse
+        self._fit = (seconds_per_pulse, phase - seconds_per_pulse * self._counter)
+        self._counter += len(arrivals)
+        self._gap, self._change_suspected = None, False
+        self._vanished, self._returning = None, []
+        self._played_from = self._counter - self._origin  # the next pulse: nothing is placed in the past
+        self.running = True
+        self.transport_version += 1
 
     def _interval_in_pulses(self, arrival: float) -> float | None:
         if self._fit is None or not self._pulses:
@@ -112,6 +169,7 @@ class ClockFollower:
         with self._lock:
             self._origin = self._counter - position  # the next pulse is `position`
             self._played_from = position
+            self._vanished, self._returning = None, []  # Start or Continue after a lost clock: the DAW says where
             self.running = True
             self.transport_version += 1
 
@@ -120,6 +178,7 @@ class ClockFollower:
             if self.running:
                 self._resume_position = max(self._counter - self._origin, 0)
             self.running = False
+            self._vanished, self._returning = None, []  # stopped for real: pulses wait for Start or Continue
             self.transport_version += 1
 
     def song_position(self, sixteenths: int) -> None:
@@ -181,6 +240,9 @@ class FixedTempo:
     @property
     def seconds_per_beat(self) -> float:
         return 60.0 / self.bpm
+
+    def watch(self, now: float) -> bool:
+        return False  # cadenza's own tempo never vanishes
 
     def start_beat(self) -> float:
         return 0.0

@@ -47,7 +47,10 @@ class TimedEngine(Engine):
             self._apply_steering()
             for when, data in timeline.clock_messages(now + lookahead):
                 self.sender.schedule_message(when, mido.Message.from_bytes(data))
-            if clock.transport_version != transport_seen:  # Start, Stop, Continue
+            if clock.watch(now):
+                sys.stderr.write("cadenza: the MIDI clock stopped without Stop (a cable, a crashed DAW?): every "
+                                 "note released; playing on when its pulses return\n")
+            if clock.transport_version != transport_seen:  # Start, Stop, Continue, a lost clock
                 transport_seen = clock.transport_version
                 if not clock.running:
                     self.sender.silence_now()  # Stop: every sounding note off now
@@ -143,9 +146,8 @@ class TimedEngine(Engine):
             self.skips += 1
             self.timeline.placer.restart(self._beat_soonest(now))
             return
-        if onset < now:  # sound on time, but --latency-ms asks to send it before it could be known
-            self._sent_late(now - onset)
-            onset = now
+        if early and onset < now:  # it can sound on time, but not leave as early as --latency-ms asks
+            self._sent_late(now - onset)  # (the sender sends what is due at once)
         end = min(end, onset + settings.max_note_seconds)
         self.sender.schedule_note(onset, max(end, onset + 0.005), settings.channel, int(note["pitch"]), int(note["velocity"]))
         self.notes_generated += 1
