@@ -65,7 +65,7 @@ def _step_inputs(runtime, batch: int = 1) -> dict:
     return {**{k: np.ones(batch, np.int32) for k in ("pitch", "step", "duration", "velocity")},
             "state": np.zeros((batch, *runtime.card["state_shape"]), np.float32),
             "controls": np.zeros((batch, 17), np.float32), "temperature": np.ones((batch, 4), np.float32),
-            "top_p": np.full(batch, 2.0, np.float32), "uniform": np.full((batch, 4), 0.5, np.float32),
+            "top_p": np.full((batch, 4), 2.0, np.float32), "uniform": np.full((batch, 4), 0.5, np.float32),
             "forced": np.full((batch, 4), -1, np.int32)}
 
 
@@ -176,11 +176,11 @@ def bench_quality() -> None:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def _card_sampling():
+def _card_sampling(model_dir: Path = REPO / "models" / "default"):
     from models.runtime import read_card
     from models.sampling import Sampling
 
-    return Sampling.from_card(read_card(REPO / "models" / "default"))
+    return Sampling.from_card(read_card(model_dir))
 
 
 def bench_render(original_seconds_per_note: float) -> None:
@@ -214,7 +214,7 @@ def bench_whole_note(model_dirs: list) -> None:
     from models.notes import NOTE_DTYPE
     from models.runtime import Runtime
 
-    sampling = _card_sampling()
+    sampling = _card_sampling(Path(model_dirs[0]))
     runtimes = {Path(d).name: Runtime(d, backend="tflite", seed=0) for d in model_dirs}
     rng = np.random.default_rng(0)
     primer = np.zeros(320, NOTE_DTYPE)
@@ -255,7 +255,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=["ingest", "inference", "render", "quality", "training", "stream", "sync",
                                                    "memory"])
     parser.add_argument("--models", nargs="*", default=[],
-                        help="--only memory: exported models to time beside the shipped one")
+                        help="--only memory: exported models to time side by side [default: the shipped one]")
     parser.add_argument("--stream-seconds", type=float, default=60.0)
     parser.add_argument("--jack-flags", default="-r",
                         help="jackd's own flags: -r (no real-time, as the tests run it) or e.g. '-R -S'")
@@ -278,7 +278,7 @@ def main() -> None:
     if "sync" in chosen:
         bench_sync()
     if "memory" in chosen:
-        bench_whole_note([REPO / "models" / "default", *arguments.models])
+        bench_whole_note(arguments.models or [REPO / "models" / "default"])
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 One call of `step` plays one note of B streams, all in the graph: it takes the previous note
 (pitch, step bin, duration bin, velocity bin, each int32 [B]), the state
 [B, rows, units] (models.config.state_shape: the LSTM's, and the memory's if it has one), the controls [B, CONTROL_SIZE], and per stream the temperature of each
-field [B, 4], top-p [B], uniform noise [B, 4] and `forced` [B, 4] (a bin, or -1 to draw). It draws
+field [B, 4], top-p per field [B, 4], uniform noise [B, 4] and `forced` [B, 4] (a bin, or -1 to draw). It draws
 the next note's fields in FIELD_ORDER, each conditioned on those before it, and returns them,
 their log-probabilities [B, 4] (under the tempered, truncated distribution they were drawn from)
 the most likely category of each field given the ones before it [B, 4], and the new state.
@@ -97,7 +97,7 @@ def folded_weights(model, config: ModelConfig) -> dict:
             folded["memory"][weight] = getattr(attention, weight).numpy()
         folded["memory"]["output"] = attention.output_kernel.numpy()
         # The state keeps the oldest note first: row j lies memory - 1 - j notes back.
-        folded["memory"]["distance_bias_by_row"] = attention.distance_bias.numpy()[:, ::-1].copy()
+        folded["memory"]["distance_bias_by_row"] = attention.distance_bias.numpy()[:, ::-1].T.copy()  # [M, H]
     for column, name in enumerate(FIELD_ORDER):
         hidden_layer, logits_layer = model.get_layer(name).layers
         kernel, bias = hidden_layer.kernel.numpy(), hidden_layer.bias.numpy()
@@ -139,7 +139,7 @@ def make_step_module(model, config: ModelConfig):
         @tf.function(input_signature=[batch_vector(n) for n in HEADS] + [
             tf.TensorSpec([None, *state_shape(config)], tf.float32, name="state"),
             tf.TensorSpec([None, CONTROL_SIZE], tf.float32, name="controls"),
-            per_field("temperature"), batch_vector("top_p", tf.float32), per_field("uniform"),
+            per_field("temperature"), per_field("top_p"), per_field("uniform"),
             per_field("forced", tf.int32)])
         def step(self, pitch, step, duration, velocity, state, controls, temperature, top_p, uniform, forced):
             previous = {"pitch": pitch, "step": step, "duration": duration, "velocity": velocity}
@@ -165,8 +165,8 @@ def make_step_module(model, config: ModelConfig):
                 pre = [tf.matmul(hidden, head["state_kernel"])]
                 pre += [tf.gather(table, outputs[earlier]) for earlier, table in head["drawn"].items()]
                 logits = tf.matmul(tf.nn.relu(tf.add_n(pre) + head["bias"]), head["logits"][0]) + head["logits"][1]
-                choice, log_prob, best = draw_field(tf, logits, temperature[:, column], top_p, uniform[:, column],
-                                                    forced[:, column])
+                choice, log_prob, best = draw_field(tf, logits, temperature[:, column], top_p[:, column],
+                                                    uniform[:, column], forced[:, column])
                 outputs[name] = choice
                 log_probs.append(log_prob)
                 most_likely.append(best)

@@ -94,14 +94,16 @@ def attention_step(tf, weights: dict, hidden, before, note_values, memory_state,
     row = tf.concat([tf.matmul(before, weights["key"]), tf.matmul(hidden, weights["value"]) + note_values], axis=1)
     remembered = tf.concat([memory_state[:, 1:memory], row[:, None]], axis=1)  # [B, M, U]
     count = tf.minimum(memory_state[:, memory, 0] + 1.0, float(memory))
-    keys = tf.transpose(tf.reshape(remembered[:, :, :half], [-1, memory, heads, depth]), [0, 2, 3, 1])  # [B, H, d, M]
-    values = tf.transpose(tf.reshape(remembered[:, :, half:], [-1, memory, heads, depth]), [0, 2, 1, 3])  # [B, H, M, d]
-    query = tf.reshape(tf.matmul(hidden, weights["query"]), [-1, heads, 1, depth])
-    scores = tf.matmul(query, keys)[:, :, 0] / float(depth) ** 0.5 + weights["distance_bias_by_row"][None]  # [B, H, M]
+    # Products and sums over the remembered rows as they lie: no transposes (each copied the cache).
+    keys = tf.reshape(remembered[:, :, :half], [-1, memory, heads, depth])  # [B, M, H, d]
+    values = tf.reshape(remembered[:, :, half:], [-1, memory, heads, depth])
+    query = tf.reshape(tf.matmul(hidden, weights["query"]), [-1, 1, heads, depth])
+    scores = tf.reduce_sum(keys * query, axis=3) / float(depth) ** 0.5 + weights["distance_bias_by_row"][None]  # [B, M, H]
     distance = tf.range(memory - 1, -1, -1, dtype=tf.float32)  # row j lies memory - 1 - j notes back
     real = distance[None] < count[:, None]  # [B, M]
-    scores = tf.where(real[:, None], scores, MASKED_SCORE)
-    read = tf.matmul(tf.nn.softmax(scores, axis=-1)[:, :, None], values)  # [B, H, 1, d]
+    scores = tf.where(real[:, :, None], scores, MASKED_SCORE)
+    attention = tf.nn.softmax(scores, axis=1)  # over the remembered notes
+    read = tf.reduce_sum(values * attention[:, :, :, None], axis=1)  # [B, H, d]
     hidden = hidden + tf.matmul(tf.reshape(read, [-1, half]), weights["output"])
     count_row = tf.ones_like(hidden) * count[:, None]
     return hidden, tf.concat([remembered, count_row[:, None]], axis=1)

@@ -20,7 +20,7 @@ from models.notes import NOTE_DTYPE
 from models.stderr import silenced_stderr
 
 HEADS = ("pitch", "step", "duration", "velocity")
-CARD_FORMAT = "cadenza-step-v2"
+CARD_FORMAT = "cadenza-step-v3"  # v3: top_p per field [B, 4], state rows per models.config.state_shape
 STEP_INPUTS = set(HEADS) | {"state", "controls", "temperature", "top_p", "uniform", "forced"}
 STEP_OUTPUTS = set(HEADS) | {"state", "log_prob", "most_likely"}
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default"
@@ -222,7 +222,7 @@ class Runtime:
         `last_most_likely` then holds each field's most likely bin given the note's earlier fields.
         """
         ones = np.ones((self.batch, len(FIELD_ORDER)), np.float32)
-        outputs = self._play(self._forced(notes), ones, np.full(self.batch, NO_TOP_P, np.float32))
+        outputs = self._play(self._forced(notes), ones, np.full((self.batch, len(FIELD_ORDER)), NO_TOP_P, np.float32))
         self._strike(notes)
         self.last_most_likely = {name: outputs["most_likely"][:, column] for column, name in enumerate(FIELD_ORDER)}
         return {name: outputs["log_prob"][:, column] for column, name in enumerate(FIELD_ORDER)}
@@ -261,31 +261,10 @@ class Runtime:
         return notes
 
     def _draw(self, step_function, inputs: dict, forced: np.ndarray, temperature: np.ndarray, nucleus: np.ndarray) -> dict:
-        """The fields not `forced` [B, 4], drawn in FIELD_ORDER with a nucleus per field [B, 4].
-
-        The graph takes one nucleus per stream, so a field whose nucleus differs from the field
-        before it is drawn by a call of its own, forcing what the earlier calls drew (the state a
-        call returns depends only on the note before, so it is the same for every call).
-        """
-        outputs, start = None, 0
-        while start < len(FIELD_ORDER):
-            end = start + 1
-            while end < len(FIELD_ORDER) and np.array_equal(nucleus[:, end], nucleus[:, start]):
-                end += 1
-            call_forced = forced.copy()
-            if outputs is not None:
-                drawn = np.stack([outputs[name] for name in FIELD_ORDER], axis=1)
-                call_forced[:, :start] = np.where(forced[:, :start] >= 0, forced[:, :start], drawn[:, :start])
-            result = step_function({**inputs, "temperature": temperature, "top_p": np.ascontiguousarray(nucleus[:, start]),
-                                    "forced": call_forced, "uniform": self.rng.random(forced.shape, dtype=np.float32)})
-            if outputs is None:
-                outputs = {name: np.array(value) for name, value in result.items()}
-            for column in range(start, end):
-                outputs[FIELD_ORDER[column]] = np.array(result[FIELD_ORDER[column]])
-                outputs["log_prob"][:, column] = result["log_prob"][:, column]
-                outputs["most_likely"][:, column] = result["most_likely"][:, column]
-            start = end
-        return outputs
+        """The fields not `forced` [B, 4], drawn in FIELD_ORDER with a temperature and a nucleus per field [B, 4]: one graph call."""
+        result = step_function({**inputs, "temperature": temperature, "top_p": nucleus, "forced": forced,
+                                "uniform": self.rng.random(forced.shape, dtype=np.float32)})
+        return {name: np.array(value) for name, value in result.items()}
 
     def _restruck_too_soon(self, drawn: dict) -> np.ndarray:
         """[B] booleans: would the drawn note strike its key within min_restrike_seconds of the last strike?"""

@@ -54,7 +54,7 @@ def _random_sequence(length, rng, batch=2):
 def _step_inputs(sequence, controls, state, t, forced):
     batch = state.shape[0]
     return {**{k: v[:, t].copy() for k, v in sequence.items()}, "state": state, "controls": controls[:, t].copy(),
-            "temperature": np.ones((batch, 4), np.float32), "top_p": np.full(batch, 2.0, np.float32),
+            "temperature": np.ones((batch, 4), np.float32), "top_p": np.full((batch, 4), 2.0, np.float32),
             "uniform": np.full((batch, 4), 0.5, np.float32), "forced": forced}
 
 
@@ -96,7 +96,7 @@ def _distribution(runtime, state, controls, prefix):
         "pitch": np.full(size, 60, np.int32), "step": np.full(size, 3, np.int32),
         "duration": np.full(size, 5, np.int32), "velocity": np.full(size, 4, np.int32),
         "state": np.repeat(state, size, axis=0), "controls": np.repeat(controls, size, axis=0),
-        "temperature": np.ones((size, 4), np.float32), "top_p": np.full(size, 2.0, np.float32),
+        "temperature": np.ones((size, 4), np.float32), "top_p": np.full((size, 4), 2.0, np.float32),
         "uniform": np.full((size, 4), 0.5, np.float32), "forced": forced})
     return np.exp(outputs["log_prob"][:, column].astype(np.float64))
 
@@ -121,7 +121,7 @@ def test_draws_follow_the_conditional_distributions(exported):
             "pitch": np.full(draws, 60, np.int32), "step": np.full(draws, 3, np.int32),
             "duration": np.full(draws, 5, np.int32), "velocity": np.full(draws, 4, np.int32),
             "state": np.repeat(state, draws, axis=0), "controls": np.repeat(controls, draws, axis=0),
-            "temperature": np.ones((draws, 4), np.float32), "top_p": np.full(draws, 2.0, np.float32),
+            "temperature": np.ones((draws, 4), np.float32), "top_p": np.full((draws, 4), 2.0, np.float32),
             "uniform": rng.random((draws, 4), dtype=np.float32), "forced": forced})
         counts = np.bincount(outputs[FIELD_ORDER[column]], minlength=len(expected))
         common = expected * draws >= 5  # chi-squared wants >= 5 expected per cell: pool the rare ones

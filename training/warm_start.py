@@ -120,7 +120,7 @@ def _check_matches(model, config: ModelConfig, model_dir: Path, length: int = 24
         forced = np.stack([sequence[name][:, position + 1] for name in FIELD_ORDER], axis=1)
         outputs = step({**{name: values[:, position].copy() for name, values in sequence.items()}, "state": state,
                         "controls": controls[:, position].copy(), "temperature": np.ones((2, 4), np.float32),
-                        "top_p": np.full(2, 2.0, np.float32), "uniform": np.full((2, 4), 0.5, np.float32),
+                        "top_p": np.full((2, 4), 2.0, np.float32), "uniform": np.full((2, 4), 0.5, np.float32),
                         "forced": forced.astype(np.int32)})
         state = outputs["state"]
         for column, name in enumerate(FIELD_ORDER):
