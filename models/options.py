@@ -33,7 +33,8 @@ def sampling_options(function):
           for name in ("step", "pitch", "duration", "velocity")],
         click.option("--density", help=f"Target notes per second ({DENSITY_RANGE[0]:g}-{DENSITY_RANGE[1]:g}), "
                                        "'auto' (the data's typical value), 'random' (one per stream, as the data's pieces vary), "
-                                       "'hold' (free, then kept near the stream's own opening density) or 'none' (free)."),
+                                       "'hold' (free, then kept near the stream's own opening density) or 'none' (free). "
+                                       "In musical time (--bpm, --sync) it scales with the tempo, as the rhythm does."),
         click.option("--dynamics", type=BoundedFloat(1, 127),
                      help="Target mean velocity (1-127) of the notes ahead [default: free]."),
         click.option("--key", "key_name", help="Key to play in: 'D minor', 'F# major', 'auto' (follow the player), 'random' (one per stream) or 'none'."),

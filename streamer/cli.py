@@ -63,7 +63,10 @@ def _open_control_input(stack: ExitStack, options: dict, backend_factory, contro
             raise
         return  # no MIDI system here for the default virtual input: keys and flags still work
     stack.callback(control.close)
-    _log(f"MIDI control in: {options['control_port'] or 'virtual port cadenza-control'}")
+    _log(f"MIDI control in: {options['control_port'] or f'virtual port {control.name!r}'}")
+    if control.same_name_as:
+        _log(f"note: a control input named 'cadenza-control' was already open ({', '.join(control.same_name_as)}): "
+             f"is another cadenza running? Send controls to {control.name!r}")
 
 
 @click.command()

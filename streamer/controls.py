@@ -258,16 +258,31 @@ class MidiControlInput:
 
         import rtmidi
 
+        from streamer.outputs import _virtual_port_name
+
         period = jack_period_seconds() if rtmidi_api(backend) == rtmidi.API_UNIX_JACK else None
+        before = _sendable_ports(backend) if not name else []
         try:
             self.port = PolledMidiInput(backend, name or "cadenza-control", self.mapper.handle, virtual=not name,
                                         client_name="cadenza-control", poll_seconds=poll_seconds,
                                         stamp_bias_seconds=(period or 0.0) / 2)
         except (OSError, IOError, SystemError, RuntimeError) as error:
             raise CadenzaError(f"cannot open control port {name or 'cadenza-control'!r}: {error}".splitlines()[0]) from None
+        # The name a controller or DAW sends to: a second cadenza's virtual input is renamed by the
+        # MIDI system (JACK: 'cadenza-control-01:cadenza-control'), and the log must say so.
+        self.name, self.same_name_as = name, []
+        if not name:
+            self.name, self.same_name_as = _virtual_port_name("cadenza-control", before, _sendable_ports(backend))
 
     def close(self) -> None:
         self.port.close()
+
+
+def _sendable_ports(backend) -> list:
+    try:
+        return list(backend.get_output_names())
+    except Exception:  # noqa: BLE001 - no MIDI system: nothing to compare
+        return []
 
 
 KEY_HELP = "keys: +/- temperature  [/] instrument  </> tempo  d/D density  k/K key  space pause  q quit"

@@ -51,7 +51,8 @@ class PolledMidiInput:
             matches = [i for i, port in enumerate(ports) if port == name or port.endswith(name)]
             if not matches:
                 self.midi_in.delete()
-                raise OSError(f"no MIDI input named {name!r} (have: {', '.join(ports) or 'none'})")
+                others = [port for port in ports if not port.startswith(f"{client_name}:")]  # not our own
+                raise OSError(f"no MIDI input named {name!r} (have: {', '.join(others) or 'none'})")
             self.midi_in.open_port(matches[0])
         self.name = name
         self._on_message = on_message

@@ -162,6 +162,9 @@ def test_a_second_instance_says_its_port_name_is_taken(jack_midi):
     assert second.returncode == 0, second.stderr
     assert "a port named 'twin' was already open" in second.stderr, second.stderr
     assert "virtual port 'twin'" not in second.stderr  # it names the port the DAW sees, not the one asked for
+    # and so for its control input (it said 'cadenza-control' while JACK had renamed it)
+    assert "a control input named 'cadenza-control' was already open" in second.stderr, second.stderr
+    assert "virtual port 'cadenza-control'" not in second.stderr, second.stderr
 
 
 def test_a_stuck_key_on_the_control_input_does_not_pause_the_stream_forever(jack_midi):
