@@ -158,6 +158,7 @@ def stream(**options):
         return backend_cache[0]
 
     controls = Controls(temperature=sampling.temperature, program=program, tempo_scale=options["tempo_scale"],
+                        answer=sampling.answer,
                         density=sampling.density, density_drawn=density_drawn, key=sampling.key,
                         key_strict=sampling.key_strict, stop=stop)
     if timing.sync == "midi-clock":
@@ -171,8 +172,7 @@ def stream(**options):
                                   notes=options["notes"], seconds=options["seconds"], top_p=sampling.top_p,
                                   top_p_fields=sampling.top_p_fields,
                                   head_temperature=sampling.head_temperature(), start_temperature=sampling.temperature,
-                                  response_gap_seconds=control_map.response_gap_seconds, dynamics=sampling.dynamics,
-                                  answer=sampling.answer)
+                                  response_gap_seconds=control_map.response_gap_seconds, dynamics=sampling.dynamics)
         if timing.timed:
             from streamer.timed_engine import TimedEngine
             from streamer.timeline import Timeline

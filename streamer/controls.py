@@ -42,6 +42,9 @@ class ControlMap:
     # undefined in the MIDI spec, so no pedal or wheel a pianist plays with sends it by default
     # (CC 64, the sustain pedal, would hand cadenza the turn at every pedal).
     turn_cc: int = 85
+    # Switches how an answer takes its call, live: >= 64 "free" (contrast: as if nothing had been
+    # played), < 64 "follow" (the call's key, pace and dynamics). 0 = none (the default).
+    answer_cc: int = 0
 
     @classmethod
     def load(cls, path: Path | None) -> "ControlMap":
@@ -71,7 +74,7 @@ class ControlMap:
         def is_number(value) -> bool:
             return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
-        for key in ("temperature_cc", "tempo_cc", "density_cc", "key_cc", "turn_cc"):
+        for key in ("temperature_cc", "tempo_cc", "density_cc", "key_cc", "turn_cc", "answer_cc"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 127:
                 refuse(key, "a controller number 0-127")
@@ -89,7 +92,7 @@ class ControlMap:
         if gap is not None and (not is_number(gap) or not 0.05 <= gap <= 30):
             refuse("response_gap_seconds", "seconds between 0.05 and 30")
         numbers = [self.temperature_cc, self.tempo_cc, self.density_cc, self.key_cc, *silence]
-        numbers += [self.turn_cc] if self.turn_cc else []  # turn_cc 0 is "none", not controller 0
+        numbers += [cc for cc in (self.turn_cc, self.answer_cc) if cc]  # 0 is "none" there, not controller 0
         repeated = sorted({n for n in numbers if numbers.count(n) > 1})
         if repeated:
             raise CadenzaError(f"control map {path}: controller {repeated[0]} is used for two things")
@@ -128,6 +131,7 @@ class Controls:
     held_since: dict = field(default_factory=dict)  # pitch -> monotonic onset, keys the player holds
     clock: object = None  # a ClockFollower with --sync midi-clock: the control input's clock feeds it
     turn_request: str | None = None  # "mine" or "yours", from the turn CC, taken by the engine
+    answer: str = "follow"  # how an answer takes its call (Sampling.answer); the answer CC switches it live
 
     def set_temperature(self, value: float) -> None:
         self.temperature = float(min(max(value, 0.05), 5.0))
@@ -144,6 +148,12 @@ class Controls:
         an answer that follows its call takes the call's instead."""
         self.density = value if value in (None, "auto", "hold") else float(min(max(value, DENSITY_RANGE[0]), DENSITY_RANGE[1]))
         self.density_drawn = drawn
+        self.steering_version += 1
+
+    def set_answer(self, answer: str) -> None:
+        if answer not in ("follow", "free"):
+            raise ValueError(f"answer must be 'follow' or 'free', not {answer!r}")
+        self.answer = answer
         self.steering_version += 1
 
     def set_key(self, key: str | None) -> None:
@@ -209,6 +219,8 @@ class ControlMapper:
         controls, control_map = self.controls, self.map
         if control == control_map.turn_cc and control_map.turn_cc:
             controls.turn_request = "mine" if value >= 64 else "yours"
+        elif control == control_map.answer_cc and control_map.answer_cc:
+            controls.set_answer("free" if value >= 64 else "follow")
         elif control == control_map.temperature_cc:
             low, high = control_map.temperature_range
             controls.set_temperature(low + (high - low) * value / 127)

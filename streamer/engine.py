@@ -44,7 +44,6 @@ class StreamSettings:
     response_gap_seconds: float | None = None  # None: FREE_PLAY_GAP_SECONDS, or a beat in turns
     key_memory_notes: int = 32  # --key auto follows the pitch classes of the player's last notes
     dynamics: float | None = None  # mean velocity asked for (--dynamics)
-    answer: str = "follow"  # 'follow': an answer takes what the player left free from the call (Sampling.answer)
     call_notes: int = 64  # the player's last notes are the call an answer follows
 
 
@@ -148,7 +147,7 @@ class Engine:
             return
         self._steering_applied = version
         sampling = Sampling(density="random" if controls.density_drawn else controls.density, key=controls.key,
-                            key_strict=controls.key_strict, dynamics=self.settings.dynamics, answer=self.settings.answer)
+                            key_strict=controls.key_strict, dynamics=self.settings.dynamics, answer=controls.answer)
         call = np.array(self.call, dtype=NOTE_DTYPE)
         sampling, held = follow_call(sampling, call)
         if sampling.density == "random":  # no call to follow: the density drawn for the stream
@@ -185,7 +184,7 @@ class Engine:
             self.on_player_note()
             note = self.controls.played_notes.get_nowait()
             self.played_pitches.append(int(note["pitch"]))
-            if self.settings.answer == "follow":
+            if self.controls.answer == "follow":
                 self.call.append(note)
                 self._call_version += 1
             self.runtime.feed(note.reshape(1).repeat(self.runtime.batch))

@@ -78,3 +78,20 @@ def test_a_player_pausing_between_staccato_notes_is_still_playing_for_a_gap_of_a
     time.sleep(0.15)  # the rest of a staccato eighth at 120 BPM
     assert controls.player_is_playing(0.5, 8.0)  # one beat at 120 BPM: the player has not stopped
     assert not controls.player_is_playing(0.05, 8.0)  # the old fixed 50 ms took the rest for a stop
+
+
+def test_the_answer_cc_switches_follow_and_free_live_and_is_off_by_default(tmp_path):
+    controls = Controls()
+    ControlMapper(controls, ControlMap()).handle(mido.Message("control_change", control=86, value=127))
+    assert controls.answer == "follow"  # no answer CC unless the map names one
+    path = tmp_path / "map.toml"
+    path.write_text("answer_cc = 86\n")
+    mapper = ControlMapper(controls, ControlMap.load(path))
+    version = controls.steering_version
+    mapper.handle(mido.Message("control_change", control=86, value=127))
+    assert controls.answer == "free" and controls.steering_version > version  # the engine steers again
+    mapper.handle(mido.Message("control_change", control=86, value=0))
+    assert controls.answer == "follow"
+    path.write_text("answer_cc = 1\n")  # the temperature's controller
+    with pytest.raises(Exception, match="controller 1 is used for two things"):
+        ControlMap.load(path)
