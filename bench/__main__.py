@@ -66,7 +66,9 @@ def _step_inputs(runtime, batch: int = 1) -> dict:
             "state": np.zeros((batch, *runtime.card["state_shape"]), np.float32),
             "controls": np.zeros((batch, 17), np.float32), "temperature": np.ones((batch, 4), np.float32),
             "top_p": np.full((batch, 4), 2.0, np.float32), "uniform": np.full((batch, 4), 0.5, np.float32),
-            "forced": np.full((batch, 4), -1, np.int32)}
+            "forced": np.full((batch, 4), -1, np.int32),
+            **({"memory": np.zeros((batch, *runtime.card["memory_shape"]), np.float32)}
+               if runtime.card.get("memory_shape") else {})}
 
 
 def _time_calls(function, count: int) -> list:

@@ -65,13 +65,15 @@ class ModelConfig:
 
 
 def state_shape(config: ModelConfig) -> tuple:
-    """The step graph's state per stream: [rows, lstm_units].
+    """The step graph's state per stream: [rows, lstm_units]: each LSTM layer's h and c, and with
+    memory one more row filled with the number of notes the stream has remembered."""
+    return (2 * config.lstm_layers + (1 if config.memory else 0), config.lstm_units)
 
-    Rows: each LSTM layer's h and c; with memory, one row per remembered note (its attention key
-    and value, half a row each, oldest first) and a last row holding how many notes are remembered.
-    """
-    memory_rows = config.memory + 1 if config.memory else 0
-    return (2 * config.lstm_layers + memory_rows, config.lstm_units)
+
+def memory_shape(config: ModelConfig) -> tuple | None:
+    """With memory, the remembered notes per stream: [memory, lstm_units], each row one note's
+    attention key and value (half a row each), a ring: note number n lies in row n % memory."""
+    return (config.memory, config.lstm_units) if config.memory else None
 
 
 SEED_CONFIG = ModelConfig(

@@ -1,14 +1,16 @@
 """Export a trained network as a stateful single-step graph: SavedModel, .tflite and a model card.
 
 One call of `step` plays one note of B streams, all in the graph: it takes the previous note
-(pitch, step bin, duration bin, velocity bin, each int32 [B]), the state
-[B, rows, units] (models.config.state_shape: the LSTM's, and the memory's if it has one), the controls [B, CONTROL_SIZE], and per stream the temperature of each
-field [B, 4], top-p per field [B, 4], uniform noise [B, 4] and `forced` [B, 4] (a bin, or -1 to draw). It draws
-the next note's fields in FIELD_ORDER, each conditioned on those before it, and returns them,
-their log-probabilities [B, 4] (under the tempered, truncated distribution they were drawn from)
-the most likely category of each field given the ones before it [B, 4], and the new state.
-Forcing every field scores a known note; the columns of the [B, 4] inputs
-and outputs follow FIELD_ORDER.
+(pitch, step bin, duration bin, velocity bin, each int32 [B]), the state [B, rows, units]
+(models.config.state_shape), the controls [B, CONTROL_SIZE], and per stream the temperature of
+each field [B, 4], top-p per field [B, 4], uniform noise [B, 4] and `forced` [B, 4] (a bin, or -1
+to draw). It draws the next note's fields in FIELD_ORDER, each conditioned on those before it, and
+returns them, their log-probabilities [B, 4] (under the tempered, truncated distribution they were
+drawn from), the most likely category of each field given the ones before it [B, 4], and the new
+state. Forcing every field scores a known note; the columns of the [B, 4] inputs and outputs
+follow FIELD_ORDER. A model with memory also takes the ring of remembered notes `memory`
+[B, memory, units] (models.config.memory_shape), read in place, and returns this note's row
+`memory_row` [B, units] for the runtime to write into it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from models.config import FIELD_ORDER, Bins, ModelConfig, state_shape
+from models.config import FIELD_ORDER, Bins, ModelConfig, memory_shape, state_shape
 from models.controls import CONTROL_SIZE
 from models.network import HEADS
 from models.runtime import CARD_FORMAT
@@ -96,8 +98,7 @@ def folded_weights(model, config: ModelConfig) -> dict:
         for weight in ("query", "key", "value"):
             folded["memory"][weight] = getattr(attention, weight).numpy()
         folded["memory"]["output"] = attention.output_kernel.numpy()
-        # The state keeps the oldest note first: row j lies memory - 1 - j notes back.
-        folded["memory"]["distance_bias_by_row"] = attention.distance_bias.numpy()[:, ::-1].T.copy()  # [M, H]
+        folded["memory"]["distance_bias"] = attention.distance_bias.numpy().T.copy()  # [distance, head]
     for column, name in enumerate(FIELD_ORDER):
         hidden_layer, logits_layer = model.get_layer(name).layers
         kernel, bias = hidden_layer.kernel.numpy(), hidden_layer.bias.numpy()
@@ -115,7 +116,7 @@ def make_step_module(model, config: ModelConfig):
     """A tf.Module whose `step` and `initial_state` functions compute what the trained layers do."""
     import tensorflow as tf
 
-    from models.memory import attention_step
+    from models.memory import attention_step, next_count
 
     batch_vector = lambda name, dtype=tf.int32: tf.TensorSpec([None], dtype, name=name)  # noqa: E731
     per_field = lambda name, dtype=tf.float32: tf.TensorSpec([None, len(FIELD_ORDER)], dtype, name=name)  # noqa: E731
@@ -136,12 +137,16 @@ def make_step_module(model, config: ModelConfig):
                                  "logits": tuple(constant(w) for w in head["logits"])}
                           for name, head in weights["heads"].items()}
 
-        @tf.function(input_signature=[batch_vector(n) for n in HEADS] + [
-            tf.TensorSpec([None, *state_shape(config)], tf.float32, name="state"),
-            tf.TensorSpec([None, CONTROL_SIZE], tf.float32, name="controls"),
-            per_field("temperature"), per_field("top_p"), per_field("uniform"),
-            per_field("forced", tf.int32)])
-        def step(self, pitch, step, duration, velocity, state, controls, temperature, top_p, uniform, forced):
+            signature = [batch_vector(n) for n in HEADS] + [
+                tf.TensorSpec([None, *state_shape(config)], tf.float32, name="state"),
+                tf.TensorSpec([None, CONTROL_SIZE], tf.float32, name="controls"),
+                per_field("temperature"), per_field("top_p"), per_field("uniform"), per_field("forced", tf.int32)]
+            if config.memory:
+                signature.append(tf.TensorSpec([None, *memory_shape(config)], tf.float32, name="memory"))
+            self.step = tf.function(self._step, input_signature=signature)
+
+        def _step(self, pitch, step, duration, velocity, state, controls, temperature, top_p, uniform, forced,
+                  memory=None):
             previous = {"pitch": pitch, "step": step, "duration": duration, "velocity": velocity}
             looked_up = tf.add_n([tf.gather(self.input_tables[name], previous[name]) for name in HEADS])
             hidden, new_state = controls, []
@@ -156,9 +161,11 @@ def make_step_module(model, config: ModelConfig):
             new_state = tf.stack(new_state, axis=1)
             if self.memory is not None:
                 note_values = tf.add_n([tf.gather(self.value_tables[name], previous[name]) for name in HEADS])
-                hidden, remembered = attention_step(tf, self.memory, hidden, before, note_values,
-                                                    state[:, 2 * len(self.lstm):], config.memory_heads)
-                new_state = tf.concat([new_state, remembered], axis=1)
+                count = state[:, -1, 0]
+                hidden, memory_row = attention_step(tf, self.memory, hidden, before, note_values, count, memory,
+                                                    config.memory_heads)
+                count_row = tf.ones_like(hidden) * next_count(tf, count, config.memory)[:, None]
+                new_state = tf.concat([new_state, count_row[:, None]], axis=1)
             outputs, log_probs, most_likely = {}, [], []
             for column, name in enumerate(FIELD_ORDER):
                 head = self.heads[name]
@@ -173,6 +180,8 @@ def make_step_module(model, config: ModelConfig):
             outputs["log_prob"] = tf.stack(log_probs, axis=1)
             outputs["most_likely"] = tf.stack(most_likely, axis=1)
             outputs["state"] = new_state
+            if self.memory is not None:
+                outputs["memory_row"] = memory_row
             return outputs
 
         @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="batch")])
@@ -199,6 +208,7 @@ def build_card(config: ModelConfig, extra: dict) -> dict:
         "field_order": list(FIELD_ORDER),
         "control_size": CONTROL_SIZE,
         "state_shape": list(state_shape(config)),
+        **({"memory_shape": list(memory_shape(config))} if config.memory else {}),
         "bins": {
             "time_seconds": [round(float(t), 6) for t in bins.time_centers],
             "velocity": [int(v) for v in bins.velocity_centers],

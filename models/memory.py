@@ -13,8 +13,8 @@ each head tends to look. The output projection starts at zero, so a network give
 out as the same function as the one without.
 
 Two forms with the same arithmetic: `PastAttention`, a Keras layer over whole windows (training),
-and `attention_step`, one note of the exported step graph, whose state keeps each remembered
-note's key and value (see models.config.state_shape).
+and `attention_step`, one note of the exported step graph, which reads each remembered note's key
+and value from a ring the runtime keeps (see models.config.memory_shape).
 """
 
 from __future__ import annotations
@@ -79,31 +79,38 @@ class PastAttention(layers.Layer):
         return {**super().get_config(), "memory": self.memory, "heads": self.heads}
 
 
-def attention_step(tf, weights: dict, hidden, before, note_values, memory_state, heads: int):
-    """One note of PastAttention in the step graph.
+def next_count(tf, count, memory: int):
+    """A stream's note count after one more note, kept below 2 * memory with its remainder (the ring
+    position) unchanged, so that a float32 count stays exact however long the stream plays."""
+    count = count + 1.0
+    return tf.where(count >= 2.0 * memory, count - memory, count)
+
+
+def attention_step(tf, weights: dict, hidden, before, note_values, count, remembered, heads: int):
+    """One note of PastAttention in the step graph; returns (hidden plus what was read [B, U], this
+    note's [key | value] row [B, U], which the runtime writes into the ring at row count % memory).
 
     `hidden` [B, U]: the LSTM's output for this note; `before` [B, U]: its output for the note
-    before; `note_values` [B, U/2]: this note's embedding times value_notes (looked up);
-    `memory_state` [B, memory + 1, U]: the remembered notes' [key | value] rows, oldest first, and
-    a last row filled with how many of them are real (a fresh stream remembers none).
-    Returns (hidden plus what was read [B, U], the new memory state).
+    before; `note_values` [B, U/2]: this note's embedding times value_notes (looked up); `count`
+    [B]: the notes before this one (see next_count); `remembered` [B, memory, U]: the ring, read in
+    place (no row is copied or shifted: at batch 256 those copies took most of a step). The row
+    this note will overwrite holds the note `memory` back, which the window leaves out.
     """
-    memory = memory_state.shape[1] - 1
-    units = hidden.shape[-1]
+    memory, units = remembered.shape[1], hidden.shape[-1]
     half, depth = units // 2, units // 2 // heads
-    row = tf.concat([tf.matmul(before, weights["key"]), tf.matmul(hidden, weights["value"]) + note_values], axis=1)
-    remembered = tf.concat([memory_state[:, 1:memory], row[:, None]], axis=1)  # [B, M, U]
-    count = tf.minimum(memory_state[:, memory, 0] + 1.0, float(memory))
-    # Products and sums over the remembered rows as they lie: no transposes (each copied the cache).
+    scale = 1.0 / float(depth) ** 0.5
+    own_key = tf.reshape(tf.matmul(before, weights["key"]), [-1, 1, heads, depth])
+    own_value = tf.matmul(hidden, weights["value"]) + note_values
+    query = tf.reshape(tf.matmul(hidden, weights["query"]), [-1, 1, heads, depth])
     keys = tf.reshape(remembered[:, :, :half], [-1, memory, heads, depth])  # [B, M, H, d]
     values = tf.reshape(remembered[:, :, half:], [-1, memory, heads, depth])
-    query = tf.reshape(tf.matmul(hidden, weights["query"]), [-1, 1, heads, depth])
-    scores = tf.reduce_sum(keys * query, axis=3) / float(depth) ** 0.5 + weights["distance_bias_by_row"][None]  # [B, M, H]
-    distance = tf.range(memory - 1, -1, -1, dtype=tf.float32)  # row j lies memory - 1 - j notes back
-    real = distance[None] < count[:, None]  # [B, M]
-    scores = tf.where(real[:, :, None], scores, MASKED_SCORE)
-    attention = tf.nn.softmax(scores, axis=1)  # over the remembered notes
-    read = tf.reduce_sum(values * attention[:, :, :, None], axis=1)  # [B, H, d]
+    distance = tf.math.floormod(count[:, None] - tf.range(memory, dtype=tf.float32)[None], float(memory))  # [B, M]
+    real = tf.logical_and(distance >= 1.0, distance <= count[:, None])  # 0: the row this note replaces
+    bias = tf.gather(weights["distance_bias"], tf.cast(distance, tf.int32))  # [B, M, H]
+    scores = tf.where(real[:, :, None], tf.reduce_sum(keys * query, axis=3) * scale + bias, MASKED_SCORE)
+    own_score = tf.reduce_sum(own_key * query, axis=3) * scale + weights["distance_bias"][0]  # [B, 1, H]
+    attention = tf.nn.softmax(tf.concat([scores, own_score], axis=1), axis=1)  # over the window and itself
+    read = tf.reduce_sum(values * attention[:, :memory, :, None], axis=1)  # [B, H, d]
+    read += tf.reshape(own_value, [-1, heads, depth]) * attention[:, memory, :, None]
     hidden = hidden + tf.matmul(tf.reshape(read, [-1, half]), weights["output"])
-    count_row = tf.ones_like(hidden) * count[:, None]
-    return hidden, tf.concat([remembered, count_row[:, None]], axis=1)
+    return hidden, tf.concat([tf.reshape(own_key, [-1, half]), own_value], axis=1)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.config import FIELD_ORDER, ZERO_BIN_LIMIT_SECONDS, Bins, ModelConfig, state_shape
+from models.config import FIELD_ORDER, ZERO_BIN_LIMIT_SECONDS, Bins, ModelConfig, memory_shape, state_shape
 from models.controls import CONTROL_SIZE
 from models.errors import CadenzaError, require_tensorflow
 from models.notes import NOTE_DTYPE
@@ -23,6 +23,14 @@ HEADS = ("pitch", "step", "duration", "velocity")
 CARD_FORMAT = "cadenza-step-v3"  # v3: top_p per field [B, 4], state rows per models.config.state_shape
 STEP_INPUTS = set(HEADS) | {"state", "controls", "temperature", "top_p", "uniform", "forced"}
 STEP_OUTPUTS = set(HEADS) | {"state", "log_prob", "most_likely"}
+MEMORY_INPUTS, MEMORY_OUTPUTS = {"memory"}, {"memory_row"}  # with memory (models/memory.py)
+
+
+def step_names(card: dict) -> tuple[set, set]:
+    """The step graph's input and output names for this card."""
+    if card.get("memory_shape"):
+        return STEP_INPUTS | MEMORY_INPUTS, STEP_OUTPUTS | MEMORY_OUTPUTS
+    return STEP_INPUTS, STEP_OUTPUTS
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default"
 # The note a stream starts from when nothing primes it: middle C, a quarter second, mezzo-forte.
 START_NOTE = (60, 0.0, 0.25, 80)
@@ -44,7 +52,9 @@ def read_card(model_dir: Path) -> dict:
     if card.get("format") != CARD_FORMAT:
         raise CadenzaError(f"{model_dir} is a {card.get('format', 'unknown')} model; this cadenza reads "
                            f"{CARD_FORMAT} (re-export the run with `cadenza export`)")
-    expected = {"state_shape": list(state_shape(config)), "field_order": list(FIELD_ORDER),
+    shape = memory_shape(config)
+    expected = {"state_shape": list(state_shape(config)), "memory_shape": list(shape) if shape else None,
+                "field_order": list(FIELD_ORDER),
                 "control_size": CONTROL_SIZE}
     for field_name, value in expected.items():
         if card.get(field_name) != value:
@@ -71,7 +81,8 @@ class TFLiteStep:
         self._input_details = {d["name"]: d for d in self.interpreter.get_input_details()}
         self._inputs = {name: detail["index"] for name, detail in self._input_details.items()}
         output_details = self.interpreter.get_output_details()
-        if set(self._inputs) != STEP_INPUTS or sorted(output_order) != sorted(STEP_OUTPUTS) \
+        inputs, outputs = step_names(card)
+        if set(self._inputs) != inputs or sorted(output_order) != sorted(outputs) \
                 or len(output_details) != len(output_order):
             raise CadenzaError(f"{path} does not have the inputs and outputs of a cadenza step graph "
                                "(or the card's tflite_output_order does not match it)")
@@ -142,7 +153,7 @@ def load_step(model_dir: Path, backend: str = "auto", card: dict | None = None):
         path = model_dir / "model.tflite"
         if not path.exists():
             raise CadenzaError(f"{model_dir} has no model.tflite")
-        return TFLiteStep(path, card.get("tflite_output_order", sorted(STEP_OUTPUTS)), card)
+        return TFLiteStep(path, card.get("tflite_output_order", sorted(step_names(card)[1])), card)
     if backend == "savedmodel":
         path = model_dir / "savedmodel"
         if not path.is_dir():
@@ -187,6 +198,9 @@ class Runtime:
         """Forget everything: zero state, no controls, each stream continues from START_NOTE."""
         self.batch = batch or self.batch
         self.state = np.zeros((self.batch, *self.card["state_shape"]), dtype=np.float32)
+        # With memory: the ring of remembered notes (models/memory.py), written one row a note.
+        shape = self.card.get("memory_shape")
+        self.memory = np.zeros((self.batch, *shape), dtype=np.float32) if shape else None
         self.controls = np.zeros((self.batch, CONTROL_SIZE), np.float32)
         start = self.bins.encode(np.repeat(np.array([START_NOTE], dtype=NOTE_DTYPE), self.batch))
         self.previous = {name: values.astype(np.int32) for name, values in start.items()}
@@ -199,13 +213,27 @@ class Runtime:
     def _play(self, forced: np.ndarray, temperature: np.ndarray, top_p: np.ndarray) -> dict:
         """One graph call: returns {field: bins [B]} and "log_prob" [B, 4]; advances the state."""
         outputs = self.step_function({
-            **self.previous, "state": self.state, "controls": self.controls, "temperature": temperature,
+            **self._inputs(), "temperature": temperature,
             "top_p": top_p, "uniform": self.rng.random((self.batch, len(FIELD_ORDER)), dtype=np.float32),
             "forced": forced,
         })
-        self.state = outputs["state"]
+        self._advance(outputs)
         self.previous = {name: outputs[name].astype(np.int32) for name in HEADS}
         return outputs
+
+    def _inputs(self) -> dict:
+        """The graph's inputs that carry the streams: the previous note, state, controls (and memory)."""
+        inputs = {**self.previous, "state": self.state, "controls": self.controls}
+        if self.memory is not None:
+            inputs["memory"] = self.memory
+        return inputs
+
+    def _advance(self, outputs: dict) -> None:
+        """The new state; with memory, this note's row written into each stream's ring at its count."""
+        if self.memory is not None:
+            count = self.state[:, -1, 0].astype(np.int64)  # the notes each stream has played before this one
+            self.memory[np.arange(self.batch), count % self.memory.shape[1]] = outputs["memory_row"]
+        self.state = outputs["state"]
 
     def _strike(self, notes: np.ndarray) -> None:
         """Keep time since each key's last strike: every stream moves on by its note's step."""
@@ -249,10 +277,10 @@ class Runtime:
             raise ValueError("temperature must be a finite number > 0")
         value = NO_TOP_P if top_p is None or top_p >= 1.0 else float(top_p)
         nucleus = np.array([[value if name in top_p_fields else NO_TOP_P for name in FIELD_ORDER]] * self.batch, np.float32)
-        inputs = {**self.previous, "state": self.state, "controls": self.controls}
+        inputs = self._inputs()
         outputs = self._draw(self.step_function, inputs, np.full((self.batch, len(FIELD_ORDER)), -1, np.int32),
                              temperature_matrix, nucleus)
-        self.state = outputs["state"]
+        self._advance(outputs)
         outputs = self._redraw_restrikes(outputs, inputs, temperature_matrix, nucleus)
         self.previous = {name: outputs[name].astype(np.int32) for name in HEADS}
         self.last_log_prob = {name: outputs["log_prob"][:, column] for column, name in enumerate(FIELD_ORDER)}

@@ -69,12 +69,19 @@ def test_forced_step_log_probs_match_the_keras_network(exported, backend):
     inputs |= {f"next_{name}": sequence[name][:, 1:] for name in FIELD_ORDER[:-1]}
     full = model(inputs, training=False)
     step = load_step(out, backend)
-    state = np.zeros((2, *read_card(out)["state_shape"]), np.float32)
+    card = read_card(out)
+    state = np.zeros((2, *card["state_shape"]), np.float32)
+    memory = np.zeros((2, *card["memory_shape"]), np.float32) if card.get("memory_shape") else None
     differences = []
     for t in range(20):
         forced = np.stack([sequence[name][:, t + 1] for name in FIELD_ORDER], axis=1).astype(np.int32)
-        outputs = step(_step_inputs(sequence, controls, state, t, forced))
+        inputs = _step_inputs(sequence, controls, state, t, forced)
+        if memory is not None:
+            inputs["memory"] = memory
+        outputs = step(inputs)
         state = outputs["state"]
+        if memory is not None:  # the ring: note t in row t % memory
+            memory[:, t % memory.shape[1]] = outputs["memory_row"]
         for column, name in enumerate(FIELD_ORDER):
             expected = log_softmax(np.asarray(full[name])[:, t], axis=-1)[np.arange(2), forced[:, column]]
             differences.append(np.abs(expected - outputs["log_prob"][:, column]))
@@ -97,8 +104,17 @@ def _distribution(runtime, state, controls, prefix):
         "duration": np.full(size, 5, np.int32), "velocity": np.full(size, 4, np.int32),
         "state": np.repeat(state, size, axis=0), "controls": np.repeat(controls, size, axis=0),
         "temperature": np.ones((size, 4), np.float32), "top_p": np.full((size, 4), 2.0, np.float32),
-        "uniform": np.full((size, 4), 0.5, np.float32), "forced": forced})
+        "uniform": np.full((size, 4), 0.5, np.float32), "forced": forced, **_memory_inputs(runtime, size)})
     return np.exp(outputs["log_prob"][:, column].astype(np.float64))
+
+
+def _memory_inputs(runtime, batch: int) -> dict:
+    """A model with memory also reads a ring of remembered notes: the same random one for every row."""
+    shape = runtime.card.get("memory_shape")
+    if not shape:
+        return {}
+    ring = np.random.default_rng(7).normal(size=(1, *shape)).astype(np.float32)
+    return {"memory": np.repeat(ring, batch, axis=0)}
 
 
 def test_draws_follow_the_conditional_distributions(exported):
@@ -122,7 +138,7 @@ def test_draws_follow_the_conditional_distributions(exported):
             "duration": np.full(draws, 5, np.int32), "velocity": np.full(draws, 4, np.int32),
             "state": np.repeat(state, draws, axis=0), "controls": np.repeat(controls, draws, axis=0),
             "temperature": np.ones((draws, 4), np.float32), "top_p": np.full((draws, 4), 2.0, np.float32),
-            "uniform": rng.random((draws, 4), dtype=np.float32), "forced": forced})
+            "uniform": rng.random((draws, 4), dtype=np.float32), "forced": forced, **_memory_inputs(runtime, draws)})
         counts = np.bincount(outputs[FIELD_ORDER[column]], minlength=len(expected))
         common = expected * draws >= 5  # chi-squared wants >= 5 expected per cell: pool the rare ones
         observed = np.append(counts[common], counts[~common].sum())
@@ -161,6 +177,8 @@ def test_prime_then_sample_is_scoring_the_primer_then_sampling_and_reset_forgets
     first_scores = scored.score(primer[None])
     assert np.array_equal(primed.sample(1.0), scored.sample(1.0))
     assert np.allclose(primed.state, scored.state, atol=1e-6)
+    if primed.memory is not None:
+        assert np.allclose(primed.memory, scored.memory, atol=1e-6)
     for _ in range(30):
         scored.sample(1.0)
     again = scored.score(primer[None])

@@ -68,7 +68,7 @@ def test_train_checkpoints_resumes_evaluates_and_exports(prepared, tmp_path):
     assert run_cadenza("export", str(tuned), "--out", str(tmp_path / "tuned_model"), timeout=300).returncode == 0
     tuned_card = json.loads((tmp_path / "tuned_model" / "card.json").read_text())
     assert tuned_card["training"]["started_from"]["predictions_seen"] == card["training"]["predictions_seen"]
-    assert tuned_card["state_shape"] == [2 + 8 + 1, 8]
+    assert tuned_card["state_shape"] == [2 + 1, 8] and tuned_card["memory_shape"] == [8, 8]
 
 
 def test_warm_start_rebuilds_an_exported_network_exactly_and_refuses_another_shape(tmp_path, monkeypatch):
