@@ -52,7 +52,6 @@ class ClockFollower:
         self.lost_pulses = 0
         self._vanished = None  # (last arrival, seconds per pulse) while the clock is gone (see watch)
         self._returning: list = []  # arrivals of the pulses since it came back, until RETURN_PULSES
-        self.vanished_count = 0
         self._slope_kept = None  # the tempo before the clock vanished, until a beat of new pulses
 
     def pulse(self, arrival: float) -> None:
@@ -111,7 +110,6 @@ class ClockFollower:
             self.running = False
             self.transport_version += 1
             self._vanished = (last_arrival, seconds_per_pulse)
-            self.vanished_count += 1
             return True
 
     def _came_back(self) -> None:

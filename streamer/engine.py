@@ -46,6 +46,11 @@ class StreamSettings:
     dynamics: float | None = None  # mean velocity asked for (--dynamics)
     call_notes: int = 64  # the player's last notes are the call an answer follows
 
+    @property
+    def free_play_gap_seconds(self) -> float:
+        """How long after the player's last note the model answers in free play."""
+        return self.response_gap_seconds or FREE_PLAY_GAP_SECONDS
+
 
 class StreamError(RuntimeError):
     """The stream stopped because something broke (a vanished port, a failed model step)."""
@@ -83,8 +88,7 @@ class Engine:
                 break
             self._apply_live_controls()
             self._apply_steering()
-            if controls.paused or controls.player_is_playing(settings.response_gap_seconds or FREE_PLAY_GAP_SECONDS,
-                                                                           settings.max_note_seconds) or not controls.played_notes.empty():
+            if controls.paused or controls.player_is_playing(settings.free_play_gap_seconds, settings.max_note_seconds) or not controls.played_notes.empty():
                 self._absorb_player_notes()
                 onset = None  # resume just after the pause or the player's phrase
                 controls.stop.wait(0.01)

@@ -68,8 +68,7 @@ class TimedEngine(Engine):
             if turns and not turns.answering:
                 controls.stop.wait(0.002)
                 continue
-            if not turns and (controls.paused or controls.player_is_playing(settings.response_gap_seconds or FREE_PLAY_GAP_SECONDS,
-                                                                           settings.max_note_seconds)
+            if not turns and (controls.paused or controls.player_is_playing(settings.free_play_gap_seconds, settings.max_note_seconds)
                               or not controls.played_notes.empty()):
                 self._absorb_player_notes()  # call and response, as in free time: then on the grid
                 resting = True
