@@ -51,7 +51,8 @@ class Script:
 
 
 class ClockSender:
-    """Sends the script to the stream's control input; `sent` holds (kind, monotonic seconds)."""
+    """Sends the script to the stream's control input; `sent` holds (kind, monotonic seconds), and
+    for every pulse ("grid", the time it belonged at before its jitter)."""
 
     def __init__(self, port_suffix: str, script: Script, seed: int = 0):
         self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="daw")
@@ -93,6 +94,8 @@ class ClockSender:
                 beat += unheard / PULSES_PER_BEAT
                 self.sent.append(("unheard_pulses", unheard))
             self._send("clock", [0xF8], ideal + self.rng.uniform(-1, 1) * script.jitter_seconds)
+            with self._lock:
+                self.sent.append(("grid", ideal))  # where the pulse belonged: the DAW's grid, without the jitter
             ideal += seconds_per_pulse
             beat += 1.0 / PULSES_PER_BEAT
         self.out.close_port()
@@ -238,6 +241,16 @@ def grid_errors(onsets: np.ndarray, pulses: list[float], first_pulse: int, pulse
         nearest = first_pulse + round((position - first_pulse) / pulses_per_step) * pulses_per_step
         errors.append(onset - (intercept + slope * nearest))
     return np.array(errors)
+
+
+def errors_from_ideal_grid(onsets: np.ndarray, result: "Session", pulses_per_step: int) -> np.ndarray:
+    """Each onset minus the nearest point of the DAW's grid (seconds): every `pulses_per_step`
+    pulses from Start, at the times the pulses belonged before their jitter."""
+    grid = np.array(result.times("grid"))
+    start_index = int(np.sum(np.array(result.times("clock")) < result.times("start")[0]))
+    points = grid[start_index::pulses_per_step]
+    nearest = np.abs(onsets[:, None] - points[None, :]).argmin(axis=1)
+    return onsets - points[nearest]
 
 
 def still_sounding_after(heard: list, moment: float) -> tuple[int, float | None]:

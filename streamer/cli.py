@@ -199,7 +199,9 @@ def stream(**options):
     _log(f"\nstopped after {played} notes played ({engine.notes_generated} generated"
          + (f", {engine.skips} skips" if engine.skips else "")
          + (f", {engine.late_sends} sent late for the latency" if getattr(engine, "late_sends", 0) else "")
-         + (f", {sender.notes_dropped} dropped after a suspension" if sender.notes_dropped else "") + ")")
+         + (f", {sender.notes_dropped} dropped after a suspension" if sender.notes_dropped else "")
+         + (f", {controls.clock.lost_pulses} clock pulses lost on the way" if controls.clock and controls.clock.lost_pulses else "")
+         + ")")
 
 
 def _describe_timing(timing) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import dummy_jack_server
-from bench.sync import PULSES_PER_BEAT, Script, grid_errors, session_elsewhere as session, still_sounding_after
+from bench.sync import PULSES_PER_BEAT, Script, errors_from_ideal_grid, grid_errors, session_elsewhere as session, still_sounding_after
 from streamer.clock import ClockFollower, FixedTempo, Grid
 from streamer.timeline import BeatPlacer
 
@@ -233,6 +233,55 @@ def test_after_a_pulled_clock_returns_the_notes_are_on_the_grid_of_the_song_the_
     errors_ms = grid_errors(after, song_pulses, start_index, 12) * 1e3
     errors_ms = errors_ms[np.isfinite(errors_ms)]
     assert len(errors_ms) > 5 and np.all(np.abs(errors_ms) <= 2.0), np.round(errors_ms, 2)
+
+
+def _follow_a_jittery_clock(bpm: float, jitter_seconds: float, seed: int, lose_one_a_beat: bool = False):
+    """Pulses +-jitter_seconds about their ideal times (USB or network MIDI); (pulses counted lost,
+    errors in seconds of where the follower places 16th-grid points 200 ms ahead, ideal pulses lost)."""
+    rng = np.random.default_rng(seed)
+    seconds_per_pulse = 60 / bpm / PULSES_PER_BEAT
+    clock = ClockFollower()
+    clock.start()
+    errors, dropped = [], 0
+    for index in range(64 * PULSES_PER_BEAT):
+        ideal = index * seconds_per_pulse
+        if lose_one_a_beat and index > 2 * PULSES_PER_BEAT and index % PULSES_PER_BEAT == 12:
+            dropped += 1
+            continue
+        clock.pulse(ideal + rng.uniform(-1, 1) * jitter_seconds)
+        if index > 2 * PULSES_PER_BEAT:
+            sixteenth = np.ceil((ideal + 0.2) / seconds_per_pulse / 6) * 6 / PULSES_PER_BEAT
+            errors.append(clock.time_of_beat(sixteenth) - sixteenth * PULSES_PER_BEAT * seconds_per_pulse)
+    return clock.lost_pulses, np.abs(errors), dropped
+
+
+@pytest.mark.parametrize("bpm", [60, 120, 200])
+def test_five_ms_of_clock_jitter_is_not_taken_for_lost_pulses_and_the_grid_holds(bpm):
+    """Issue 20: at +-5 ms of jitter the follower counted 85 lost pulses in 64 beats at 200 BPM and
+    put onsets 15-62 ms off the DAW's grid. Deterministic (seeded), so it cannot flake."""
+    for seed in range(3):
+        lost, errors, _ = _follow_a_jittery_clock(bpm, 0.005, seed)
+        assert lost == 0, f"{lost} pulses taken for lost at {bpm} BPM"
+        assert np.percentile(errors, 95) * 1e3 <= 3.0 and errors.max() * 1e3 < 6.0, (np.percentile(errors, 95), errors.max())
+    lost, errors, dropped = _follow_a_jittery_clock(bpm, 0.005, 0, lose_one_a_beat=True)
+    assert dropped - 1 <= lost <= dropped, (lost, dropped)  # the last may still be told when the clock ends
+    assert np.percentile(errors, 95) * 1e3 <= 3.0
+
+
+def test_a_clock_jittering_five_ms_at_200_bpm_keeps_the_notes_on_the_daws_grid(fast_jack, tmp_path):
+    """Issue 20: at +-5 ms the follower took jitter for lost pulses and played 15-62 ms off the grid."""
+    script = Script(bpm=200.0, jitter_seconds=0.005, stop_beat=None, end_beat=14.0)
+    log = tmp_path / "timing.log"
+    result = session(script, ["--sync", "midi-clock", "--quantize", "1/16", "--timing-log", str(log)], seed=5)
+    assert result.exit_code == 0, result.stderr
+    # No count of lost pulses is checked here: a loaded JACK server now and then really drops one
+    # (385 sent, 384 arrived, measured), and counting it is right. The grid is what a pulse taken
+    # wrongly for lost would break (by 12.5 ms); the seeded test above checks the count.
+    placed = placed_onsets(log)
+    placed_ms = np.abs(errors_from_ideal_grid(placed, result, 6)) * 1e3
+    assert len(placed) > 30 and np.percentile(placed_ms, 95) <= 3.0, np.round(np.sort(placed_ms)[-5:], 2)
+    heard_ms = np.abs(errors_from_ideal_grid(result.onsets(), result, 6)) * 1e3
+    assert np.percentile(heard_ms, 95) <= 3.0 + HEARD_LIMIT_MS - 2.0, np.round(np.sort(heard_ms)[-5:], 2)
 
 
 def test_a_lost_pulse_is_counted_back_in_and_a_halved_tempo_is_not_taken_for_one():

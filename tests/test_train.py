@@ -45,8 +45,9 @@ def test_train_checkpoints_resumes_evaluates_and_exports(prepared, tmp_path):
                          "--max-minutes", "0.0001", *TINY, timeout=300)
     assert budget.returncode == 0 and json.loads((run / "state.json").read_text())["stopped_because"] == "time budget"
     more = run_cadenza("train", "--data", str(prepared), "--out", str(run), "--epochs", "4", "--resume", *TINY,
-                       timeout=300)
+                       "--learning-rate", "0.0007", timeout=300)
     assert more.returncode == 0, more.stderr
+    assert "learning rate: 0.00070" in more.stdout, more.stdout  # a warm restart anneals again from the rate given
     assert [int(r["epoch"]) for r in csv.DictReader(open(run / "log.csv"))] == [1, 2, 3, 4]
     evaluated = run_cadenza("evaluate", str(run), "--split", "train", timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr

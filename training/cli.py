@@ -65,7 +65,8 @@ def prepare(maestro, midi_dir, out, no_sustain, workers, force):
 @click.option("--validation-windows", type=click.IntRange(min=1), default=1024, show_default=True)
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--strategy", type=click.Choice(["none", "mirrored", "multiworker"]), default="none", show_default=True)
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its last checkpoint (with --learning-rate: anneal again from it).")
 def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_layers, lstm_units, learning_rate,
           memory, memory_heads, init_from, patience, max_minutes, validation_windows, seed, strategy, resume):
     """Train a model on a prepared dataset, checkpointing every epoch."""
@@ -77,7 +78,8 @@ def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_l
                            memory_heads=memory_heads)
     settings = TrainSettings(data=data, out=out, epochs=epochs, steps_per_epoch=steps_per_epoch,
                              validation_windows=validation_windows, patience=patience, max_minutes=max_minutes,
-                             seed=seed, strategy=strategy, resume=resume, init_from=init_from)
+                             seed=seed, strategy=strategy, resume=resume, init_from=init_from,
+                             restart_rate=learning_rate if resume else None)
     state = run_training(settings, config)
     click.echo(f"{out}: {state['epoch']} epochs, best validation loss {state['best_val_loss']:.4f} "
                f"at epoch {state['best_epoch']}" + (f" ({state['stopped_because']})" if state.get("stopped_because") else ""))

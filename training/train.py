@@ -43,6 +43,7 @@ class TrainSettings:
     strategy: str = "none"
     resume: bool = False
     init_from: Path | None = None  # an exported model to start from (training/warm_start.py)
+    restart_rate: float | None = None  # a resume anneals from this rate instead of the one reached (warm restart)
 
 
 def _dataset(sampler: WindowSampler, batch_size: int, seed: int):
@@ -132,8 +133,12 @@ def _schedule_class():
     return ResumedCosine
 
 
-def _reschedule(model, config: ModelConfig, total_steps: int) -> None:
-    """A resume that moves the run's end gets a schedule that ends there (from the current rate)."""
+def _reschedule(model, config: ModelConfig, total_steps: int, restart_rate: float | None = None) -> None:
+    """A resume that moves the run's end gets a schedule that ends there (from the current rate).
+
+    With restart_rate the cosine starts again from that rate (a warm restart: a run that had
+    annealed to its floor learns again, without losing its weights or optimizer moments).
+    """
     import keras
 
     optimizer = model.optimizer
@@ -141,11 +146,11 @@ def _reschedule(model, config: ModelConfig, total_steps: int) -> None:
     if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
         return
     end_step = getattr(schedule, "end_step", None) or getattr(schedule, "decay_steps", None)
-    if end_step == total_steps:
+    if end_step == total_steps and restart_rate is None:
         return
     step = int(optimizer.iterations.numpy())
-    rate = float(keras.ops.convert_to_numpy(schedule(step)))
-    floor = config.learning_rate * 0.05
+    rate = restart_rate or float(keras.ops.convert_to_numpy(schedule(step)))
+    floor = (restart_rate or config.learning_rate) * 0.05
     optimizer._learning_rate = _schedule_class()(rate, step, total_steps, min(floor, rate))
     print(f"learning rate: {rate:.5f} at step {step}, annealing to {min(floor, rate):.5f} at step {total_steps}",
           flush=True)
@@ -255,7 +260,7 @@ def train(settings: TrainSettings, config: ModelConfig) -> dict:
         if settings.resume:
             model = keras.models.load_model(settings.out / "last.keras", compile=True, safe_mode=False,
                                             custom_objects=_custom_objects())
-            _reschedule(model, config, settings.epochs * settings.steps_per_epoch)
+            _reschedule(model, config, settings.epochs * settings.steps_per_epoch, settings.restart_rate)
         else:
             model = _build(config, settings.epochs * settings.steps_per_epoch)
             if settings.init_from:
