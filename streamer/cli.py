@@ -118,7 +118,8 @@ def stream(**options):
     from models.runtime import Runtime
     from streamer.controls import KEY_HELP, ControlMap, Controls, TerminalKeys, status_line
     from streamer.engine import Engine, StreamError, StreamSettings
-    from streamer.outputs import OutputSpec, check_record_path, midi_backend
+    from streamer.outputs import OutputSpec, midi_backend
+    from streamer.recording import check_record_path
     from streamer.sender import SenderProcess
 
     import numpy as np

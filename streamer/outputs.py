@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from models.instruments import default_soundfont
 from models.stderr import captured_stderr
 from streamer.jack import jack_client
 from streamer.midi_input import midi_system_alive, rtmidi_api
+from streamer.recording import RecordOutput
 
 MIDI_APIS = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE"}
 # Longer than one JACK period at common settings (2048 frames at 44.1 kHz = 46 ms), short at a stop.
@@ -224,64 +224,6 @@ class FluidSynthOutput:
         if driver:
             self._fluidsynth.delete_fluid_audio_driver(driver)
         self.synth.delete()
-
-
-class RecordOutput:
-    """Keeps every message with its time and writes a MIDI file on close (temporary name, then rename)."""
-
-    def __init__(self, path: Path, ticks_per_beat: int = 960, tempo: int = 500_000):
-        self.path = Path(path)
-        self.ticks_per_beat = ticks_per_beat
-        self.tempo = tempo
-        self.events: list[tuple[float, mido.Message]] = []
-        self.started = None
-        self.failure: str | None = None
-
-    def send(self, message: mido.Message) -> None:
-        if message.is_realtime:
-            return  # clock, Start, Stop: a Standard MIDI File has no place for them
-        now = time.monotonic()
-        if self.started is None:
-            self.started = now
-        self.events.append((now - self.started, message))
-
-    def panic(self) -> None:
-        for message in _silence_messages():
-            self.send(message)
-
-    def close(self) -> None:
-        track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=self.tempo, time=0)])
-        last_tick = 0
-        for seconds, message in self.events:
-            tick = round(mido.second2tick(seconds, self.ticks_per_beat, self.tempo))
-            track.append(message.copy(time=max(0, tick - last_tick)))
-            last_tick = max(last_tick, tick)
-        midi = mido.MidiFile(ticks_per_beat=self.ticks_per_beat, tracks=[track])
-        try:
-            self._save(midi, self.path)
-        except OSError as error:
-            # The take must not be lost: the folder vanished or filled up during the stream.
-            fallback = Path(tempfile.gettempdir()) / f"cadenza-take-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.mid"
-            self._save(midi, fallback)
-            self.failure = f"could not write {self.path} ({error.strerror or error}); the take is saved as {fallback}"
-            self.path = fallback
-
-    @staticmethod
-    def _save(midi: mido.MidiFile, path: Path) -> None:
-        temporary = path.with_name(f".{path.name}.partial")
-        midi.save(str(temporary))
-        os.replace(temporary, path)
-
-
-def check_record_path(path: Path) -> None:
-    """A one-line error now, before the stream starts, if the take could not be written there."""
-    path = Path(path)
-    probe = path.with_name(f".{path.name}.probe-{os.getpid()}")
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise CadenzaError(f"cannot write --record {path}: {error.strerror or error}") from None
 
 
 @dataclass

@@ -78,7 +78,15 @@ class Scheduler:
             self.notes_played += 1
         self._send_all(message, when)
 
+    def tempo_point(self, when: float, beat: float, seconds_per_beat: float) -> None:
+        """In musical time: song position `beat` is at `when` (monotonic, as sent), for outputs
+        that write the song's time (a --record take); the others do not take it."""
+        for output in self.outputs:
+            if hasattr(output, "tempo_point"):
+                output.tempo_point(when, beat, seconds_per_beat)
+
     def _send_all(self, message: mido.Message, when: float) -> None:
+        message.time = when  # the time it was scheduled for: a recorder writes that, not the send's jitter
         for output in self.outputs:
             output.send(message)
         if self.timing_log:

@@ -70,6 +70,10 @@ class SenderProcess:
     def send_soon(self, message: mido.Message) -> None:
         self._send(("now", message.bytes()))
 
+    def tempo_point(self, when: float, beat: float, seconds_per_beat: float) -> None:
+        """Musical time: song position `beat` is sent at `when` (monotonic), at this tempo (see recording.py)."""
+        self._send(("beat", when, beat, seconds_per_beat))
+
     def silence_now(self) -> None:
         self._send(("silence",))
 
@@ -217,6 +221,8 @@ def _apply(command: tuple, scheduler: Scheduler) -> None:
         scheduler.schedule_message(command[1], mido.Message.from_bytes(command[2]))
     elif kind == "silence":
         scheduler.silence_now()
+    elif kind == "beat":
+        scheduler.tempo_point(*command[1:])
 
 
 if __name__ == "__main__":

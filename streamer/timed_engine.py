@@ -148,5 +148,6 @@ class TimedEngine(Engine):
         if early and onset < now:  # it can sound on time, but not leave as early as --latency-ms asks
             self._sent_late(now - onset)  # (the sender sends what is due at once)
         end = min(end, onset + settings.max_note_seconds)
+        self.sender.tempo_point(onset, beat, self.timeline.clock.seconds_per_beat)  # a take in the song's bars
         self.sender.schedule_note(onset, max(end, onset + 0.005), settings.channel, int(note["pitch"]), int(note["velocity"]))
         self.notes_generated += 1

@@ -191,8 +191,36 @@ def test_unwritable_record_is_refused_before_the_stream_starts(tmp_path):
     assert not wav.exists()
 
 
+def _ticks(path) -> tuple[list, list, list]:
+    """(set_tempo (tick, bpm) pairs, note-on ticks, other channel messages) of a one-track take."""
+    tick, tempos, onsets, others = 0, [], [], []
+    for message in mido.MidiFile(str(path)).tracks[0]:
+        tick += message.time
+        if message.type == "set_tempo":
+            tempos.append((tick, mido.tempo2bpm(message.tempo)))
+        elif message.type == "note_on" and message.velocity > 0:
+            onsets.append(tick)
+        elif not message.is_meta and message.type not in ("note_on", "note_off"):
+            others.append(message)
+    return tempos, onsets, others
+
+
+def test_a_take_in_musical_time_carries_the_tempo_and_sits_on_its_own_grid(tmp_path):
+    """Issue 20: with --bpm 96 --quantize 1/16 the take said 120 BPM and its onsets fell off its grid."""
+    take = tmp_path / "take.mid"
+    result = run_cadenza("stream", "--no-keys", "--seconds", "3", "--bpm", "96", "--quantize", "1/16",
+                         "--audio-driver", "file", "--wav", str(tmp_path / "t.wav"), "--record", str(take))
+    assert result.returncode == 0, result.stderr
+    tempos, onsets, others = _ticks(take)
+    assert [bpm for _, bpm in tempos] == [pytest.approx(96.0)]
+    ticks_per_sixteenth = mido.MidiFile(str(take)).ticks_per_beat // 4
+    assert len(onsets) > 10 and onsets[0] == 0, onsets[:5]  # the first note on the downbeat
+    assert all(tick % ticks_per_sixteenth == 0 for tick in onsets), [t for t in onsets if t % ticks_per_sixteenth][:5]
+    assert not [m for m in others if m.type == "control_change"], others[:5]  # no all-notes-off at the end
+
+
 def test_a_take_whose_folder_vanished_is_saved_to_a_fallback(tmp_path):
-    from streamer.outputs import RecordOutput
+    from streamer.recording import RecordOutput
 
     folder = tmp_path / "takes"
     folder.mkdir()
@@ -210,7 +238,7 @@ def test_a_take_whose_folder_vanished_is_saved_to_a_fallback(tmp_path):
 
 
 def test_notes_held_back_by_a_suspension_are_dropped_not_burst(tmp_path):
-    from streamer.outputs import RecordOutput
+    from streamer.recording import RecordOutput
     from streamer.scheduler import Scheduler
 
     recorder = RecordOutput(tmp_path / "t.mid")

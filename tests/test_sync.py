@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import mido
 import numpy as np
 import pytest
 
@@ -113,6 +114,26 @@ def test_follows_a_midi_clock_on_the_grid_through_a_tempo_change_and_stops_at_on
     left, released = still_sounding_after(result.heard, stop)
     assert left == 0 and (released is None or released - stop <= 0.05), (left, released and released - stop)
     assert not any(t > stop + 0.05 for t in heard), "a note after Stop"
+
+
+def test_a_take_following_a_clock_starts_at_its_downbeat_with_its_tempo_changes(fast_jack, tmp_path):
+    """Issue 20: with --sync the take began with the wait before Start, said 120 BPM through a tempo
+    change, and each Stop wrote 32 all-notes-off controls."""
+    from test_stream import _ticks
+
+    take = tmp_path / "take.mid"
+    script = Script(tempo_changes={4.0: 90.0}, stop_beat=8.0, continue_after_beats=1.0, end_beat=11.0)
+    result = session(script, ["--sync", "midi-clock", "--quantize", "1/16", "--record", str(take)], seed=7)
+    assert result.exit_code == 0, result.stderr
+    tempos, onsets, others = _ticks(take)
+    ticks_per_beat = mido.MidiFile(str(take)).ticks_per_beat
+    assert onsets[0] == 0, onsets[:5]  # the downbeat of Start, not the seconds before it
+    assert all(tick % (ticks_per_beat // 4) == 0 for tick in onsets)
+    assert tempos[0][1] == pytest.approx(120, abs=0.5) and tempos[-1][1] == pytest.approx(90, abs=0.5), tempos
+    changed = next(tick for tick, bpm in tempos if bpm < 119)
+    assert 4 * ticks_per_beat <= changed <= 6 * ticks_per_beat, tempos  # where the DAW changed it, within its beat
+    assert not [m for m in others if m.type == "control_change"], others[:5]
+    assert max(onsets) <= 11 * ticks_per_beat  # Stop then Continue: the song's bars, not the seconds that passed
 
 
 def test_continue_resumes_from_the_song_position(fast_jack, tmp_path):
