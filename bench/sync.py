@@ -48,6 +48,7 @@ class Script:
     jitter_seconds: float = 0.001
     vanish_beat: float | None = None  # after Start: the clock falls silent here, with no Stop (a pulled cable)
     vanish_beats: float = 4.0  # ...for this long, while the DAW plays on; then its pulses come back
+    start_lead_seconds: float | None = None  # Start this long before the first pulse (None: half a pulse)
 
 
 class ClockSender:
@@ -84,7 +85,8 @@ class ClockSender:
             due = [e for e in events if e[0] <= beat + 1e-9]
             for event in due:
                 events.remove(event)
-                self._fire(event, ideal - seconds_per_pulse / 2)
+                lead = seconds_per_pulse / 2 if script.start_lead_seconds is None else script.start_lead_seconds
+                self._fire(event, ideal - lead)
                 if event[1] == "tempo":
                     seconds_per_pulse = 60.0 / event[2] / PULSES_PER_BEAT
             if script.vanish_beat is not None and abs(beat - script.vanish_beat) < 0.5 / PULSES_PER_BEAT:
@@ -245,12 +247,17 @@ def grid_errors(onsets: np.ndarray, pulses: list[float], first_pulse: int, pulse
 
 def errors_from_ideal_grid(onsets: np.ndarray, result: "Session", pulses_per_step: int) -> np.ndarray:
     """Each onset minus the nearest point of the DAW's grid (seconds): every `pulses_per_step`
-    pulses from Start, at the times the pulses belonged before their jitter."""
+    pulses from Start, at the times the pulses belonged before their jitter; NaN before Start and
+    after the clock's last pulse."""
     grid = np.array(result.times("grid"))
     start_index = int(np.sum(np.array(result.times("clock")) < result.times("start")[0]))
     points = grid[start_index::pulses_per_step]
+    step = points[1] - points[0]
     nearest = np.abs(onsets[:, None] - points[None, :]).argmin(axis=1)
-    return onsets - points[nearest]
+    errors = onsets - points[nearest]
+    # After the clock's last pulse there is no grid (the stream plays on until it sees the clock gone).
+    errors[(onsets < points[0] - step / 2) | (onsets > points[-1] + step / 2)] = np.nan
+    return errors
 
 
 def still_sounding_after(heard: list, moment: float) -> tuple[int, float | None]:
@@ -272,23 +279,21 @@ def still_sounding_after(heard: list, moment: float) -> tuple[int, float | None]
 def figures() -> list[tuple[str, str, str]]:
     rows = []
     script = Script(tempo_changes={6.0: 90.0}, stop_beat=12.0, end_beat=14.0)
-    result = session(script, ["--sync", "midi-clock", "--quantize", "1/16"])
-    pulses = result.times("clock")
-    start_index = sum(1 for t in pulses if t < result.times("start")[0])
-    onsets = result.onsets()
-    change_index = start_index + 6 * PULSES_PER_BEAT
+    result, placed = _with_timing_log(script, ["--sync", "midi-clock", "--quantize", "1/16"])
+    start_index = sum(1 for t in result.times("clock") if t < result.times("start")[0])
+    change_time = result.times("grid")[start_index + 6 * PULSES_PER_BEAT]
     stop = result.times("stop")[0]
-    errors = np.abs(grid_errors(onsets[onsets < stop], pulses, start_index, 6, breaks=(change_index,))) * 1e3
-    onsets = onsets[onsets < stop]
-    change_time = pulses[change_index]
-    settled = (onsets < change_time) | (onsets > change_time + 60 / 90)  # all but the beat after the change
-    measured = errors[np.isfinite(errors) & settled]
-    rows.append(("sync: onset error vs the 16th grid of the pulses as sent, p50 / p99 / max (ms)",
-                 f"{np.percentile(measured, 50):.2f} / {np.percentile(measured, 99):.2f} / {measured.max():.2f}",
-                 f"{len(measured)} onsets as heard (the beat after the tempo change apart), +-1 ms jitter"))
-    late = [(t, e) for t, e in zip(onsets, errors) if t > change_time and e > 2.0]
-    lock = max((t for t, _ in late), default=change_time) - change_time
-    rows.append(("sync: tempo change 120 -> 90: last onset off the new grid, after the change (s)",
+    placed, heard = placed[placed < stop], result.onsets()[result.onsets() < stop]
+    placed_ms = errors_from_ideal_grid(placed, result, 6) * 1e3
+    heard_ms = _finite(np.abs(errors_from_ideal_grid(heard, result, 6)) * 1e3)
+    settled = heard[(heard < change_time) | (heard > change_time + 60 / 90)]  # all but the beat after the change
+    settled_ms = _finite(np.abs(errors_from_ideal_grid(settled, result, 6)) * 1e3)
+    rows.append(("sync: +-1 ms jitter, 16th grid: onset error as heard, p50 / p99 / max (ms)",
+                 f"{np.percentile(settled_ms, 50):.2f} / {np.percentile(settled_ms, 99):.2f} / {settled_ms.max():.2f}",
+                 f"{len(settled)} onsets (the beat after the tempo change apart); all {len(heard)}: max {heard_ms.max():.2f}"))
+    off = placed[(placed > change_time) & (np.abs(placed_ms) > 2.0)]
+    lock = (off.max() - change_time) if len(off) else 0.0
+    rows.append(("sync: tempo change 120 -> 90: last onset placed > 2 ms off the new grid, after the change (s)",
                  f"{lock:.3f}", f"one beat at 90 = {60 / 90:.3f} s"))
     left, released = still_sounding_after(result.heard, stop)
     rows.append(("sync: Stop to silence (ms)", f"{((released or stop) - stop) * 1e3:.1f}", f"goal <= 50; {left} left on"))
@@ -300,7 +305,64 @@ def figures() -> list[tuple[str, str, str]]:
         bars = np.array(pulses[start_index::96])
         offset = (answer[0] - bars[np.argmin(np.abs(bars - answer[0]))]) * 1e3
         rows.append(("turns: answer's first note minus its bar line (ms)", f"{offset:+.2f}", "goal within 2 ms"))
+    rows += _jitter_rows() + _downbeat_rows() + _vanish_rows()
     return rows
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    return values[np.isfinite(values)]
+
+
+def _with_timing_log(script: Script, stream_args: list, seed: int = 0) -> tuple[Session, np.ndarray]:
+    """A session and the onsets cadenza placed (its --timing-log: what it scheduled, before JACK)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        log = os.path.join(folder, "timing.log")
+        result = session(script, [*stream_args, "--timing-log", log], seed)
+        lines = open(log).read().splitlines()
+    placed = np.array([float(line.split()[0]) for line in lines if line.split()[2].startswith("9")])
+    return result, placed
+
+
+def _jitter_rows() -> list:
+    rows = []
+    for bpm in (60.0, 120.0, 200.0):
+        script = Script(bpm=bpm, jitter_seconds=0.005, stop_beat=None, end_beat=24.0)
+        result, placed = _with_timing_log(script, ["--sync", "midi-clock", "--quantize", "1/16"])
+        placed_ms = _finite(np.abs(errors_from_ideal_grid(placed, result, 6)) * 1e3)
+        heard_ms = _finite(np.abs(errors_from_ideal_grid(result.onsets(), result, 6)) * 1e3)
+        lost = "pulses lost" in result.stderr
+        rows.append((f"sync: +-5 ms clock jitter at {bpm:.0f} BPM: 16th-grid error placed / heard, p95 (ms)",
+                     f"{np.percentile(placed_ms, 95):.2f} / {np.percentile(heard_ms, 95):.2f}",
+                     f"goal <= 3; max {placed_ms.max():.2f} / {heard_ms.max():.2f}; {len(placed)} onsets"
+                     + ("; the follower counted a lost pulse" if lost else "")))
+    return rows
+
+
+def _downbeat_rows() -> list:
+    script = Script(start_lead_seconds=0.0005, stop_beat=None, end_beat=4.0)
+    result, placed = _with_timing_log(script, ["--sync", "midi-clock", "--quantize", "1/16"])
+    downbeat = np.array(result.times("grid"))[int(np.sum(np.array(result.times("clock")) < result.times("start")[0]))]
+    heard = result.onsets()
+    return [("sync: Start 0.5 ms before the first pulse: first note minus the downbeat, placed / heard (ms)",
+             f"{(placed[0] - downbeat) * 1e3:+.2f} / {(heard[0] - downbeat) * 1e3:+.2f}", "goal within 2")]
+
+
+def _vanish_rows() -> list:
+    script = Script(stop_beat=None, end_beat=12.0, vanish_beat=4.0, vanish_beats=4.0)
+    result = session(script, ["--sync", "midi-clock", "--quantize", "1/8"])
+    pulses = np.array(result.times("clock"))
+    vanished = result.times("vanish")[0]
+    last_pulse, back = pulses[pulses < vanished].max(), pulses[pulses > vanished].min()
+    releases = [t for t, m in result.heard if last_pulse < t < back and (
+        m.type == "note_off" or (m.type == "note_on" and m.velocity == 0)
+        or (m.type == "control_change" and m.control == 123))]
+    onsets_while_gone = [t for t in result.onsets() if last_pulse + 2 * 60 / script.bpm + 0.05 < t < back]
+    silent = (max(releases) - last_pulse) * 1e3 if releases else float("nan")
+    return [("sync: clock pulled out at 120 BPM: last pulse to silence (ms)", f"{silent:.0f}",
+             f"goal <= {2 * 60 / script.bpm * 1e3 + 50:.0f} (two beats + 50 ms); "
+             f"{len(onsets_while_gone)} notes after that, {len(result.onsets()[result.onsets() > back])} after it came back")]
 
 
 def main(argv=None) -> None:

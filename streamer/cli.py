@@ -57,7 +57,7 @@ def _open_control_input(stack: ExitStack, options: dict, backend_factory, contro
     try:
         with silenced_stderr(active=not (options["control_port"] or required)):
             control = MidiControlInput(backend_factory(), controls, control_map, options["control_port"],
-                                       poll_seconds=0.002 if required else 0.005)
+                                       poll_seconds=0.001 if required else 0.005)
     except CadenzaError:
         if options["control_port"] or required:
             raise

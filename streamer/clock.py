@@ -92,20 +92,30 @@ class ClockFollower:
         lost; back on the line, it was a late stamp; drifting on, the tempo changed. Reading it
         from single intervals instead took +-5 ms of jitter at 200 BPM for 85 lost pulses in 64 beats."""
         self._held.append(arrival)
-        if len(self._held) < HELD_PULSES:
+        late = np.array([self._late_by(a, self._counter + index) for index, a in enumerate(self._held)])
+        # Told early where it is plain: later than a lost pulse explains is a slower tempo (to be
+        # followed now, not half a beat on); the last two back on the line, late stamps.
+        spread = 6.0 * self._jitter / self._fit[0]  # how far apart two held pulses of one level can lie
+        drifted = late[-1] > 1.0 + LATE_PULSE + 0.1 * len(late) ** 0.5 or (
+            len(late) >= 3 and late[-1] - late[0] > max(LATE_PULSE, spread) and np.all(np.diff(late[-3:]) > 0))
+        back = len(late) >= 3 and np.all(np.abs(late[-2:]) < LATE_PULSE)
+        if len(late) < HELD_PULSES and not drifted and not back:
             return
         held, self._held = self._held, []
-        late = np.array([self._late_by(a, self._counter + index) for index, a in enumerate(held)])
-        if abs(float(np.median(late[2:]))) < 0.5:  # after the first two: a late burst has passed
-            self._counter += 2
-            self._add_to_line(held[2:])  # late stamps stay out of the line, counted all the same
-        elif self._a_step_not_a_drift(late):
+        if back or (not drifted and abs(float(np.median(late[2:]))) < LATE_PULSE):
+            first_on_time = len(held) - 2 if back else 2
+            self._counter += first_on_time
+            self._add_to_line(held[first_on_time:])  # late stamps stay out of the line, counted all the same
+        elif not drifted and self._a_step_not_a_drift(late):
             self._counter += 1  # the pulse before the first held one was lost
             self.lost_pulses += 1
             self._add_to_line(held)
-        else:
+        else:  # a new tempo from the last pulse on the line (on both tempos) through the held ones
+            last = self._pulses[-1]
+            self._pulses.clear()
+            self._pulses.append(last)
+            self._change_suspected = False
             self._add_to_line(held)
-            self._restart_line()
 
     def _a_step_not_a_drift(self, late: np.ndarray) -> bool:
         """The held pulses about one interval late and level: a lost pulse. Drifting later through
@@ -131,9 +141,16 @@ class ClockFollower:
         self._refit()
 
     def _restart_line(self) -> None:
-        """The tempo changed: the last pulses (three or four into the new tempo) start a new line."""
+        """The tempo changed: the pulses off the line since it changed, and the last one on it (on
+        both tempos), start a new line. (Keeping a fixed four mixed in old-tempo pulses after a
+        fast change, and the line then took a beat and a half to find 120 after 60.)"""
         self._change_suspected = False
-        recent = list(self._pulses)[-4:]
+        seconds_per_pulse, zero = self._fit
+        pulses, limit = list(self._pulses), self._change_limit()
+        first_off = len(pulses)
+        while first_off > 1 and abs(pulses[first_off - 1][1] - (zero + seconds_per_pulse * pulses[first_off - 1][0])) > limit:
+            first_off -= 1
+        recent = pulses[min(first_off - 1, len(pulses) - 3):]
         self._pulses.clear()
         self._pulses.extend(recent)
 

@@ -17,6 +17,10 @@ class TimedEngine(Engine):
         super().__init__(runtime, sender, controls, settings)
         self.timeline = timeline
         self._armed = None  # a note drawn while waiting for the clock to start
+        # A note placed on its beat but not yet sent: it is timed (beat -> seconds) only when it is
+        # within the lookahead, so a tempo change heard meanwhile moves it (one placed after a long
+        # rest was timed up to a second ahead, 6 ms off after a tempo change).
+        self._ahead = None  # (note, beat, end beat)
         self.late_sends = 0  # notes sent later than --latency-ms asked (still on time as heard)
 
     def run(self) -> None:
@@ -56,13 +60,13 @@ class TimedEngine(Engine):
                     self.sender.silence_now()  # Stop: every sounding note off now
                 if turns:
                     turns.finish()
-                placer.restart(clock.start_beat())
+                self._restart_at(clock.start_beat())
                 resting = False
             if not clock.running or clock.time_of_beat(placer.cursor) is None:
                 self._absorb_player_notes()
                 if self._armed is None:
                     self._armed = self._draw()  # ready before Start: then the first note only needs placing
-                controls.stop.wait(0.002)
+                controls.stop.wait(0.001)  # Start comes right before the downbeat: read it at once
                 continue
             end_beat = self._turn_window(now) if turns else None
             if turns and not turns.answering:
@@ -76,11 +80,16 @@ class TimedEngine(Engine):
                 continue
             if resting:
                 resting = False
-                placer.restart(self._beat_soonest(now))
-            if placer.next_time is not None and placer.next_time - now > lookahead:
-                controls.stop.wait(min(placer.next_time - now - lookahead, 0.005))
-                continue
-            self._place_one(end_beat)
+                self._restart_at(self._beat_soonest(now))
+            if self._ahead is None:
+                if placer.next_time is not None and placer.next_time - now > lookahead:
+                    controls.stop.wait(min(placer.next_time - now - lookahead, 0.005))
+                    continue
+                self._place_one(end_beat)
+            if self._ahead is not None:
+                wait = self._send_ahead(time.monotonic(), lookahead, end_beat)
+                if wait:
+                    controls.stop.wait(min(wait, 0.005))
 
     def _turn_window(self, now: float) -> float | None:
         """Turns: start an answer at the bar line after the player stops (or on request); its end beat."""
@@ -89,7 +98,8 @@ class TimedEngine(Engine):
         if turns.answering:
             if request == "yours":
                 turns.cut_short(clock, now)
-            if self.timeline.placer.last_beat is not None and self.timeline.placer.cursor >= turns.end_beat:
+            placer = self.timeline.placer
+            if placer.last_beat is not None and placer.cursor >= turns.end_beat and self._ahead is None:
                 turns.finish()
             return turns.end_beat
         turns.heard_player |= not controls.played_notes.empty() or bool(controls.held_since)
@@ -102,7 +112,7 @@ class TimedEngine(Engine):
             turns.pending_bar = None  # the player went on: the answer waits for the next pause
         if turns.pending_bar is not None and clock.time_of_beat(turns.pending_bar) - now <= self.settings.lookahead_seconds:
             turns.begin(turns.pending_bar)
-            self.timeline.placer.restart(turns.start_beat)
+            self._restart_at(turns.start_beat)
         return turns.end_beat if turns.answering else None
 
     def _beat_soonest(self, now: float) -> float:
@@ -124,30 +134,47 @@ class TimedEngine(Engine):
             return self.settings.response_gap_seconds
         return self.timeline.clock.seconds_per_beat or FREE_PLAY_GAP_SECONDS
 
+    def _restart_at(self, beat: float) -> None:
+        self._ahead = None
+        self.timeline.placer.restart(beat)
+
     def _place_one(self, end_beat: float | None) -> None:
-        settings = self.settings
+        """Draw the next note and place it on its beat (self._ahead); notes of a finished turn end it."""
         note, self._armed = (self._armed, None) if self._armed is not None else (self._draw(), None)
         self._observe_density(float(note["step"]))
         scale = self.controls.tempo_scale
         step = self.density_bridge.stretch(float(note["step"])) * scale
-        placed = self.timeline.placer.place(step, float(note["duration"]) * scale)
-        if placed is None:
+        placer = self.timeline.placer
+        if placer.place(step, float(note["duration"]) * scale) is None:
             return
-        beat, onset, end = placed
+        if end_beat is not None and placer.last_beat >= end_beat - 1e-9:
+            self.timeline.turns.finish()  # the answer is complete: its last note ends by the bar line
+            return
+        self._ahead = (note, placer.last_beat, placer.last_end_beat)
+
+    def _send_ahead(self, now: float, lookahead: float, end_beat: float | None) -> float:
+        """Send the placed note if it sounds within the lookahead, timed by the clock as it is now;
+        else the seconds until it does."""
+        note, beat, note_end_beat = self._ahead
         if end_beat is not None:
-            if beat >= end_beat - 1e-9:
-                self.timeline.turns.finish()  # the answer is complete: its last note ends by the bar line
-                return
-            end = min(end, self.timeline.clock.time_of_beat(end_beat) - self.timeline.settings.latency_seconds)
-        now = time.monotonic()
+            note_end_beat = min(note_end_beat, end_beat)
+        times = self.timeline.placer.times(beat, note_end_beat)
+        if times is None:
+            return 0.005
+        onset, end = times
         early = max(self.timeline.settings.latency_seconds, 0.0)
+        if onset + early - now > lookahead:
+            return onset + early - now - lookahead
+        self._ahead = None
+        settings = self.settings
         if onset + early < now - settings.late_limit_seconds:  # the note itself would sound late: generation stalled
             self.skips += 1
-            self.timeline.placer.restart(self._beat_soonest(now))
-            return
+            self._restart_at(self._beat_soonest(now))
+            return 0.0
         if early and onset < now:  # it can sound on time, but not leave as early as --latency-ms asks
             self._sent_late(now - onset)  # (the sender sends what is due at once)
         end = min(end, onset + settings.max_note_seconds)
         self.sender.tempo_point(onset, beat, self.timeline.clock.seconds_per_beat)  # a take in the song's bars
         self.sender.schedule_note(onset, max(end, onset + 0.005), settings.channel, int(note["pitch"]), int(note["velocity"]))
         self.notes_generated += 1
+        return 0.0

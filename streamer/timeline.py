@@ -52,6 +52,7 @@ class BeatPlacer:
         """The next note lands on `beat` (a downbeat, a resumed position), or the grid point after it."""
         self.cursor = beat
         self.last_beat = None  # the last note's placed beat
+        self.last_end_beat = None
         self.next_time = None  # when the last note placed sounds (monotonic seconds, before latency)
 
     def place(self, step_seconds: float, duration_seconds: float) -> tuple[float, float, float] | None:
@@ -69,13 +70,21 @@ class BeatPlacer:
             else:  # the next free grid point: a fast run becomes a run on the grid, not a cluster
                 beat = self.grid.snap(self.cursor, not_before=self.last_beat + 1e-6)
         self.cursor = max(self.cursor, beat)
-        onset = self.clock.time_of_beat(beat)
+        # Lengths keep their length (in beats), not snapped: legato and staccato stay as played.
+        end_beat = beat + max(duration_seconds, 0.0) * self.beats_per_model_second
+        times = self.times(beat, end_beat)
+        if times is None:
+            return None
+        self.last_beat, self.last_end_beat, self.next_time = beat, end_beat, times[0] + self.latency_seconds
+        return beat, *times
+
+    def times(self, beat: float, end_beat: float) -> tuple[float, float] | None:
+        """(onset, end) of a note placed at song positions `beat` to `end_beat`, by the clock as it is
+        now (monotonic seconds, latency taken off); None while the clock cannot say."""
+        onset, end = self.clock.time_of_beat(beat), self.clock.time_of_beat(end_beat)
         if onset is None:
             return None
-        # Lengths keep their length (in beats), not snapped: legato and staccato stay as played.
-        end = self.clock.time_of_beat(beat + max(duration_seconds, 0.0) * self.beats_per_model_second)
-        self.last_beat, self.next_time = beat, onset
-        return beat, onset - self.latency_seconds, end - self.latency_seconds
+        return onset - self.latency_seconds, end - self.latency_seconds
 
 
 class Turns:

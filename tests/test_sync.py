@@ -300,8 +300,10 @@ def test_a_clock_jittering_five_ms_at_200_bpm_keeps_the_notes_on_the_daws_grid(f
     # wrongly for lost would break (by 12.5 ms); the seeded test above checks the count.
     placed = placed_onsets(log)
     placed_ms = np.abs(errors_from_ideal_grid(placed, result, 6)) * 1e3
-    assert len(placed) > 30 and np.percentile(placed_ms, 95) <= 3.0, np.round(np.sort(placed_ms)[-5:], 2)
+    placed_ms = placed_ms[np.isfinite(placed_ms)]  # until the clock's last pulse
+    assert len(placed_ms) > 30 and np.percentile(placed_ms, 95) <= 3.0, np.round(np.sort(placed_ms)[-5:], 2)
     heard_ms = np.abs(errors_from_ideal_grid(result.onsets(), result, 6)) * 1e3
+    heard_ms = heard_ms[np.isfinite(heard_ms)]
     assert np.percentile(heard_ms, 95) <= 3.0 + HEARD_LIMIT_MS - 2.0, np.round(np.sort(heard_ms)[-5:], 2)
 
 
