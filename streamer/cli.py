@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import signal
-import sys
 import threading
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -13,7 +11,6 @@ import click
 
 from models.errors import CadenzaError
 from models.options import BoundedFloat, sampling_options
-from models.primer import read_primer
 from streamer.clock import QUANTIZE_CHOICES
 
 MIDI_API_CHOICES = click.Choice(["auto", "alsa", "jack", "coremidi"])
@@ -31,42 +28,6 @@ class StreamFailed(click.ClickException):
 
 def _log(message: str) -> None:
     click.echo(message, err=True)
-
-
-def _timing_settings(options: dict):
-    """Musical-time options checked together (before anything opens); a TimingSettings."""
-    from streamer.timeline import TimingSettings
-
-    sync = None if options["sync"] == "off" else options["sync"]
-    if sync and options["bpm"]:
-        raise CadenzaError("--bpm sets cadenza's own tempo; with --sync midi-clock the clock sets it: give one")
-    if sync and options["clock_out"]:
-        raise CadenzaError("--clock-out sends cadenza's own tempo; it cannot also follow a clock (--sync)")
-    if options["swing"] and options["quantize"] == "off":
-        raise CadenzaError("--swing moves grid points: give a grid with --quantize, e.g. --quantize 1/16")
-    return TimingSettings(bpm=options["bpm"], sync=sync, quantize=options["quantize"], swing=options["swing"] / 100,
-                          latency_seconds=options["latency_ms"] / 1000, clock_out=options["clock_out"],
-                          turns_bars=options["turns"], beats_per_bar=options["beats_per_bar"])
-
-
-def _open_control_input(stack: ExitStack, options: dict, backend_factory, controls, control_map, required: bool):
-    from streamer.controls import MidiControlInput
-
-    from models.stderr import silenced_stderr
-
-    try:
-        with silenced_stderr(active=not (options["control_port"] or required)):
-            control = MidiControlInput(backend_factory(), controls, control_map, options["control_port"],
-                                       poll_seconds=0.001 if required else 0.005)
-    except CadenzaError:
-        if options["control_port"] or required:
-            raise
-        return  # no MIDI system here for the default virtual input: keys and flags still work
-    stack.callback(control.close)
-    _log(f"MIDI control in: {options['control_port'] or f'virtual port {control.name!r}'}")
-    if control.same_name_as:
-        _log(f"note: a control input named 'cadenza-control' was already open ({', '.join(control.same_name_as)}): "
-             f"is another cadenza running? Send controls to {control.name!r}")
 
 
 @click.command()
@@ -106,6 +67,8 @@ def _open_control_input(stack: ExitStack, options: dict, backend_factory, contro
 @click.option("--control-port", help="MIDI input to take live controls from [default: a virtual input 'cadenza-control'].")
 @click.option("--control-map", type=click.Path(path_type=Path, exists=True, dir_okay=False), help="TOML/JSON CC mapping.")
 @click.option("--no-keys", is_flag=True, help="Do not read keys from the terminal.")
+@click.option("--osc", metavar="[HOST:]PORT", help="Take controls and the player's notes as OSC on this UDP port (127.0.0.1 unless a host is given).")
+@click.option("--osc-out", metavar="HOST:PORT", help="Send /cadenza/note pitch velocity seconds at each onset to this OSC address.")
 @click.option("--timing-log", type=click.Path(path_type=Path, dir_okay=False), hidden=True)
 def stream(**options):
     """Improvise live: to a virtual MIDI port, an existing port and/or FluidSynth. Ctrl-C stops."""
@@ -114,109 +77,18 @@ def stream(**options):
     stop = threading.Event()
     for signal_number in STOP_SIGNALS:
         signal.signal(signal_number, lambda *_: stop.set())
-    from models.instruments import instrument_name, resolve_instrument
-    from models.runtime import Runtime
-    from streamer.controls import KEY_HELP, ControlMap, Controls, TerminalKeys, status_line
-    from streamer.engine import Engine, StreamError, StreamSettings
-    from streamer.outputs import OutputSpec, midi_backend
-    from streamer.recording import check_record_path
-    from streamer.sender import SenderProcess
+    from streamer.engine import StreamError
+    from streamer.session import open_session
 
-    import numpy as np
-
-    from models.options import sampling_from_options
-    from models.runtime import DEFAULT_MODEL_DIR, read_card
-    from models.sampling import resolve_random, typical_density
-
-    program = resolve_instrument(options["instrument"])
-    card = read_card(options["model"] or DEFAULT_MODEL_DIR)
-    sampling = sampling_from_options(card, options)
-    density_drawn = sampling.density == "random"
-    # 'random' density or key: drawn once for this stream now (reproducible with --seed), then kept.
-    sampling = resolve_random(sampling, card, np.random.default_rng(options["seed"]))
-    control_map = ControlMap.load(options["control_map"])
-    timing = _timing_settings(options)
-    spec = OutputSpec(port=options["port"], connect=options["connect"], midi_api=options["midi_api"],
-                      fluidsynth=options["fluidsynth"], soundfont=options["soundfont"],
-                      audio_driver=options["audio_driver"], wav=options["wav"], record=options["record"])
-    if options["record"]:
-        check_record_path(options["record"])
-    runtime = Runtime(options["model"], backend=options["backend"], seed=options["seed"])
-    if options["primer"]:
-        runtime.prime(read_primer(options["primer"]))
-    # Bad input is reported above, before any output opens (a WAV file, a port).
-    sender = SenderProcess(spec, timing_log=options["timing_log"])
-    try:
-        sender.wait_until_ready()
-    except BaseException:
-        sender.stop()
-        raise
-    backend_cache = []
-
-    def backend_factory():
-        if not backend_cache:
-            backend_cache.append(midi_backend(options["midi_api"]))
-        return backend_cache[0]
-
-    controls = Controls(temperature=sampling.temperature, program=program, tempo_scale=options["tempo_scale"],
-                        answer=sampling.answer,
-                        density=sampling.density, density_drawn=density_drawn, key=sampling.key,
-                        key_strict=sampling.key_strict, stop=stop)
-    if timing.sync == "midi-clock":
-        from streamer.clock import ClockFollower
-
-        controls.clock = ClockFollower()
     with ExitStack() as stack:
-        stack.callback(sender.stop)  # every note off, all-notes-off everywhere, outputs closed
-        _open_control_input(stack, options, backend_factory, controls, control_map, required=bool(timing.sync))
-        settings = StreamSettings(lookahead_seconds=options["lookahead"], max_note_seconds=options["max_note_seconds"],
-                                  notes=options["notes"], seconds=options["seconds"], top_p=sampling.top_p,
-                                  top_p_fields=sampling.top_p_fields,
-                                  head_temperature=sampling.head_temperature(), start_temperature=sampling.temperature,
-                                  response_gap_seconds=control_map.response_gap_seconds, dynamics=sampling.dynamics)
-        if timing.timed:
-            from streamer.timed_engine import TimedEngine
-            from streamer.timeline import Timeline
-
-            timeline = Timeline(timing, typical_density(card), controls.clock, origin=time.monotonic() + 0.2)
-            engine = TimedEngine(runtime, sender, controls, settings, timeline)
-            _log(_describe_timing(timing))
-        else:
-            engine = Engine(runtime, sender, controls, settings)
-        if TerminalKeys.available() and not options["no_keys"]:
-            keys = TerminalKeys(controls, instrument_name, typical_density(card))
-            stack.callback(keys.close)
-            engine.on_tick = lambda e: sys.stderr.write(status_line(controls, e.notes_generated, instrument_name))
-            _log(KEY_HELP)
-        _log(f"streaming with {runtime.backend} ({instrument_name(program)}, T={controls.temperature:g}, "
-             f"density {controls.density or 'free'}, key {controls.key or 'free'}); Ctrl-C stops")
+        session = open_session(options, stop, stack, _log)
         try:
-            engine.run()
+            session.engine.run()
         except StreamError as error:
             raise StreamFailed(str(error)) from None
         except Exception as error:  # a failed model step still silences everything on the way out
             raise StreamFailed(f"{type(error).__name__}: {error}") from None
-    played = sender.notes_played if sender.notes_played is not None else "?"
-    _log(f"\nstopped after {played} notes played ({engine.notes_generated} generated"
-         + (f", {engine.skips} skips" if engine.skips else "")
-         + (f", {engine.late_sends} sent late for the latency" if getattr(engine, "late_sends", 0) else "")
-         + (f", {sender.notes_dropped} dropped after a suspension" if sender.notes_dropped else "")
-         + (f", {controls.clock.lost_pulses} clock pulses lost on the way" if controls.clock and controls.clock.lost_pulses else "")
-         + ")")
-
-
-def _describe_timing(timing) -> str:
-    parts = ["following the MIDI clock on the control input (nothing plays before Start)" if timing.sync
-             else f"{timing.bpm or 120:g} BPM"]
-    if timing.quantize != "off":
-        parts.append(f"quantize {timing.quantize}" + (f", swing {timing.swing:.0%}" if timing.swing else ""))
-    if timing.latency_seconds:
-        parts.append(f"sent {timing.latency_seconds * 1000:+.0f} ms early")
-    if timing.clock_out:
-        parts.append("clock out")
-    if timing.turns_bars:
-        parts.append(f"turns of {timing.turns_bars} bars of {timing.beats_per_bar}")
-    return "musical time: " + ", ".join(parts)
+    _log("\n" + session.summary())
 
 
 @click.command()

@@ -132,6 +132,30 @@ class Controls:
     clock: object = None  # a ClockFollower with --sync midi-clock: the control input's clock feeds it
     turn_request: str | None = None  # "mine" or "yours", from the turn CC, taken by the engine
     answer: str = "follow"  # how an answer takes its call (Sampling.answer); the answer CC switches it live
+    dynamics: float | None = None  # mean velocity 1-127 asked of the notes ahead (None: free)
+    # Every note played (cadenza's and the player's) goes to each subscriber's bounded queue: a web
+    # page or an OSC sender watches without the engine knowing them, and never holds it up.
+    note_subscribers: list = field(default_factory=list)
+    notes_played: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def subscribe_notes(self, size: int = 512) -> queue.Queue:
+        feed: queue.Queue = queue.Queue(maxsize=size)
+        self.note_subscribers.append(feed)
+        return feed
+
+    def publish_note(self, onset: float, pitch: int, velocity: int, duration: float, source: str) -> None:
+        """A note scheduled (cadenza) or played (player); onset in monotonic seconds, duration in seconds.
+        A subscriber too slow to keep up loses notes; the stream never waits for it."""
+        if source == "cadenza":
+            self.notes_played += 1
+        note = {"onset_monotonic": onset, "onset": onset - self.started, "pitch": int(pitch),
+                "velocity": int(velocity), "duration": float(duration), "source": source}
+        for feed in list(self.note_subscribers):
+            try:
+                feed.put_nowait(note)
+            except queue.Full:
+                pass
 
     def set_temperature(self, value: float) -> None:
         self.temperature = float(min(max(value, 0.05), 5.0))
@@ -154,6 +178,10 @@ class Controls:
         if answer not in ("follow", "free"):
             raise ValueError(f"answer must be 'follow' or 'free', not {answer!r}")
         self.answer = answer
+        self.steering_version += 1
+
+    def set_dynamics(self, velocity: float | None) -> None:
+        self.dynamics = None if velocity is None else float(min(max(velocity, 1.0), 127.0))
         self.steering_version += 1
 
     def set_key(self, key: str | None) -> None:
@@ -183,8 +211,7 @@ class ControlMapper:
     def __init__(self, controls: Controls, control_map: ControlMap):
         self.controls = controls
         self.map = control_map
-        self._open_notes: dict[int, tuple[float, int]] = {}
-        self._last_onset: float | None = None
+        self.notes = PlayerNotes(controls)
 
     def handle(self, message, arrival: float | None = None) -> None:
         """One message; `arrival` is when it arrived (monotonic seconds), which clock pulses need."""
@@ -196,9 +223,9 @@ class ControlMapper:
         elif message.type == "program_change":
             controls.set_program(message.program)
         elif message.type == "note_on" and message.velocity > 0:
-            self._note_started(message.note, message.velocity)
+            self.notes.started(message.note, message.velocity)
         elif message.type in ("note_off", "note_on"):
-            self._note_ended(message.note)
+            self.notes.ended(message.note)
 
     def _transport(self, message, arrival: float) -> None:
         clock = self.controls.clock
@@ -237,16 +264,26 @@ class ControlMapper:
             controls.set_key(key_from_cc(value))
         elif control in control_map.silence_ccs:
             controls.silence.set()
-            self._open_notes.clear()  # all notes off means the player's too
-            controls.held_since = {}
+            self.notes.clear()  # all notes off means the player's too
 
-    def _note_started(self, pitch: int, velocity: int) -> None:
+
+
+class PlayerNotes:
+    """The player's notes, from whichever surface they come (MIDI, OSC), into Controls: the keys
+    held, the time of the last activity, and each finished note for the model to hear."""
+
+    def __init__(self, controls: Controls):
+        self.controls = controls
+        self._open_notes: dict[int, tuple[float, int]] = {}
+        self._last_onset: float | None = None
+
+    def started(self, pitch: int, velocity: int) -> None:
         now = time.monotonic()
         self._open_notes[pitch] = (now, velocity)
         self.controls.held_since = {p: onset for p, (onset, _) in self._open_notes.items()}
         self.controls.last_player_activity = now
 
-    def _note_ended(self, pitch: int) -> None:
+    def ended(self, pitch: int) -> None:
         now = time.monotonic()
         if pitch not in self._open_notes:
             return
@@ -255,8 +292,14 @@ class ControlMapper:
         self._last_onset = onset
         note = np.array([(pitch, step, now - onset, velocity)], dtype=NOTE_DTYPE)[0]
         self.controls.played_notes.put(note)
+        self.controls.publish_note(onset, pitch, velocity, now - onset, "player")
         self.controls.held_since = {p: onset for p, (onset, _) in self._open_notes.items()}
         self.controls.last_player_activity = now
+
+    def clear(self) -> None:
+        """All notes off: the player's too."""
+        self._open_notes.clear()
+        self.controls.held_since = {}
 
 
 class MidiControlInput:
@@ -285,6 +328,9 @@ class MidiControlInput:
         self.name, self.same_name_as = name, []
         if not name:
             self.name, self.same_name_as = _virtual_port_name("cadenza-control", before, _sendable_ports(backend))
+
+    def start(self) -> None:
+        """Listening since it opened (a surface's start, for the session)."""
 
     def close(self) -> None:
         self.port.close()
@@ -316,6 +362,9 @@ class TerminalKeys:
         self._termios = termios
         self._thread = threading.Thread(target=self._run, name="cadenza-keys", daemon=True)
         self._thread.start()
+
+    def start(self) -> None:
+        """Reading keys since it opened (a surface's start, for the session)."""
 
     @staticmethod
     def available() -> bool:

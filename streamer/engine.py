@@ -43,7 +43,6 @@ class StreamSettings:
     late_limit_seconds: float = 0.05
     response_gap_seconds: float | None = None  # None: FREE_PLAY_GAP_SECONDS, or a beat in turns
     key_memory_notes: int = 32  # --key auto follows the pitch classes of the player's last notes
-    dynamics: float | None = None  # mean velocity asked for (--dynamics)
     call_notes: int = 64  # the player's last notes are the call an answer follows
 
     @property
@@ -126,6 +125,7 @@ class Engine:
             onset = time.monotonic() + settings.lead_in_seconds
         duration = min(float(note["duration"]) * scale, settings.max_note_seconds)
         self.sender.schedule_note(onset, onset + duration, settings.channel, int(note["pitch"]), int(note["velocity"]))
+        self.controls.publish_note(onset, note["pitch"], note["velocity"], duration, "cadenza")
         self.notes_generated += 1
         return onset
 
@@ -151,7 +151,7 @@ class Engine:
             return
         self._steering_applied = version
         sampling = Sampling(density="random" if controls.density_drawn else controls.density, key=controls.key,
-                            key_strict=controls.key_strict, dynamics=self.settings.dynamics, answer=controls.answer)
+                            key_strict=controls.key_strict, dynamics=controls.dynamics, answer=controls.answer)
         call = np.array(self.call, dtype=NOTE_DTYPE)
         sampling, held = follow_call(sampling, call)
         if sampling.density == "random":  # no call to follow: the density drawn for the stream

@@ -176,5 +176,6 @@ class TimedEngine(Engine):
         end = min(end, onset + settings.max_note_seconds)
         self.sender.tempo_point(onset, beat, self.timeline.clock.seconds_per_beat)  # a take in the song's bars
         self.sender.schedule_note(onset, max(end, onset + 0.005), settings.channel, int(note["pitch"]), int(note["velocity"]))
+        self.controls.publish_note(onset, note["pitch"], note["velocity"], max(end - onset, 0.005), "cadenza")
         self.notes_generated += 1
         return 0.0
