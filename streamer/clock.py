@@ -24,6 +24,7 @@ CLOCK_LOST_BEATS = 2.0
 RETURN_PULSES = PULSES_PER_SIXTEENTH  # pulses a returning clock must send before notes follow it
 LATE_PULSE = 0.5  # a pulse this many intervals late by the line is held until the next ones tell why
 HELD_PULSES = 12  # ...this many (half a beat): enough to tell a level step (a lost pulse) from a drift (a slower tempo)
+STALL_PULSES = 4 * PULSES_PER_BEAT  # held at most this many while a stalled machine's backlog drains
 
 
 class ClockFollower:
@@ -90,23 +91,30 @@ class ClockFollower:
         machine), or a slower tempo. Which one the next pulses tell, so they stay out of the line
         until HELD_PULSES have come: all about one interval late and level, the one before was
         lost; back on the line, it was a late stamp; drifting on, the tempo changed. Reading it
-        from single intervals instead took +-5 ms of jitter at 200 BPM for 85 lost pulses in 64 beats."""
+        from single intervals instead took +-5 ms of jitter at 200 BPM for 85 lost pulses in 64 beats.
+
+        A stalled machine delivers the pulses of the stall at once, with one stamp (JACK stamps a
+        late cycle's events alike): they come later by less and less, an interval each. While
+        they drain that way they stay held, however many; then they are back on the line.
+        """
         self._held.append(arrival)
         late = np.array([self._late_by(a, self._counter + index) for index, a in enumerate(self._held)])
-        # Told early where it is plain: later than a lost pulse explains is a slower tempo (to be
-        # followed now, not half a beat on); the last two back on the line, late stamps.
+        rising = len(late) >= 3 and np.all(np.diff(late[-3:]) > 0)
+        draining = len(late) >= 2 and late[-1] < late[-2] - LATE_PULSE
+        # Told early where it is plain: rising later than a lost pulse explains is a slower tempo
+        # (to be followed now, not half a beat on); the last two back on the line, late stamps.
         spread = 6.0 * self._jitter / self._fit[0]  # how far apart two held pulses of one level can lie
-        drifted = late[-1] > 1.0 + LATE_PULSE + 0.1 * len(late) ** 0.5 or (
-            len(late) >= 3 and late[-1] - late[0] > max(LATE_PULSE, spread) and np.all(np.diff(late[-3:]) > 0))
+        drifted = rising and (late[-1] > 1.0 + LATE_PULSE + 0.1 * len(late) ** 0.5
+                              or late[-1] - late[0] > max(LATE_PULSE, spread))
         back = len(late) >= 3 and np.all(np.abs(late[-2:]) < LATE_PULSE)
-        if len(late) < HELD_PULSES and not drifted and not back:
+        if (len(late) < HELD_PULSES or draining) and len(late) < STALL_PULSES and not drifted and not back:
             return
         held, self._held = self._held, []
-        if back or (not drifted and abs(float(np.median(late[2:]))) < LATE_PULSE):
-            first_on_time = len(held) - 2 if back else 2
+        if back or (not drifted and abs(float(np.median(late[-HELD_PULSES + 2:]))) < LATE_PULSE):
+            first_on_time = len(held) - 2 if back else len(held) - HELD_PULSES + 2
             self._counter += first_on_time
             self._add_to_line(held[first_on_time:])  # late stamps stay out of the line, counted all the same
-        elif not drifted and self._a_step_not_a_drift(late):
+        elif not drifted and self._a_step_not_a_drift(late[-HELD_PULSES:]):
             self._counter += 1  # the pulse before the first held one was lost
             self.lost_pulses += 1
             self._add_to_line(held)
@@ -163,11 +171,18 @@ class ClockFollower:
             self._fit = (slope, intercept - slope * counters[-1])
         elif len(self._pulses) >= 3:
             self._slope_kept = None
-            slope, intercept = np.polyfit(counters - counters[-1], arrivals, 1)
+            x = counters - counters[-1]
+            slope, intercept = np.polyfit(x, arrivals, 1)
+            residuals = arrivals - (intercept + slope * x)
+            spread = 1.4826 * float(np.median(np.abs(residuals)))
+            # Stamps come late on a loaded machine, never early: those far later than the spread
+            # explains leave the line, so a burst of them cannot drag it (and the notes) late.
+            on_time = residuals < 3.0 * spread + 0.0002
+            if len(self._pulses) >= PULSES_PER_BEAT and 3 <= on_time.sum() < len(x):
+                slope, intercept = np.polyfit(x[on_time], arrivals[on_time], 1)
             self._fit = (float(slope), float(intercept - slope * counters[-1]))
-            residuals = arrivals - (intercept + slope * (counters - counters[-1]))
             if len(self._pulses) >= PULSES_PER_BEAT:
-                self._jitter = 1.4826 * float(np.median(np.abs(residuals)))
+                self._jitter = spread
 
     def watch(self, now: float) -> bool:
         """Call often while playing: True once the clock has been silent CLOCK_LOST_BEATS beats
@@ -175,23 +190,28 @@ class ClockFollower:
         with self._lock:
             if not self.running or not self._pulses or self._fit is None:
                 return False
-            last_arrival, seconds_per_pulse = self._last_arrival, self._fit[0]
+            last_arrival, (seconds_per_pulse, zero) = self._last_arrival, self._fit
             if now - last_arrival <= CLOCK_LOST_BEATS * PULSES_PER_BEAT * seconds_per_pulse:
                 return False
+            self._counter += len(self._held)  # pulses held to be told: counted, as they came
+            self._held = []
             self._resume_position = max(self._counter - self._origin, 0)
             self.running = False
             self.transport_version += 1
-            self._vanished = (last_arrival, seconds_per_pulse)
+            # When the last pulse heard belonged, by the line (its own stamp may have come late).
+            self._vanished = (zero + seconds_per_pulse * (self._counter - 1), seconds_per_pulse)
             return True
 
     def _came_back(self) -> None:
         """RETURN_PULSES pulses again after the clock vanished: the DAW played on (a cable put back),
         so play on as by Continue from where its song is now. The pulses it sent unheard are
-        counted from the time since the last one heard, through the median phase of the returning
+        counted from the time since the last one heard, through the earliest phase of the returning
         pulses (one of them stamped late, as a loaded machine does, must not shift the song)."""
         last_arrival, seconds_per_pulse = self._vanished
         arrivals = np.array(self._returning)
-        phase = float(np.median(arrivals - seconds_per_pulse * np.arange(len(arrivals))))
+        # The earliest phase: a stamp can come late (a loaded machine, a burst after a stall),
+        # never early, so the earliest of them is nearest the truth (within the jitter).
+        phase = float(np.min(arrivals - seconds_per_pulse * np.arange(len(arrivals))))
         self._counter += max(round((phase - last_arrival) / seconds_per_pulse) - 1, 0)
         self._pulses.clear()
         self._pulses.extend((self._counter + index, arrival) for index, arrival in enumerate(arrivals))
