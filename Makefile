@@ -5,12 +5,16 @@
 
 VENV ?= .venv
 PYTHON ?= python3
-APT_PACKAGES = libfluidsynth3 fluidsynth jackd2 python3-venv
+# fluid-soundfont-gm: the default piano (FluidR3 GM; `python -m bench.soundfonts` compares it)
+APT_PACKAGES = libfluidsynth3 fluidsynth jackd2 python3-venv fluid-soundfont-gm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP = $(VENV)/.cadenza-installed
 STREAM_ARGS ?=
 
-.PHONY: setup system-packages run test test-all bench soak stop-loop fuzz
+# For the tests only: the page's test drives a real headless Chromium.
+TEST_APT_PACKAGES = chromium chromium-driver
+
+.PHONY: setup system-packages test-packages run test test-all bench soak stop-loop fuzz
 
 setup: system-packages $(STAMP)
 
@@ -18,6 +22,14 @@ system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test-packages:
+	@missing=$$(for p in $(TEST_APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing test packages:" $$missing; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
@@ -33,10 +45,10 @@ run: setup
 
 # The suite without the tests marked slow (over 30 s each) or quarantined (flaky, being fixed);
 # test-all runs everything (nightly).
-test: setup
+test: setup test-packages
 	$(VENV)/bin/python -m pytest -m "not slow and not quarantined"
 
-test-all: setup
+test-all: setup test-packages
 	$(VENV)/bin/python -m pytest
 
 bench: setup

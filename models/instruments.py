@@ -37,14 +37,25 @@ def instrument_name(program: int) -> str:
     return gm_names()[program]
 
 
-def default_soundfont() -> Path:
-    """The General MIDI soundfont bundled with pretty_midi (TimGM6mb), found without importing pretty_midi."""
+# FluidR3 GM (Debian's fluid-soundfont-gm, which `make` installs): full-bandwidth piano samples,
+# loaded in 0.2-0.4 s. MuseScore General has the better piano (velocity layers, a damper release)
+# but took 3.5-14 s to load; the comparison is `python -m bench.soundfonts` (README, "The sound").
+PREFERRED_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+
+
+def fallback_soundfont() -> Path:
+    """The General MIDI soundfont bundled with pretty_midi (TimGM6mb, 6 MB), found without importing pretty_midi."""
     spec = importlib.util.find_spec("pretty_midi")
     return Path(spec.origin).parent / "TimGM6mb.sf2"
 
 
+def default_soundfont() -> Path:
+    """FluidR3 GM where it is installed, else TimGM6mb."""
+    return PREFERRED_SOUNDFONT if PREFERRED_SOUNDFONT.is_file() else fallback_soundfont()
+
+
 def check_soundfont(path=None) -> Path:
-    """The soundfont to use (default: TimGM6mb), or a one-line error if FluidSynth cannot load it.
+    """The soundfont to use (default: default_soundfont()), or a one-line error if FluidSynth cannot load it.
 
     FluidSynth's sfload returns -1 for a file that is not a SoundFont 2; rendering with it anyway
     would give a square-wave fallback, not an error.

@@ -68,6 +68,8 @@ def _log(message: str) -> None:
 @click.option("--control-map", type=click.Path(path_type=Path, exists=True, dir_okay=False), help="TOML/JSON CC mapping.")
 @click.option("--no-keys", is_flag=True, help="Do not read keys from the terminal.")
 @click.option("--osc", metavar="[HOST:]PORT", help="Take controls and the player's notes as OSC on this UDP port (127.0.0.1 unless a host is given).")
+@click.option("--web", metavar="[HOST:]PORT", is_flag=False, flag_value="default",
+              help="Serve a page to watch and steer the stream (default 127.0.0.1:8765; beyond loopback it needs the printed token).")
 @click.option("--osc-out", metavar="HOST:PORT", help="Send /cadenza/note pitch velocity seconds at each onset to this OSC address.")
 @click.option("--timing-log", type=click.Path(path_type=Path, dir_okay=False), hidden=True)
 def stream(**options):
@@ -137,7 +139,22 @@ def calibrate(output_name, input_name, midi_api, count):
     click.echo(result.describe())
 
 
+@click.command()
+@click.option("--control-port", required=True, help="The MIDI input your controller sends on (see `cadenza ports`).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Control map to write (*.toml).")
+@click.option("--midi-api", type=MIDI_API_CHOICES, default="auto", show_default=True)
+@click.option("--wait-seconds", type=BoundedFloat(1, 3600), default=60.0, show_default=True,
+              help="How long to wait for each control before skipping it.")
+def learn(control_port, out, midi_api, wait_seconds):
+    """MIDI learn: move a knob for each control in turn (Enter skips); writes a map for stream --control-map."""
+    from streamer.learn import LearnSettings, learn as run_learn
+
+    learned = run_learn(LearnSettings(control_port=control_port, out=out, midi_api=midi_api, wait_seconds=wait_seconds))
+    click.echo(f"wrote {out} ({len(learned)} learned); play with: cadenza stream --control-map {out}")
+
+
 def register(group: click.Group) -> None:
     group.add_command(stream)
     group.add_command(ports)
     group.add_command(calibrate)
+    group.add_command(learn)

@@ -136,6 +136,8 @@ class Controls:
     # Every note played (cadenza's and the player's) goes to each subscriber's bounded queue: a web
     # page or an OSC sender watches without the engine knowing them, and never holds it up.
     note_subscribers: list = field(default_factory=list)
+    musical_clock: object = None  # in musical time, the clock the engine places notes on (beats, tempo)
+    turn_state: str | None = None  # with --turns: "player" (cadenza listens) or "cadenza" (it answers)
     notes_played: int = 0
     started: float = field(default_factory=time.monotonic)
 

@@ -82,8 +82,10 @@ def open_session(options: dict, stop: threading.Event, stack: ExitStack, log) ->
                                                                    control_map, timing, card, log))
     surfaces = _open_surfaces(options, surface_specs, controls, control_map, card, required=bool(timing.sync), log=log)
     for surface in surfaces:
-        stack.callback(surface.close)
         surface.start()
+        stack.callback(surface.close)
+        if getattr(surface, "url", None):
+            log(f"page: {surface.url}")
     session.surfaces = surfaces
     from streamer.controls import TerminalKeys, status_line
 
@@ -109,6 +111,7 @@ def _engine(options, runtime, sender, controls, sampling, control_map, timing, c
     from streamer.timeline import Timeline
 
     timeline = Timeline(timing, typical_density(card), controls.clock, origin=time.monotonic() + 0.2)
+    controls.musical_clock = timeline.clock
     log(describe_timing(timing))
     return TimedEngine(runtime, sender, controls, settings, timeline)
 
@@ -122,6 +125,8 @@ def _surface_addresses(options: dict) -> dict:
         addresses["osc"] = parse_host_port(options["osc"], "--osc")
     if options.get("osc_out"):
         addresses["osc_out"] = parse_host_port(options["osc_out"], "--osc-out")
+    if options.get("web"):
+        addresses["web"] = parse_host_port("127.0.0.1:8765" if options["web"] == "default" else options["web"], "--web")
     return addresses
 
 
@@ -147,6 +152,12 @@ def _open_surfaces(options, addresses, controls, control_map, card, required: bo
 
         surfaces.append(OscNoteSender(controls, *addresses["osc_out"]))
         log(f"OSC out: /cadenza/note to {surfaces[-1].address}")
+    if "web" in addresses:
+        from streamer.web import LOOPBACK, WebSurface
+
+        surfaces.append(WebSurface(controls, *addresses["web"]))
+        if addresses["web"][0] not in LOOPBACK:
+            log(f"warning: the page is served beyond this machine ({addresses['web'][0]}); every request needs its token")
     if TerminalKeys.available() and not options["no_keys"]:
         surfaces.append(TerminalKeys(controls, instrument_name, typical_density(card)))
         log(KEY_HELP)

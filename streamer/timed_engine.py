@@ -95,6 +95,7 @@ class TimedEngine(Engine):
         """Turns: start an answer at the bar line after the player stops (or on request); its end beat."""
         controls, turns, clock = self.controls, self.timeline.turns, self.timeline.clock
         request, controls.turn_request = controls.turn_request, None
+        controls.turn_state = "cadenza" if turns.answering else "player"
         if turns.answering:
             if request == "yours":
                 turns.cut_short(clock, now)
