@@ -252,10 +252,18 @@ def bench_sync() -> None:
     sync_main([])
 
 
+def bench_surfaces(seconds: float) -> None:
+    """Stream timing with --web and --osc on and flooded, beside the same stream without them."""
+    from bench.stream_timing import run_surfaces
+
+    for name, value, goal in run_surfaces(seconds):
+        print(f"{name:<52} {value:>24}  {goal}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="*", choices=["ingest", "inference", "render", "quality", "training", "stream", "sync",
-                                                   "memory"])
+                                                   "memory", "surfaces"])
     parser.add_argument("--models", nargs="*", default=[],
                         help="--only memory: exported models to time side by side [default: the shipped one]")
     parser.add_argument("--stream-seconds", type=float, default=60.0)
@@ -279,6 +287,8 @@ def main() -> None:
         bench_stream(arguments.stream_seconds, arguments.jack_flags)
     if "sync" in chosen:
         bench_sync()
+    if "surfaces" in chosen:
+        bench_surfaces(arguments.stream_seconds)
     if "memory" in chosen:
         bench_whole_note(arguments.models or [REPO / "models" / "default"])
 

@@ -162,10 +162,11 @@ def session(script: Script, stream_args: list, seed: int = 0) -> Session:
     backend = mido.Backend(BACKEND, load=True)
     port = f"sync-{os.getpid()}-{seed}"
     controls_before = set(backend.get_output_names())
+    # PYTHONFAULTHANDLER: a stream that does not stop is asked for every thread's stack (SIGABRT) before it is killed.
     stream = subprocess.Popen([sys.executable, "-m", "cadenza_cli", "stream", "--midi-api", "jack", "--port", port,
                                "--no-keys", "--seed", str(seed), *stream_args], cwd=REPO,
-                              env=dict(os.environ, MIDO_BACKEND=BACKEND), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+                              env=dict(os.environ, MIDO_BACKEND=BACKEND, PYTHONFAULTHANDLER="1"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         control = None
@@ -184,8 +185,13 @@ def session(script: Script, stream_args: list, seed: int = 0) -> Session:
         try:
             _, stderr = stream.communicate(timeout=30)
         except subprocess.TimeoutExpired:
-            stream.kill()
-            _, stderr = stream.communicate()
+            stream.send_signal(signal.SIGABRT)  # the stacks, to stderr, of a stream that would not stop
+            try:
+                _, stderr = stream.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                stream.kill()
+                _, stderr = stream.communicate()
+            stderr = "did not stop within 30 s of SIGINT:\n" + stderr
     time.sleep(0.2)
     heard = [(arrival, mido.Message.from_bytes(data)) for arrival, data in listener.arrivals()]
     return Session(sent=sender.sent, heard=heard, stderr=stderr, exit_code=stream.returncode)
