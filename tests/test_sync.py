@@ -17,10 +17,28 @@ from streamer.clock import ClockFollower, FixedTempo, Grid
 from streamer.timeline import BeatPlacer
 
 
+# A bare sender's messages must reach a listener within this (p99) on the server for its 2 ms checks
+# to mean anything; on a healthy 2-core VM the floor is about 1.5 ms.
+FLOOR_LIMIT_MS = 5.0
+
+
 @pytest.fixture(scope="module")
 def fast_jack():
-    """A server of this module's own with 64-frame periods (1.45 ms)."""
+    """A server of this module's own with 64-frame periods (1.45 ms), checked first: if this host
+    cannot run it in time (a bare sender's MIDI, no cadenza at all, arrives late or not at all),
+    the musical-time tests say so and are skipped rather than failing on the host's account."""
+    import json
+    import subprocess
+    import sys
+
     with dummy_jack_server(f"cadenza-sync-{os.getpid()}", 64) as name:
+        checked = subprocess.run([sys.executable, "-m", "bench.sync", "--floor"], cwd=Path(__file__).parent.parent,
+                                 capture_output=True, text=True, timeout=60)
+        floor = json.loads(checked.stdout.strip().splitlines()[-1])
+        if floor["p99"] > FLOOR_LIMIT_MS or floor["lost"]:
+            pytest.skip(f"this host cannot run a 64-frame JACK server in time: a bare sender's MIDI arrives "
+                        f"p50 {floor['p50']:.1f} / p99 {floor['p99']:.1f} ms late, {floor['lost']} of 300 lost "
+                        f"(healthy: p99 ~1.5 ms, none lost)")
         yield name
 
 
