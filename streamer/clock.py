@@ -25,6 +25,9 @@ RETURN_PULSES = PULSES_PER_SIXTEENTH  # pulses a returning clock must send befor
 LATE_PULSE = 0.5  # a pulse this many intervals late by the line is held until the next ones tell why
 HELD_PULSES = 12  # ...this many (half a beat): enough to tell a level step (a lost pulse) from a drift (a slower tempo)
 STALL_PULSES = 4 * PULSES_PER_BEAT  # held at most this many while a stalled machine's backlog drains
+# A stall's backlog comes with one stamp: each pulse an interval less late than the one before.
+# Jitter alone moves two neighbours by at most 0.8 of an interval (+-5 ms at 200 BPM).
+DRAIN_STEP = 0.85
 
 
 class ClockFollower:
@@ -99,54 +102,71 @@ class ClockFollower:
         """
         self._held.append(arrival)
         late = np.array([self._late_by(a, self._counter + index) for index, a in enumerate(self._held)])
-        rising = len(late) >= 3 and np.all(np.diff(late[-3:]) > 0)
-        draining = len(late) >= 2 and late[-1] < late[-2] - LATE_PULSE
-        # Told early where it is plain: rising later than a lost pulse explains is a slower tempo
+        drained = np.nonzero(np.diff(late) < -DRAIN_STEP)[0]
+        tail = late[drained[-1] + 1:] if len(drained) else late  # the pulses since a stall drained
+        rising = len(tail) >= 3 and np.all(np.diff(tail[-3:]) > 0)
+        # Told early where it is plain: rising later than lost pulses explain is a slower tempo
         # (to be followed now, not half a beat on); the last two back on the line, late stamps.
         spread = 6.0 * self._jitter / self._fit[0]  # how far apart two held pulses of one level can lie
-        drifted = rising and (late[-1] > 1.0 + LATE_PULSE + 0.1 * len(late) ** 0.5
-                              or late[-1] - late[0] > max(LATE_PULSE, spread))
+        drifted = rising and (tail[-1] - tail[0] > max(LATE_PULSE, spread)
+                              or (len(drained) == 0 and tail[-1] > 1.0 + LATE_PULSE + 0.1 * len(tail) ** 0.5))
         back = len(late) >= 3 and np.all(np.abs(late[-2:]) < LATE_PULSE)
-        if (len(late) < HELD_PULSES or draining) and len(late) < STALL_PULSES and not drifted and not back:
+        if len(tail) < HELD_PULSES and len(late) < STALL_PULSES and not drifted and not back:
             return
         held, self._held = self._held, []
-        if back or (not drifted and abs(float(np.median(late[-HELD_PULSES + 2:]))) < LATE_PULSE):
-            first_on_time = len(held) - 2 if back else len(held) - HELD_PULSES + 2
-            self._counter += first_on_time
-            self._add_to_line(held[first_on_time:])  # late stamps stay out of the line, counted all the same
-        elif not drifted and self._a_step_not_a_drift(late[-HELD_PULSES:]):
-            self._counter += 1  # the pulse before the first held one was lost
-            self.lost_pulses += 1
-            self._add_to_line(held)
-        else:  # a new tempo from the last pulse on the line (on both tempos) through the held ones
+        lost = None if drifted else 0 if back else self._lost_before(tail)
+        if back or lost is not None:
+            # Counted all, `lost` more for pulses that never came; on the line only those on it
+            # (late stamps and a stall's backlog stay out).
+            self._counter += lost or 0
+            self.lost_pulses += lost or 0
+            first = self._counter
+            self._counter += len(held)
+            on_line = [(first + index, arrival) for index, arrival in enumerate(held)
+                       if abs(late[index] - (lost or 0)) < LATE_PULSE]
+            self._add_counted(on_line)
+        else:  # a new tempo from the last pulse on the line (on both tempos) through the settled ones
             last = self._pulses[-1]
             self._pulses.clear()
             self._pulses.append(last)
             self._change_suspected = False
-            self._add_to_line(held)
+            self._counter += len(held) - len(tail)
+            self._add_to_line(held[len(held) - len(tail):])
 
-    def _a_step_not_a_drift(self, late: np.ndarray) -> bool:
-        """The held pulses about one interval late and level: a lost pulse. Drifting later through
-        them (more than their jitter explains) is a slower tempo: a 10 % slowdown at 200 BPM
-        reaches half an interval before the tempo check has seen it twice."""
-        if abs(float(np.median(late[2:])) - 1.0) >= 0.5:
-            return False
-        index = np.arange(len(late))
-        trend = float(np.polyfit(index, late, 1)[0])
+    def _lost_before(self, tail: np.ndarray) -> int | None:
+        """How many pulses were lost, read from the settled held pulses: level at about k intervals
+        late (k = 0: late stamps only). None where they drift (more than their jitter explains):
+        a slower tempo; a 10 % slowdown at 200 BPM reaches half an interval before the tempo check
+        has seen it twice."""
+        settled = tail[2:] if len(tail) > 4 else tail
+        level = float(np.median(settled))
+        lost = round(level)
+        if lost < 0 or abs(level - lost) >= LATE_PULSE:
+            return None
+        index = np.arange(len(settled))
+        if len(settled) < 3:
+            return lost
+        trend = float(np.polyfit(index, settled, 1)[0])
         jitter_in_intervals = self._jitter / self._fit[0]
         trend_limit = max(0.05, 3.0 * jitter_in_intervals / np.sqrt(np.sum((index - index.mean()) ** 2)))
-        return abs(trend) < trend_limit
+        return lost if abs(trend) < trend_limit else None
 
-    def _add_to_line(self, arrivals: list) -> None:
-        for arrival in arrivals:
-            self._pulses.append((self._counter, arrival))
-            self._counter += 1
-            # One pulse run off the line can be a loaded machine (JACK stamps a late cycle's pulses
-            # late): a change must be seen on two pulses running before the line lets go.
+    def _add_counted(self, pulses: list) -> None:
+        """(counter, arrival) pairs into the line, in order."""
+        for pulse in pulses:
+            self._pulses.append(pulse)
             suspected, self._change_suspected = self._change_suspected, self._tempo_changed()
             if suspected and self._change_suspected:
                 self._restart_line()
         self._refit()
+
+    def _add_to_line(self, arrivals: list) -> None:
+        """Arrivals counted one after another from the next counter value, into the line. One pulse
+        run off the line can be a loaded machine (JACK stamps a late cycle's pulses late): a change
+        must be seen on two pulses running before the line lets go (_add_counted)."""
+        first = self._counter
+        self._counter += len(arrivals)
+        self._add_counted([(first + index, arrival) for index, arrival in enumerate(arrivals)])
 
     def _restart_line(self) -> None:
         """The tempo changed: the pulses off the line since it changed, and the last one on it (on
