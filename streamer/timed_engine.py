@@ -8,6 +8,7 @@ import time
 
 import mido
 
+from streamer.clock import FixedTempo
 from streamer.controls import FREE_PLAY_GAP_SECONDS
 from streamer.engine import Engine
 
@@ -37,6 +38,12 @@ class TimedEngine(Engine):
         """Musical time: notes placed by the timeline on a clock; turns; transport from a MIDI clock."""
         settings, controls, timeline = self.settings, self.controls, self.timeline
         clock, placer, turns = timeline.clock, timeline.placer, timeline.turns
+        if isinstance(clock, FixedTempo):
+            # cadenza's own tempo starts when the first note is ready, not when the session was
+            # built: on a slow start the downbeat would be gone and the first note skipped past it.
+            self._apply_steering()
+            self._armed = self._draw()
+            clock.origin = time.monotonic() + settings.lead_in_seconds + max(timeline.settings.latency_seconds, 0.0)
         self.started = time.monotonic()
         deadline = self.started + settings.seconds if settings.seconds else None
         lookahead = settings.lookahead_seconds + max(timeline.settings.latency_seconds, 0.0)

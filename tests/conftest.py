@@ -18,6 +18,27 @@ REPO = Path(__file__).resolve().parent.parent
 JACK_BACKEND = "mido.backends.rtmidi/UNIX_JACK"
 
 
+def _forget_dead_jack_servers() -> None:
+    """With no jackd running at all, JACK's shared-memory registry can only hold dead servers (a
+    jackd killed outright keeps its slot): once it holds a handful, every new server fails with
+    "Too many servers already active" (seen here after killed test runs). Cleared then, never
+    while any jackd runs."""
+    if not _a_jackd_runs():
+        for leftover in Path("/dev/shm").glob("jack*"):
+            with contextlib.suppress(OSError):
+                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+
+
+def _a_jackd_runs() -> bool:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "jackd":
+                return True
+        except OSError:
+            continue  # gone meanwhile
+    return False
+
+
 @contextlib.contextmanager
 def dummy_jack_server(name: str, period_frames: int):
     """jackd with the dummy driver under `name`, the default server while it runs; stopped by its
@@ -26,6 +47,7 @@ def dummy_jack_server(name: str, period_frames: int):
         pytest.fail("jackd is not installed: run the README's set-up (apt package jackd2)")
     env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
     os.environ["JACK_NO_START_SERVER"] = "1"  # a client in a test never starts a server of its own
+    _forget_dead_jack_servers()
     log = os.environ.get("CADENZA_JACK_LOG")
     process = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", "44100", "-p", str(period_frames)],
                                stdout=open(log, "a") if log else subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env)

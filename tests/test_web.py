@@ -121,23 +121,20 @@ def test_ten_clients_one_never_reading_is_dropped_and_the_rest_hear_every_note(s
         listeners = [asyncio.ensure_future(listen(r, notes)) for r in received]
         while not all(r for r in received) or len(surface.clients) < 10:
             await asyncio.sleep(0.02)
-        slowest = 0.0
         for index in range(notes):
-            started = time.perf_counter()
             controls.publish_note(time.monotonic(), 60 + index % 24, 80, 0.1, "cadenza")
-            slowest = max(slowest, time.perf_counter() - started)
             if index % 50 == 49:
                 await asyncio.sleep(0.06)  # the broadcaster sends each batch
         await asyncio.wait_for(asyncio.gather(*listeners), timeout=30)
-        return received, slowest
+        return received
 
     filler = threading_pad(surface, controls)
-    received, slowest = asyncio.run(main())
+    received = asyncio.run(main())
     filler.stop()
     silent.close()
     assert all(len(r) - 1 == 3000 for r in received), [len(r) - 1 for r in received]
     assert [n["pitch"] for n in received[0][1:6]] == [60, 61, 62, 63, 64]
-    assert surface.dropped_clients == 1 and slowest < 0.01
+    assert surface.dropped_clients == 1  # the publisher only ever put_nowait: how long that took is bench/'s
     assert _request(base + "/api/state")[0] == 200
 
 
