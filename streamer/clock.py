@@ -72,8 +72,10 @@ class ClockFollower:
                     self._came_back()
                 self._last_arrival = arrival
                 return
-            if self._last_arrival is not None and arrival - self._last_arrival > 0.5:
-                self._pulses.clear()  # the clock paused: a line through old pulses would mislead
+            if self._last_arrival is not None and arrival - self._last_arrival > 0.5 and not self.running:
+                # A stopped clock paused: a line through old pulses would mislead. While playing, a
+                # gap is a stalled machine's (its pulses follow at once) and is held and told as one.
+                self._pulses.clear()
                 self._held, self._change_suspected = [], False
             self._last_arrival = arrival
             if self._held or self._late_by(arrival, self._counter) > LATE_PULSE:
