@@ -116,16 +116,16 @@ class ClockFollower:
         if len(tail) < HELD_PULSES and len(late) < STALL_PULSES and not drifted and not back:
             return
         held, self._held = self._held, []
-        lost = None if drifted else 0 if back else self._lost_before(tail)
-        if back or lost is not None:
+        lost = 0 if back else None if drifted else self._lost_before(tail)
+        if lost is not None:
             # Counted all, `lost` more for pulses that never came; on the line only those on it
             # (late stamps and a stall's backlog stay out).
-            self._counter += lost or 0
-            self.lost_pulses += lost or 0
+            self._counter += lost
+            self.lost_pulses += lost
             first = self._counter
             self._counter += len(held)
             on_line = [(first + index, arrival) for index, arrival in enumerate(held)
-                       if abs(late[index] - (lost or 0)) < LATE_PULSE]
+                       if abs(late[index] - lost) < LATE_PULSE]
             self._add_counted(on_line)
         else:  # a new tempo from the last pulse on the line (on both tempos) through the settled ones
             last = self._pulses[-1]

@@ -20,15 +20,14 @@ first is reported on stderr, as on the MIDI control input. Out (`--osc-out HOST:
 
 from __future__ import annotations
 
-import math
+import functools
 import queue
 import sys
 import threading
 import time
 
-from models.controls import parse_key
 from models.errors import CadenzaError
-from models.sampling import DENSITY_RANGE, TEMPERATURE_RANGE
+from streamer.control_values import SETTINGS, BadControl, checked_change
 from streamer.controls import Controls, PlayerNotes
 
 PREFIX = "/cadenza/"
@@ -46,24 +45,11 @@ def parse_host_port(text: str, option: str) -> tuple[str, int]:
     return host or "127.0.0.1", number
 
 
-class Refused(ValueError):
-    """A message that cannot be applied; its text says why."""
-
-
-def _number(args: tuple, low: float, high: float, zero_allowed: bool = False) -> float:
-    if len(args) != 1 or isinstance(args[0], (bool, str, bytes)) or not isinstance(args[0], (int, float)):
-        raise Refused("expects one number")
-    value = float(args[0])
-    if not math.isfinite(value) or not (low <= value <= high or (zero_allowed and value == 0)):
-        raise Refused(f"{value:g} is outside {low:g}-{high:g}" + (" (0 = free)" if zero_allowed else ""))
-    return value
-
-
 def _integer(args: tuple, count: int, low: int, high: int) -> tuple[int, ...]:
     if len(args) != count or not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
-        raise Refused(f"expects {count} integer{'s' if count > 1 else ''}")
+        raise BadControl(f"expects {count} integer{'s' if count > 1 else ''}")
     if not all(low <= a <= high for a in args):
-        raise Refused(f"values must be {low}-{high}")
+        raise BadControl(f"values must be {low}-{high}")
     return tuple(args)
 
 
@@ -74,60 +60,36 @@ class OscControls:
         self.controls = controls
         self.notes = notes or PlayerNotes(controls)
         self.skipped = 0
-        self._handlers = {
-            "temperature": self._temperature, "density": self._density, "key": self._key,
-            "dynamics": self._dynamics, "instrument": self._instrument, "tempo_scale": self._tempo_scale,
-            "pause": self._pause, "panic": self._panic, "note_on": self._note_on, "note_off": self._note_off,
-        }
+        self._handlers = {"pause": self._pause, "panic": self._panic, "note_on": self._note_on,
+                          "note_off": self._note_off}
+        for name in SETTINGS:
+            self._handlers[name] = functools.partial(self._setting, name)
 
     def handle(self, address: str, *args) -> None:
         """One message; a bad one is skipped, counted, and the first reported."""
         name = address[len(PREFIX):] if address.startswith(PREFIX) else None
         try:
             if name not in self._handlers:
-                raise Refused("unknown address")
+                raise BadControl("unknown address")
             self._handlers[name](args)
-        except Refused as why:
+        except BadControl as why:
             self.skipped += 1
             if self.skipped == 1:
                 sys.stderr.write(f"\ncadenza: skipped an OSC message {address} {list(args)!r}: {why}; "
                                  "later ones are only counted\n")
 
-    def _temperature(self, args):
-        self.controls.set_temperature(_number(args, *TEMPERATURE_RANGE))
-
-    def _density(self, args):
-        value = _number(args, *DENSITY_RANGE, zero_allowed=True)
-        self.controls.set_density(value or None)
-
-    def _key(self, args):
-        if len(args) != 1 or not isinstance(args[0], str):
-            raise Refused("expects one string")
-        text = args[0].strip()
-        if text.lower() in ("none", "auto"):
-            self.controls.set_key(None if text.lower() == "none" else "auto")
-            return
-        try:
-            self.controls.set_key(str(parse_key(text)))
-        except ValueError as error:
-            raise Refused(str(error)) from None
-
-    def _dynamics(self, args):
-        value = _number(args, 1, 127, zero_allowed=True)
-        self.controls.set_dynamics(value or None)
-
-    def _instrument(self, args):
-        self.controls.set_program(_integer(args, 1, 0, 127)[0])
-
-    def _tempo_scale(self, args):
-        self.controls.set_tempo_scale(_number(args, 0.25, 4.0))
+    def _setting(self, name: str, args: tuple) -> None:
+        if len(args) != 1:
+            raise BadControl(f"{name} expects one value")
+        setter, value = checked_change(name, args[0])
+        getattr(self.controls, setter)(value)
 
     def _pause(self, args):
         self.controls.paused = bool(_integer(args, 1, 0, 1)[0])
 
     def _panic(self, args):
         if args:
-            raise Refused("takes no arguments")
+            raise BadControl("takes no arguments")
         self.controls.silence.set()
         self.notes.clear()
 

@@ -43,10 +43,10 @@ class TimedEngine(Engine):
             # built: on a slow start the downbeat would be gone and the first note skipped past it.
             self._apply_steering()
             self._armed = self._draw()
-            clock.origin = time.monotonic() + settings.lead_in_seconds + max(timeline.settings.latency_seconds, 0.0)
+            clock.origin = time.monotonic() + settings.lead_in_seconds + timeline.settings.early_seconds
         self.started = time.monotonic()
         deadline = self.started + settings.seconds if settings.seconds else None
-        lookahead = settings.lookahead_seconds + max(timeline.settings.latency_seconds, 0.0)
+        lookahead = settings.lookahead_seconds + timeline.settings.early_seconds
         self._send_program()
         transport_seen, resting = None, True
         self._next_check = self.started
@@ -125,7 +125,7 @@ class TimedEngine(Engine):
 
     def _beat_soonest(self, now: float) -> float:
         """The first song position a note can still be sent for in time: lead-in and latency ahead."""
-        early = max(self.timeline.settings.latency_seconds, 0.0)
+        early = self.timeline.settings.early_seconds
         return self.timeline.clock.beat_at(now + self.settings.lead_in_seconds + early)
 
     def _sent_late(self, seconds: float) -> None:
@@ -170,7 +170,7 @@ class TimedEngine(Engine):
         if times is None:
             return 0.005
         onset, end = times
-        early = max(self.timeline.settings.latency_seconds, 0.0)
+        early = self.timeline.settings.early_seconds
         if onset + early - now > lookahead:
             return onset + early - now - lookahead
         self._ahead = None

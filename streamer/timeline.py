@@ -34,6 +34,12 @@ class TimingSettings:
     beats_per_bar: int = 4
 
     @property
+    def early_seconds(self) -> float:
+        """How much before its time a note leaves for the latency (a negative latency sends late,
+        which needs no head start)."""
+        return max(self.latency_seconds, 0.0)
+
+    @property
     def timed(self) -> bool:
         return bool(self.bpm or self.sync or self.quantize != "off" or self.clock_out or self.turns_bars)
 

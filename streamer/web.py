@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import queue
 import secrets
 import threading
 from importlib import resources
 from socket import SO_SNDBUF, SOL_SOCKET
 
-from models.controls import parse_key
 from models.errors import CadenzaError
-from models.sampling import DENSITY_RANGE, TEMPERATURE_RANGE
+from streamer.control_values import BadControl, checked_change
 
 MAX_BODY_BYTES = 64 * 1024
 CLIENT_QUEUE = 256  # messages a client may fall behind before it is dropped
@@ -36,54 +34,13 @@ STATE_SECONDS = 0.05  # how often the state is compared for changes
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-class BadControl(ValueError):
-    """A control the page (or any client) sent that cannot be applied; its text says which and why."""
-
-
-def _number(name: str, value, low: float, high: float, free_allowed: bool = False) -> float | None:
-    if free_allowed and (value is None or value == 0):
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadControl(f"{name} must be a number" + (" (0 or null: free)" if free_allowed else ""))
-    if not low <= value <= high:
-        raise BadControl(f"{name} {value:g} is outside {low:g}-{high:g}")
-    return float(value)
-
-
-def _key(value) -> str | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
-        return None
-    if not isinstance(value, str):
-        raise BadControl("key must be a string such as 'D minor', 'none' or 'auto'")
-    if value.strip().lower() == "auto":
-        return "auto"
-    try:
-        return str(parse_key(value))
-    except ValueError as error:
-        raise BadControl(f"key: {error}") from None
-
-
 def checked_changes(body) -> list:
     """[(setter name, value)] for a POST body; BadControl naming the first thing wrong."""
     if not isinstance(body, dict):
         raise BadControl("the body must be a JSON object of controls")
     changes = []
     for name, value in body.items():
-        if name == "temperature":
-            changes.append(("set_temperature", _number(name, value, *TEMPERATURE_RANGE)))
-        elif name == "density":
-            changes.append(("set_density", _number(name, value, *DENSITY_RANGE, free_allowed=True)))
-        elif name == "key":
-            changes.append(("set_key", _key(value)))
-        elif name == "dynamics":
-            changes.append(("set_dynamics", _number(name, value, 1, 127, free_allowed=True)))
-        elif name == "instrument":
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 127:
-                raise BadControl("instrument must be a General MIDI program number 0-127")
-            changes.append(("set_program", value))
-        elif name == "tempo_scale":
-            changes.append(("set_tempo_scale", _number(name, value, 0.25, 4.0)))
-        elif name == "paused":
+        if name == "paused":
             if not isinstance(value, bool):
                 raise BadControl("paused must be true or false")
             changes.append(("paused", value))
@@ -92,7 +49,7 @@ def checked_changes(body) -> list:
                 raise BadControl("panic must be true")
             changes.append(("panic", True))
         else:
-            raise BadControl(f"unknown control {name!r}")
+            changes.append(checked_change(name, value))
     return changes
 
 
