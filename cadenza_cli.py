@@ -1,16 +1,36 @@
 """The `cadenza` command: one click group; each side adds its own subcommands."""
 
+import _thread
 import os
 import signal
 import sys
+import threading
+
+
+_start_up_stop: int | None = None
 
 
 def _stopped_during_start_up(signal_number, frame):
     """Until a command sets its own handling, a stop signal is a quiet exit, not a traceback."""
-    sys.stderr.write(f"\ncadenza: stopped by {signal.Signals(signal_number).name}\n")
+    global _start_up_stop
+    if _start_up_stop is None:
+        sys.stderr.write(f"\ncadenza: stopped by {signal.Signals(signal_number).name}\n")
+    _start_up_stop = signal_number
     sys.exit(128 + signal_number)
 
 
+def _stop_swallowed(unraisable) -> None:
+    """A signal that lands while Python runs a callback it cannot raise from (a weakref callback of
+    the import machinery) has its SystemExit swallowed, and the command would play on as if never
+    stopped: deliver the signal again from another thread, so it lands in ordinary code, where the
+    start-up exit works or a command's own handler (stream's stop event) takes it."""
+    if isinstance(unraisable.exc_value, SystemExit) and _start_up_stop is not None:
+        threading.Timer(0.005, _thread.interrupt_main, (_start_up_stop,)).start()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+sys.unraisablehook = _stop_swallowed
 for _signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
     signal.signal(_signal, _stopped_during_start_up)
 

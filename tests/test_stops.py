@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -121,6 +122,21 @@ def test_signals_during_start_up_exit_quietly(tmp_path):
         _, stderr = process.communicate(timeout=30)
         assert "Traceback" not in stderr, (delay, stderr)
         assert process.returncode in (0, 128 + stop_signal), (delay, process.returncode, stderr)
+
+
+def test_a_stop_that_lands_inside_a_callback_still_stops():
+    """A signal handled inside a weakref callback (as the import machinery runs them) raises a
+    SystemExit that Python swallows; a clean-clone run saw a stream play on its full 20 s that way.
+    Here the signal is raised inside such a callback on purpose, so it lands there every time."""
+    script = ("import signal, time, weakref\nimport cadenza_cli\n"
+              "class Held: pass\nheld = Held()\n"
+              "watch = weakref.ref(held, lambda _: signal.raise_signal(signal.SIGTERM))\n"
+              "del held\ntime.sleep(10)\nprint('played on')\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert "played on" not in result.stdout
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
+    assert result.stderr.count("stopped by SIGTERM") == 1, result.stderr
 
 
 def test_stop_loop_leaves_nothing_sounding_and_every_take_valid(jack_midi, tmp_path):
