@@ -107,7 +107,7 @@ class OscControls:
 class OscSurface:
     """`--osc`: an OSC server on its own thread; it acts only on Controls and the player-note feed."""
 
-    name = "OSC"
+    name = kind = "OSC"
 
     def __init__(self, controls: Controls, host: str, port: int):
         from pythonosc.dispatcher import Dispatcher
@@ -123,6 +123,11 @@ class OscSurface:
         self.address = f"{host}:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="osc-in", daemon=True)
+
+    @property
+    def skipped(self) -> int:
+        """Messages it could not use (reported once, then counted)."""
+        return self.handler.skipped
 
     def start(self) -> None:
         self._thread.start()

@@ -54,7 +54,7 @@ def _silence_messages() -> list[mido.Message]:
     return messages
 
 
-def _virtual_port_name(name: str, before: list, after: list) -> tuple[str, list]:
+def virtual_port_name(name: str, before: list, after: list) -> tuple[str, list]:
     """(the full name others see for the port just opened, the same-named ports already open).
 
     The MIDI system renames a second client of the same name (JACK: 'cadenza-01:cadenza'), so a
@@ -106,7 +106,7 @@ class MidiPortOutput:
             else:
                 before = backend.get_input_names()  # our virtual output is an input for the others
                 self.port = backend.open_output(name, virtual=True, client_name="cadenza")
-                self.name, self.same_name_as = _virtual_port_name(name, before, backend.get_input_names())
+                self.name, self.same_name_as = virtual_port_name(name, before, backend.get_input_names())
         except (OSError, IOError, SystemError) as error:
             where = f"port {connect!r}" if connect else f"a virtual port {name!r}"
             raise CadenzaError(f"cannot open {where}: {error}".splitlines()[0]) from None

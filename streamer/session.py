@@ -34,6 +34,8 @@ class Session:
                 + (f", {engine.late_sends} sent late for the latency" if getattr(engine, "late_sends", 0) else "")
                 + (f", {sender.notes_dropped} dropped after a suspension" if sender.notes_dropped else "")
                 + (f", {clock.lost_pulses} clock pulses lost on the way" if clock and clock.lost_pulses else "")
+                + "".join(f", {surface.skipped} {surface.kind} messages skipped"
+                          for surface in self.surfaces if getattr(surface, "skipped", 0))
                 + ")")
 
 
@@ -87,7 +89,7 @@ def open_session(options: dict, stop: threading.Event, stack: ExitStack, log) ->
         if getattr(surface, "url", None):
             log(f"page: {surface.url}")
     session.surfaces = surfaces
-    from streamer.controls import TerminalKeys, status_line
+    from streamer.keys import TerminalKeys, status_line
 
     if any(isinstance(surface, TerminalKeys) for surface in surfaces):
         session.engine.on_tick = lambda e: sys.stderr.write(status_line(controls, e.notes_generated, instrument_name))
@@ -133,7 +135,7 @@ def _surface_addresses(options: dict) -> dict:
 def _open_surfaces(options, addresses, controls, control_map, card, required: bool, log) -> list:
     from models.instruments import instrument_name
     from models.sampling import typical_density
-    from streamer.controls import KEY_HELP, TerminalKeys
+    from streamer.keys import KEY_HELP, TerminalKeys
 
     surfaces = []
     control_input = _open_control_input(options, controls, control_map, required, log)
@@ -166,7 +168,7 @@ def _open_surfaces(options, addresses, controls, control_map, card, required: bo
 
 def _open_control_input(options: dict, controls, control_map, required: bool, log):
     from models.stderr import silenced_stderr
-    from streamer.controls import MidiControlInput
+    from streamer.control_input import MidiControlInput
     from streamer.outputs import midi_backend
 
     try:

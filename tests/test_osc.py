@@ -128,6 +128,8 @@ def test_a_stream_takes_osc_controls_and_notes_and_sends_its_notes(tmp_path):
         client.send_message("/cadenza/instrument", 40)
         client.send_message("/cadenza/note_on", [60, 90])
         client.send_message("/cadenza/note_off", 60)
+        client.send_message("/cadenza/tempo", 2.0)  # no such address: skipped, and counted at the end
+        client.send_message("/cadenza/temperature", "hot")
         _, stderr = stream.communicate(timeout=60)
     finally:
         stream.kill()
@@ -135,6 +137,7 @@ def test_a_stream_takes_osc_controls_and_notes_and_sends_its_notes(tmp_path):
         listener.server_close()
     assert stream.returncode == 0, stderr
     assert "OSC in: 127.0.0.1:" in stderr and "OSC out:" in stderr
+    assert stderr.count("skipped an OSC message") == 1 and "2 OSC messages skipped)" in stderr, stderr
     assert all(len(args) == 3 and 0 <= args[0] <= 127 and 1 <= args[1] <= 127 and args[2] > 0 for args in received)
     programs = [m.program for m in mido.MidiFile(str(take)) if m.type == "program_change"]
     assert programs[-1] == 40, programs

@@ -1,0 +1,54 @@
+"""The MIDI control input: a controller or a virtual port, read through a ControlMapper (a surface)."""
+
+from __future__ import annotations
+
+from models.errors import CadenzaError
+from streamer.controls import ControlMap, ControlMapper, Controls
+from streamer.outputs import virtual_port_name
+
+
+class MidiControlInput:
+    """A MIDI input (a controller or a virtual port) whose messages go through a ControlMapper."""
+
+    def __init__(self, backend, controls: Controls, control_map: ControlMap, name: str | None = None,
+                 poll_seconds: float = 0.005):
+        self.mapper = ControlMapper(controls, control_map)
+        from streamer.jack import jack_period_seconds
+        from streamer.midi_input import PolledMidiInput, rtmidi_api
+
+        import rtmidi
+
+
+        period = jack_period_seconds() if rtmidi_api(backend) == rtmidi.API_UNIX_JACK else None
+        before = _sendable_ports(backend) if not name else []
+        try:
+            self.port = PolledMidiInput(backend, name or "cadenza-control", self.mapper.handle, virtual=not name,
+                                        client_name="cadenza-control", poll_seconds=poll_seconds,
+                                        stamp_bias_seconds=(period or 0.0) / 2)
+        except (OSError, IOError, SystemError, RuntimeError) as error:
+            raise CadenzaError(f"cannot open control port {name or 'cadenza-control'!r}: {error}".splitlines()[0]) from None
+        # The name a controller or DAW sends to: a second cadenza's virtual input is renamed by the
+        # MIDI system (JACK: 'cadenza-control-01:cadenza-control'), and the log must say so.
+        self.name, self.same_name_as = name, []
+        if not name:
+            self.name, self.same_name_as = virtual_port_name("cadenza-control", before, _sendable_ports(backend))
+
+    kind = "MIDI control"
+
+    @property
+    def skipped(self) -> int:
+        """Messages it could not use (reported once, then counted)."""
+        return self.port.skipped
+
+    def start(self) -> None:
+        """Listening since it opened (a surface's start, for the session)."""
+
+    def close(self) -> None:
+        self.port.close()
+
+
+def _sendable_ports(backend) -> list:
+    try:
+        return list(backend.get_output_names())
+    except Exception:  # noqa: BLE001 - no MIDI system: nothing to compare
+        return []
