@@ -16,11 +16,11 @@ from streamer.midi_input import PolledMidiInput
 from conftest import JACK_BACKEND, REPO, cadenza_command, pitch_entropy, run_cadenza, wait_for_port
 
 
-from streaming import controlled_stream, wait_for_program
+from streaming import controlled_stream, send_control, wait_for_program
 
 
 def _notes_after_control(listener, control_out, message, count):
-    control_out.send(message)
+    send_control(control_out, message)
     time.sleep(0.5)  # past the lookahead: what follows was sampled after the change
     return listener.wait_for_notes(count, since=time.monotonic())
 
@@ -29,7 +29,7 @@ def test_cc1_moves_temperature_and_program_change_switches_instrument(jack_midi)
     with controlled_stream(jack_midi, "controlled", "--seed", "3", "--tempo-scale", "0.3") as (process, listener, control_out):
         cold = _notes_after_control(listener, control_out, mido.Message("control_change", control=1, value=0), 80)
         hot = _notes_after_control(listener, control_out, mido.Message("control_change", control=1, value=127), 80)
-        control_out.send(mido.Message("program_change", program=40))
+        send_control(control_out, mido.Message("program_change", program=40))
         wait_for_program(listener, process, 40)
     cold_entropy = pitch_entropy([m.note for m in cold])
     hot_entropy = pitch_entropy([m.note for m in hot])
@@ -125,7 +125,7 @@ def test_key_stream_plays_in_the_scale_and_density_cc_changes_the_rate(jack_midi
         gaps = {}
         # Six seconds of each: over 12 notes a chord or two (every note counts) swung the rate by 2x.
         for density, value, count in ((4, 56, 24), (16, 111, 96)):  # CC71: 1-127 onto 1-24 notes/s, log scale
-            control_out.send(mido.Message("control_change", control=71, value=value))
+            send_control(control_out, mido.Message("control_change", control=71, value=value))
             since = time.monotonic() + 0.25
             listener.wait_for_notes(count, since=since, timeout=60)
             arrivals = [(t, m) for t, m in listener.messages if t >= since and m.type == "note_on" and m.velocity > 0]
@@ -146,7 +146,7 @@ def test_malformed_control_messages_are_skipped_and_control_survives(jack_midi):
         for data in ([0xF2, 0x01], [0xB0], [0x90, 0x3C], [0xF8, 0x01, 0x02]):
             raw.send_message(data)
         time.sleep(0.3)
-        control_out.send(mido.Message("program_change", program=40))
+        send_control(control_out, mido.Message("program_change", program=40))
         wait_for_program(listener, process, 40)  # control still works after the malformed messages
         raw.close_port()
     assert "skipped a MIDI message" in process.stderr.read()
@@ -178,7 +178,7 @@ def test_a_stuck_key_on_the_control_input_does_not_pause_the_stream_forever(jack
         listener.wait_for_notes(5, since=paused_at + 0.2, timeout=8)  # cap 1 s + response gap 0.6 s
         control_out.send(mido.Message("note_on", note=62, velocity=90))
         time.sleep(0.2)
-        control_out.send(mido.Message("control_change", control=123, value=0))  # clears held keys at once
+        send_control(control_out, mido.Message("control_change", control=123, value=0))  # clears held keys at once
         cleared_at = time.monotonic()
         listener.wait_for_notes(3, since=cleared_at + 0.1, timeout=4)
 

@@ -277,7 +277,8 @@ def test_after_a_pulled_clock_returns_the_notes_are_on_the_grid_of_the_song_the_
     after = after[after > back + 3 * 60 / script.bpm]
     errors_ms = grid_errors(after, song_pulses, start_index, 12) * 1e3
     errors_ms = errors_ms[np.isfinite(errors_ms)]
-    assert len(errors_ms) > 5 and np.all(np.abs(errors_ms) <= 2.0), np.round(errors_ms, 2)
+    assert len(errors_ms) > 5 and np.all(np.abs(errors_ms) <= 2.0), (np.round(errors_ms, 2), unheard,
+                                                                     result.stderr.strip().splitlines()[-1:])
 
 
 def _follow_a_jittery_clock(bpm: float, jitter_seconds: float, seed: int, lose_one_a_beat: bool = False):
