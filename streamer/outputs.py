@@ -150,6 +150,12 @@ class MidiPortOutput:
         started = time.monotonic()
         if self._jack is not None:
             self._jack.wait_cycles(FLUSH_CYCLES, timeout=FLUSH_TIMEOUT_SECONDS)
+            # A JACK client that misses a process cycle (a non-real-time server on a busy machine:
+            # jackd logs 'client ... was not finished') loses the MIDI of that cycle, and a stop's
+            # note-offs and all-notes-off all go in one: a stop loop left 9 notes sounding at a
+            # listener that way. So all-notes-off once more, cycles later, before the port closes.
+            self.panic()
+            self._jack.wait_cycles(FLUSH_CYCLES, timeout=FLUSH_TIMEOUT_SECONDS)
         time.sleep(max(FLUSH_SECONDS - (time.monotonic() - started), 0.0))
         self.port.close()
 

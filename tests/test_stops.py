@@ -17,7 +17,7 @@ from streamer.midi_input import PolledMidiInput
 from conftest import JACK_BACKEND, REPO, cadenza_command, wait_for_port
 
 
-from streaming import Listener, still_sounding, stop_mid_stream, unreleased_in_take
+from streaming import Listener, start_stream, still_sounding, stop_mid_stream, unreleased_in_take
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -54,6 +54,30 @@ def test_a_killed_engine_still_leaves_nothing_sounding(jack_midi, tmp_path):
     record = tmp_path / "played.mid"
     stop_mid_stream(jack_midi, "killed", record, signal.SIGKILL, expect_code=None)
     assert len([m for m in mido.MidiFile(str(record)) if m.type == "note_on" and m.velocity > 0]) >= 12
+
+
+def test_a_stop_says_all_notes_off_twice_cycles_apart(jack_midi):
+    """A client that misses one JACK cycle loses all a stop sent in it: the second all-notes-off
+    comes cycles later, so one missed cycle cannot leave a note sounding."""
+    process = start_stream("twice", "--seed", "4")
+    try:
+        listener = Listener(jack_midi, wait_for_port(jack_midi.get_input_names, ":twice"))
+        listener.wait_for_notes(6)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(_last_channel_all_notes_off(listener)) < 2:
+            time.sleep(0.01)
+        listener.close()
+    finally:
+        process.kill()
+    arrivals = _last_channel_all_notes_off(listener)
+    assert len(arrivals) == 2, arrivals
+    assert arrivals[1] - arrivals[0] >= 2 * 256 / 44100 - 0.001, arrivals  # two periods of the suite's server at least
+
+
+def _last_channel_all_notes_off(listener) -> list[float]:
+    return [t for t, m in listener.messages if m.type == "control_change" and m.control == 123 and m.channel == 15]
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGHUP, signal.SIGQUIT], ids=["SIGHUP", "SIGQUIT"])
