@@ -46,6 +46,9 @@ class RecordOutput:
         if message.type == "control_change" and message.control in SILENCING_CONTROLS:
             return
         when = message.time if message.time > 0 else time.monotonic()
+        # Never before what was sent before it: a note goes out up to half a JACK period ahead of
+        # its time, and a stop's note-off stamped 'now' would land before it and leave it on.
+        when = max(when, self.events[-1][0]) if self.events else when
         self._track(message)
         self.events.append((when, message))
 

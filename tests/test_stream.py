@@ -16,7 +16,7 @@ from streamer.midi_input import PolledMidiInput
 from conftest import JACK_BACKEND, REPO, cadenza_command, pitch_entropy, run_cadenza, wait_for_port
 
 
-from streaming import controlled_stream, send_control, wait_for_program
+from streaming import controlled_stream, send_control, unreleased_in_take, wait_for_program
 
 
 def _notes_after_control(listener, control_out, message, count):
@@ -242,6 +242,21 @@ def test_a_take_whose_folder_vanished_is_saved_to_a_fallback(tmp_path):
         assert notes[0].note == 60
     finally:
         recorder.path.unlink()
+
+
+def test_a_note_silenced_just_after_it_went_out_early_is_ended_in_the_take(tmp_path):
+    """Notes go out half a JACK period before their time and are recorded at that time; a stop
+    (kill -9 of the engine: the stop loop left one note on in a take) silences them at once."""
+    from streamer.recording import RecordOutput
+    from streamer.scheduler import Scheduler
+
+    recorder = RecordOutput(tmp_path / "t.mid")
+    scheduler = Scheduler([recorder], early_seconds=0.005)
+    scheduler.schedule_note(time.monotonic() + 0.004, time.monotonic() + 1.0, 0, 60, 80)
+    scheduler.send_due()  # out early: its time is still to come
+    scheduler.silence_now()
+    recorder.close()
+    assert unreleased_in_take(recorder.path) == 0
 
 
 def test_notes_held_back_by_a_suspension_are_dropped_not_burst(tmp_path):
