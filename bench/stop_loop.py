@@ -79,7 +79,13 @@ def stop_one(index: int, ending: str, folder: Path, control_out) -> dict:
     try:
         if ending != "vanish":
             listener = _listen_when_ready(f":loop{index}")
-        _wait_for_notes(listener, 4)
+        try:
+            _wait_for_notes(listener, 4)
+        except TimeoutError as error:
+            code = process.poll()
+            process.kill()
+            last = (process.communicate(timeout=10)[1] or "").strip().splitlines()[-3:]
+            raise TimeoutError(f"stream {index} ({ending}): {error}; exit {code}; its last words: {last}") from None
         if ending == "cc123":
             control_out.send(mido.Message("control_change", control=123, value=0))
             time.sleep(0.2)
