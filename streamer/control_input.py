@@ -10,6 +10,8 @@ from streamer.outputs import virtual_port_name
 class MidiControlInput:
     """A MIDI input (a controller or a virtual port) whose messages go through a ControlMapper."""
 
+    kind = "MIDI control"
+
     def __init__(self, backend, controls: Controls, control_map: ControlMap, name: str | None = None,
                  poll_seconds: float = 0.005):
         self.mapper = ControlMapper(controls, control_map)
@@ -17,7 +19,6 @@ class MidiControlInput:
         from streamer.midi_input import PolledMidiInput, rtmidi_api
 
         import rtmidi
-
 
         period = jack_period_seconds() if rtmidi_api(backend) == rtmidi.API_UNIX_JACK else None
         before = _sendable_ports(backend) if not name else []
@@ -32,8 +33,6 @@ class MidiControlInput:
         self.name, self.same_name_as = name, []
         if not name:
             self.name, self.same_name_as = virtual_port_name("cadenza-control", before, _sendable_ports(backend))
-
-    kind = "MIDI control"
 
     @property
     def skipped(self) -> int:

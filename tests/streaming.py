@@ -37,10 +37,14 @@ class Listener:
         final messages can be a few JACK cycles behind the process's exit. Waits on what arrived,
         never on how soon: a stop that loses them fails here or in the count of notes left."""
         deadline = time.monotonic() + timeout
-        while not any(m.type == "control_change" and m.control == 123 and m.channel == 15 for _, m in self.messages):
+        while not self.all_notes_off_arrivals():
             if time.monotonic() > deadline:
                 return
             time.sleep(0.01)
+
+    def all_notes_off_arrivals(self) -> list[float]:
+        """When each CC123 on channel 16, the last a stop sends, arrived (monotonic seconds)."""
+        return [t for t, m in self.messages if m.type == "control_change" and m.control == 123 and m.channel == 15]
 
     def close(self):
         self.port.close()

@@ -66,18 +66,14 @@ def test_a_stop_says_all_notes_off_twice_cycles_apart(jack_midi):
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 0
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and len(_last_channel_all_notes_off(listener)) < 2:
+        while time.monotonic() < deadline and len(listener.all_notes_off_arrivals()) < 2:
             time.sleep(0.01)
         listener.close()
     finally:
         process.kill()
-    arrivals = _last_channel_all_notes_off(listener)
+    arrivals = listener.all_notes_off_arrivals()
     assert len(arrivals) == 2, arrivals
     assert arrivals[1] - arrivals[0] >= 2 * 256 / 44100 - 0.001, arrivals  # two periods of the suite's server at least
-
-
-def _last_channel_all_notes_off(listener) -> list[float]:
-    return [t for t, m in listener.messages if m.type == "control_change" and m.control == 123 and m.channel == 15]
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGHUP, signal.SIGQUIT], ids=["SIGHUP", "SIGQUIT"])
