@@ -29,6 +29,7 @@ import numpy as np
 import rtmidi
 
 from bench.stream_timing import BACKEND, REPO, StampedListener, _family, _status_mb, match_messages, private_jack_server
+from streamer.outputs import midi_backend
 
 PERIOD_FRAMES = 256
 
@@ -141,7 +142,7 @@ def soak(seconds: float, rate: float = 200.0, folder: Path | None = None, seed: 
     folder = Path(folder or tempfile.mkdtemp())
     port = f"soak-{os.getpid()}"
     log, record = folder / "timing.log", folder / "take.mid"
-    backend = mido.Backend(BACKEND, load=True)
+    backend = midi_backend("jack")
     inputs_before = set(backend.get_output_names())
     stream = subprocess.Popen(
         [sys.executable, "-m", "cadenza_cli", "stream", "--midi-api", "jack", "--port", port, "--no-keys",

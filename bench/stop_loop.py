@@ -26,6 +26,7 @@ import mido
 
 from bench.soak import hanging_notes
 from bench.stream_timing import BACKEND, REPO, StampedListener, private_jack_server
+from streamer.outputs import midi_backend
 
 PERIOD_FRAMES = 64
 # (ending, exit code it documents)
@@ -134,7 +135,7 @@ class _VirtualSink:
 
 
 def _listen_when_ready(suffix: str, timeout: float = 20.0) -> StampedListener:
-    backend = mido.Backend(BACKEND, load=True)
+    backend = midi_backend("jack")
     deadline = time.monotonic() + timeout
     while not any(name.endswith(suffix) for name in backend.get_input_names()):
         if time.monotonic() > deadline:
@@ -150,7 +151,7 @@ def run(streams: int, busy: int, folder: Path, endings: list[str] | None = None)
     the streams take the `endings` (default: all of ENDINGS) in turn."""
     endings = endings or [ending for ending, _ in ENDINGS]
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
-    control_out = mido.Backend(BACKEND, load=True).open_output("stoploop-control", virtual=True, client_name="stoploop")
+    control_out = midi_backend("jack").open_output("stoploop-control", virtual=True, client_name="stoploop")
     try:
         return [stop_one(index, endings[index % len(endings)], folder, control_out) for index in range(streams)]
     finally:

@@ -22,6 +22,7 @@ import mido
 import numpy as np
 
 from streamer.midi_input import PolledMidiInput
+from streamer.outputs import midi_backend
 
 REPO = Path(__file__).resolve().parent.parent
 BACKEND = "mido.backends.rtmidi/UNIX_JACK"
@@ -38,7 +39,7 @@ class StampedListener(PolledMidiInput):
 
     def __init__(self, port_suffix: str, poll_seconds: float = 0.001):
         self._events: list[tuple[float, float, bytes]] = []  # polled time, JACK delta, bytes
-        super().__init__(mido.Backend(BACKEND, load=True), port_suffix, on_message=None,
+        super().__init__(midi_backend("jack"), port_suffix, on_message=None,
                          client_name="bench-listener", poll_seconds=poll_seconds)
 
     def handle_event(self, data: list[int], delta_seconds: float) -> None:
@@ -81,7 +82,7 @@ def _wait_for_port(backend: mido.Backend, suffix: str) -> None:
 
 def _stream(seconds: float, tempo_scale: float, log: Path, port: str, extra_args: list = ()) -> tuple[list, dict]:
     """Run the streamer for `seconds` after its first note; the listener's arrivals and the figures."""
-    backend = mido.Backend(BACKEND, load=True)
+    backend = midi_backend("jack")
     launched = time.monotonic()
     stream = subprocess.Popen([sys.executable, "-m", "cadenza_cli", "stream", "--midi-api", "jack", "--port", port,
                                "--no-keys", "--seed", "1", "--tempo-scale", str(tempo_scale), "--timing-log", str(log),
@@ -111,7 +112,7 @@ def _replay_bare(streamer_log: Path, log: Path) -> list:
     schedule = log.with_suffix(".schedule")
     schedule.write_text("".join(f"{float(when) - float(lines[0][0]):.6f} {data}\n" for when, _, data in lines))
     sender = subprocess.Popen([sys.executable, "-m", "bench.bare_sender", str(schedule), str(log)], cwd=REPO)
-    _wait_for_port(mido.Backend(BACKEND, load=True), ":bench-bare")
+    _wait_for_port(midi_backend("jack"), ":bench-bare")
     listener = StampedListener(":bench-bare")
     sender.send_signal(signal.SIGUSR1)
     sender.wait(timeout=float(lines[-1][0]) - float(lines[0][0]) + 30)

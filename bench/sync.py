@@ -26,6 +26,7 @@ import rtmidi
 
 from bench.stream_timing import BACKEND, REPO, StampedListener
 from streamer.controls import ControlMap
+from streamer.outputs import midi_backend
 
 PULSES_PER_BEAT = 24
 
@@ -159,7 +160,7 @@ class Session:
 
 def session(script: Script, stream_args: list, seed: int = 0) -> Session:
     """Run cadenza with `stream_args` under the script; everything sent and heard."""
-    backend = mido.Backend(BACKEND, load=True)
+    backend = midi_backend("jack")
     port = f"sync-{os.getpid()}-{seed}"
     controls_before = set(backend.get_output_names())
     # PYTHONFAULTHANDLER: a stream that does not stop is asked for every thread's stack (SIGABRT) before it is killed.

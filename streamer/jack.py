@@ -17,12 +17,14 @@ import ctypes
 import ctypes.util
 import functools
 import importlib
+import os
 import threading
 import time
 
 from models.stderr import silenced_stderr
 
 JACK_NO_START_SERVER = 0x01
+JACK_PORT_IS_INPUT, JACK_PORT_IS_OUTPUT = 0x1, 0x2
 _SHUTDOWN_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
@@ -59,6 +61,9 @@ def _library():
     library.jack_port_by_name.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
     library.jack_last_frame_time.restype = ctypes.c_uint32
     library.jack_last_frame_time.argtypes = [ctypes.c_void_p]
+    library.jack_get_ports.restype = ctypes.POINTER(ctypes.c_char_p)
+    library.jack_get_ports.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong]
+    library.jack_free.argtypes = [ctypes.c_void_p]
     return library
 
 
@@ -109,6 +114,24 @@ class JackClient:
             time.sleep(0.0005)
         return False
 
+    def midi_port_names(self, sendable: bool) -> list[str] | None:
+        """Full names ('client:port') of the MIDI ports one can send to (sendable) or read from,
+        as rtmidi lists them; None without a server."""
+        if not self.running:
+            return None
+        flags = JACK_PORT_IS_INPUT if sendable else JACK_PORT_IS_OUTPUT
+        names = self.library.jack_get_ports(self.client, None, b"midi", flags)
+        if not names:
+            return []
+        try:
+            found, index = [], 0
+            while names[index] is not None:
+                found.append(names[index].decode(errors="replace"))
+                index += 1
+            return found
+        finally:
+            self.library.jack_free(ctypes.cast(names, ctypes.c_void_p))
+
     def has_port(self, full_name: str) -> bool:
         return self.running and bool(self.library.jack_port_by_name(self.client, full_name.encode()))
 
@@ -118,11 +141,18 @@ class JackClient:
         self.client = None
 
 
-@functools.cache
+_clients: dict[str, JackClient] = {}
+
+
 def jack_client() -> JackClient:
-    """This process's one JackClient, opened at the first call and kept (closing one is a graph
-    change too); the process's exit closes it."""
-    return JackClient("cadenza-watch")
+    """This process's one JackClient on the server JACK_DEFAULT_SERVER names (libjack's choice),
+    opened at the first call and kept (closing one is a graph change too) until that server shuts
+    down; the next call after that opens one on whichever server runs then. The process's exit
+    closes it."""
+    server = os.environ.get("JACK_DEFAULT_SERVER", "default")
+    if server not in _clients or not _clients[server].running:
+        _clients[server] = JackClient("cadenza-watch")
+    return _clients[server]
 
 
 def jack_period_seconds() -> float | None:

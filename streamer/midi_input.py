@@ -26,6 +26,11 @@ def rtmidi_api(backend: mido.Backend) -> int:
 def midi_system_alive(api: int) -> bool:
     """False once the MIDI system under our ports is gone (a JACK server that stopped or was
     killed). Nothing can be sent then, and closing a port would crash the process."""
+    if api == rtmidi.API_UNIX_JACK:
+        from streamer.jack import jack_client  # asked without a new client (see midi_port_names)
+
+        if jack_client().library is not None:
+            return jack_client().running
     try:
         with silenced_stderr():  # libjack explains at length that there is no server
             rtmidi.MidiOut(api).delete()

@@ -80,9 +80,9 @@ def jack_server():
 
 @pytest.fixture(scope="session")
 def jack_midi(jack_server):
-    import mido
+    from streamer.outputs import midi_backend
 
-    return mido.Backend(JACK_BACKEND, load=True)
+    return midi_backend("jack")
 
 
 def cadenza_command(*args: str) -> list[str]:
