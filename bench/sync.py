@@ -378,13 +378,20 @@ def _jitter_rows() -> list:
     return rows
 
 
-def _downbeat_rows() -> list:
-    script = Script(start_lead_seconds=0.0005, stop_beat=None, end_beat=4.0)
-    result, placed = _with_timing_log(script, ["--sync", "midi-clock", "--quantize", "1/16"])
-    downbeat = np.array(result.times("grid"))[int(np.sum(np.array(result.times("clock")) < result.times("start")[0]))]
-    heard = result.onsets()
-    return [("sync: Start 0.5 ms before the first pulse: first note minus the downbeat, placed / heard (ms)",
-             f"{(placed[0] - downbeat) * 1e3:+.2f} / {(heard[0] - downbeat) * 1e3:+.2f}", "goal within 2")]
+def _downbeat_rows(sessions: int = 12) -> list:
+    """The first note against the downbeat, Start sent 0.5 ms before the first pulse (as DAWs do),
+    over a few sessions: one Start is one sample, and JACK's cycles make each land differently."""
+    placed_ms, heard_ms = [], []
+    for seed in range(sessions):
+        script = Script(start_lead_seconds=0.0005, stop_beat=None, end_beat=4.0)
+        result, placed = _with_timing_log(script, ["--sync", "midi-clock", "--quantize", "1/16"], seed=seed)
+        downbeat = np.array(result.times("grid"))[int(np.sum(np.array(result.times("clock")) < result.times("start")[0]))]
+        placed_ms.append((placed[0] - downbeat) * 1e3)
+        heard_ms.append((result.onsets()[0] - downbeat) * 1e3)
+    return [("sync: Start 0.5 ms before the first pulse: first note minus the downbeat, placed / heard, "
+             f"median (max of {sessions}) (ms)",
+             f"{np.median(placed_ms):+.2f} ({max(placed_ms, key=abs):+.2f}) / {np.median(heard_ms):+.2f} ({max(heard_ms, key=abs):+.2f})",
+             f"goal within 2; heard within 2: {sum(abs(h) <= 2 for h in heard_ms)} of {sessions}")]
 
 
 def _vanish_rows() -> list:

@@ -56,6 +56,9 @@ class ClockFollower:
         self._played_from = 0  # song position (pulses) of the last Start, Continue or jump
         self.running = False
         self.transport_version = 0  # bumped by Start, Stop, Continue: the engine re-syncs
+        # Set with each bump: the engine waiting for Start wakes at once (a DAW sends Start right
+        # before the downbeat, so every millisecond spent noticing it is a millisecond late).
+        self.transport_changed = threading.Event()
         self._held: list = []  # arrivals kept out of the line while a late pulse is told (see _hold)
         self._last_arrival = None
         self._change_suspected = False  # the last pulse saw the line broken (see pulse)
@@ -219,7 +222,7 @@ class ClockFollower:
             self._held = []
             self._resume_position = max(self._counter - self._origin, 0)
             self.running = False
-            self.transport_version += 1
+            self._bump_transport()
             # When the last pulse heard belonged, by the line (its own stamp may have come late).
             self._vanished = (zero + seconds_per_pulse * (self._counter - 1), seconds_per_pulse)
             return True
@@ -246,7 +249,7 @@ class ClockFollower:
         self._vanished, self._returning = None, []
         self._played_from = self._counter - self._origin  # the next pulse: nothing is placed in the past
         self.running = True
-        self.transport_version += 1
+        self._bump_transport()
 
     def _tempo_changed(self) -> bool:
         if self._fit is None or len(self._pulses) < 2 * self._change_pulses:
@@ -262,6 +265,10 @@ class ClockFollower:
         common over USB or a network) does not throw the line away every few beats."""
         return max(self._change_seconds, 4.0 * self._jitter / np.sqrt(self._change_pulses))
 
+    def _bump_transport(self) -> None:
+        self.transport_version += 1
+        self.transport_changed.set()
+
     def start(self) -> None:
         self._run_from(0)
 
@@ -275,7 +282,7 @@ class ClockFollower:
             self._played_from = position
             self._vanished, self._returning = None, []  # Start or Continue after a lost clock: the DAW says where
             self.running = True
-            self.transport_version += 1
+            self._bump_transport()
 
     def stop(self) -> None:
         with self._lock:
@@ -283,7 +290,7 @@ class ClockFollower:
                 self._resume_position = max(self._counter - self._origin, 0)
             self.running = False
             self._vanished, self._returning = None, []  # stopped for real: pulses wait for Start or Continue
-            self.transport_version += 1
+            self._bump_transport()
 
     def song_position(self, sixteenths: int) -> None:
         with self._lock:
@@ -291,7 +298,7 @@ class ClockFollower:
             if self.running:  # a jump while playing: the next pulse is there
                 self._origin = self._counter - position
                 self._played_from = position
-                self.transport_version += 1
+                self._bump_transport()
             else:
                 self._resume_position = position
 
@@ -340,6 +347,7 @@ class FixedTempo:
         self.origin = origin
         self.running = True
         self.transport_version = 0
+        self.transport_changed = threading.Event()  # never set: its transport never changes
 
     @property
     def seconds_per_beat(self) -> float:

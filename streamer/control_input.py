@@ -13,8 +13,12 @@ class MidiControlInput:
     kind = "MIDI control"
 
     def __init__(self, backend, controls: Controls, control_map: ControlMap, name: str | None = None,
-                 poll_seconds: float = 0.005):
+                 poll_seconds: float = 0.005, start_poll_seconds: float | None = None):
+        """poll_seconds: how often an empty input is looked at; start_poll_seconds: how often while
+        a clock it follows waits for Start (a DAW sends Start right before the downbeat, and the
+        first note can only leave once Start was read)."""
         self.mapper = ControlMapper(controls, control_map)
+        self._poll_seconds, self._start_poll_seconds = poll_seconds, start_poll_seconds or poll_seconds
         from streamer.jack import jack_period_seconds
         from streamer.midi_input import PolledMidiInput, rtmidi_api
 
@@ -24,7 +28,7 @@ class MidiControlInput:
         before = _sendable_ports(backend) if not name else []
         try:
             self.port = PolledMidiInput(backend, name or "cadenza-control", self.mapper.handle, virtual=not name,
-                                        client_name="cadenza-control", poll_seconds=poll_seconds,
+                                        client_name="cadenza-control", poll_seconds=self._poll_interval,
                                         stamp_bias_seconds=(period or 0.0) / 2)
         except (OSError, IOError, SystemError, RuntimeError) as error:
             raise CadenzaError(f"cannot open control port {name or 'cadenza-control'!r}: {error}".splitlines()[0]) from None
@@ -33,6 +37,10 @@ class MidiControlInput:
         self.name, self.same_name_as = name, []
         if not name:
             self.name, self.same_name_as = virtual_port_name("cadenza-control", before, _sendable_ports(backend))
+
+    def _poll_interval(self) -> float:
+        clock = self.mapper.controls.clock
+        return self._start_poll_seconds if clock is not None and not clock.running else self._poll_seconds
 
     @property
     def skipped(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import Callable
 
 import mido
 import rtmidi
@@ -43,7 +44,8 @@ class PolledMidiInput:
     """Opens a virtual input (virtual=True) or an existing port by name, and calls on_message per message."""
 
     def __init__(self, backend: mido.Backend, name: str, on_message, virtual: bool = False,
-                 client_name: str = "cadenza", poll_seconds: float = 0.002, stamp_bias_seconds: float = 0.0):
+                 client_name: str = "cadenza", poll_seconds: float | Callable[[], float] = 0.002,
+                 stamp_bias_seconds: float = 0.0):
         self.api = rtmidi_api(backend)
         self.midi_in = rtmidi.MidiIn(self.api, name=client_name)
         # Nothing ignored: rtmidi drops the time delta of a message it ignores, which would shift
@@ -67,7 +69,8 @@ class PolledMidiInput:
         # Subtracted from every arrival: JACK stamps a message with the start of the cycle it
         # arrived in, on average half a period after it was sent (streamer/jack.py).
         self._stamp_bias = stamp_bias_seconds
-        self._poll_seconds = poll_seconds
+        # Seconds between looks at an empty queue, or a function that says (asked at each look).
+        self._poll_seconds = poll_seconds if callable(poll_seconds) else (lambda: poll_seconds)
         self._running = True
         self._thread = threading.Thread(target=self._run, name=f"midi-in-{name}", daemon=True)
         self._thread.start()
@@ -76,7 +79,7 @@ class PolledMidiInput:
         while self._running:
             event = self.midi_in.get_message()
             if event is None:
-                time.sleep(self._poll_seconds)
+                time.sleep(self._poll_seconds())
             else:
                 self.handle_event(event[0], event[1])
 

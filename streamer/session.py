@@ -174,7 +174,8 @@ def _open_control_input(options: dict, controls, control_map, required: bool, lo
     try:
         with silenced_stderr(active=not (options["control_port"] or required)):
             control = MidiControlInput(midi_backend(options["midi_api"]), controls, control_map,
-                                       options["control_port"], poll_seconds=0.001 if required else 0.005)
+                                       options["control_port"], poll_seconds=0.001 if required else 0.005,
+                                       start_poll_seconds=0.0005 if required else None)
     except CadenzaError:
         if options["control_port"] or required:
             raise

@@ -61,6 +61,7 @@ class TimedEngine(Engine):
             if clock.watch(now):
                 sys.stderr.write("cadenza: the MIDI clock stopped without Stop (a cable, a crashed DAW?): every "
                                  "note released; playing on when its pulses return\n")
+            clock.transport_changed.clear()  # before reading the version: a change after it wakes the next wait
             if clock.transport_version != transport_seen:  # Start, Stop, Continue, a lost clock
                 transport_seen = clock.transport_version
                 if not clock.running:
@@ -73,7 +74,7 @@ class TimedEngine(Engine):
                 self._absorb_player_notes()
                 if self._armed is None:
                     self._armed = self._draw()  # ready before Start: then the first note only needs placing
-                controls.stop.wait(0.001)  # Start comes right before the downbeat: read it at once
+                clock.transport_changed.wait(0.001)  # Start comes right before the downbeat: woken by it
                 continue
             end_beat = self._turn_window(now) if turns else None
             if turns and not turns.answering:

@@ -51,6 +51,28 @@ def test_song_position_start_stop_continue():
     assert clock.time_of_beat(2.5) == pytest.approx(79 * 0.02)
 
 
+def test_start_stop_and_continue_wake_an_engine_waiting_for_them():
+    """The engine waits on transport_changed before Start (a DAW sends Start right before the
+    downbeat): each transport change sets it; pulses alone do not."""
+    import threading
+
+    clock = ClockFollower()
+    for k in range(30):
+        clock.pulse(k * 0.02)
+    assert not clock.transport_changed.is_set()
+    for change in (clock.start, clock.stop, clock.resume):
+        clock.transport_changed.clear()
+        woken = []
+        waiter = threading.Thread(target=lambda: woken.append(clock.transport_changed.wait(10)))
+        waiter.start()
+        change()
+        waiter.join()
+        assert woken == [True], change.__name__
+    clock.transport_changed.clear()
+    clock.pulse(30 * 0.02)
+    assert not clock.transport_changed.is_set()
+
+
 def test_grid_swing_and_chords():
     grid = Grid(0.25, swing=0.5)
     assert [grid.point(i) for i in range(4)] == [0.0, 0.375, 0.5, 0.875]
