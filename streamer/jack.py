@@ -34,7 +34,7 @@ def _libjack_path() -> str:
     client libraries talking to one server. One is what libjack expects. Measured, 15 s streams on a
     non-real-time dummy server: with both in use, rtmidi's input client missed 92-182 cycles in 2
     of 4 streams (each miss loses the MIDI that arrived in that cycle); with one in use, 36-37 in
-    2 of 24 (rtmidi built on the system's libjack included). Fewer, not none: see tests/streaming.py."""
+    2 of 24 (rtmidi built on the system's libjack included). The rest: see MidiBackend in streamer/outputs.py."""
     importlib.import_module("rtmidi")  # loads rtmidi's libjack, whichever it is
 
     try:

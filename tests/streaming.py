@@ -111,10 +111,11 @@ def controlled_stream(jack_midi, port: str, *extra: str):
 
 def send_control(control_out, message, repeats: int = 3) -> None:
     """A control message sent as a moved knob sends it: more than once. The suite's JACK server runs
-    without real-time scheduling, and now and then a client misses its process cycle (jackd logs
-    'client = cadenza-control was not finished'; 36-182 such misses in 15 s in 5 of 21 streams
-    of this suite's kind), which loses the MIDI that arrived in that cycle. A test of what a control does must
-    not fail on that. The messages here are all idempotent (a value, a program, all notes off)."""
+    without real-time scheduling, and beside a busy process a client now and then misses a cycle,
+    losing the MIDI that arrived in it (a bare sender's: 1 of 300 in 2 of 10 runs beside one busy
+    loop). A test of what a control does must not fail on that. (Whole streams whose control input
+    heard nothing were another matter, fixed: see MidiBackend in streamer/outputs.py.) The messages
+    here are all idempotent (a value, a program, all notes off)."""
     for _ in range(repeats):
         control_out.send(message)
         time.sleep(0.02)

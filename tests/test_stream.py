@@ -25,11 +25,6 @@ def _notes_after_control(listener, control_out, message, count):
     return listener.wait_for_notes(count, since=time.monotonic())
 
 
-# Quarantined (issue 22): in some streams on the suite's non-real-time JACK server the control
-# input's client runs late every few cycles (jackd logs 'client = cadenza-control was not
-# finished') and every control sent to it in that stream is lost, sent three times or not; the
-# density and program-change checks failed about a third of some 30 runs here that way. Cause not found yet.
-@pytest.mark.quarantined
 def test_cc1_moves_temperature_and_program_change_switches_instrument(jack_midi):
     with controlled_stream(jack_midi, "controlled", "--seed", "3", "--tempo-scale", "0.3") as (process, listener, control_out):
         cold = _notes_after_control(listener, control_out, mido.Message("control_change", control=1, value=0), 80)
@@ -118,7 +113,6 @@ def _onset_rate(messages: list) -> float:
     return (len(times) - 1) / (times[-1] - times[0])
 
 
-@pytest.mark.quarantined
 def test_key_stream_plays_in_the_scale_and_density_cc_changes_the_rate(jack_midi):
     """The rate is measured from the first note generated after the CC: one lookahead (0.2 s) on."""
     from models.controls import parse_key, scale_mask
@@ -142,7 +136,6 @@ def test_key_stream_plays_in_the_scale_and_density_cc_changes_the_rate(jack_midi
     assert 4 / 1.5 < rates[4] < 4 * 1.5 and 16 / 1.5 < rates[16] < 16 * 1.5, (rates, gaps)
 
 
-@pytest.mark.quarantined
 def test_malformed_control_messages_are_skipped_and_control_survives(jack_midi):
     import rtmidi
 

@@ -15,9 +15,12 @@ from conftest import dummy_jack_server
 from bench.sync import PULSES_PER_BEAT, Script, errors_from_ideal_grid, grid_errors, session_elsewhere as session, still_sounding_after
 
 
-# A bare sender's messages must reach a listener within this (p99), none lost, on the server for
-# its 2 ms checks to mean anything; on a healthy 2-core VM the floor is about 1.5 ms, none lost.
+# A bare sender's messages must reach a listener within this (p99) on the server for its 2 ms
+# checks to mean anything; on a healthy 2-core VM the floor is about 1.5 ms, none lost.
 FLOOR_LIMIT_MS = 3.0
+# ... and at most this many of its 300 lost. Beside one busy loop a non-real-time server loses one
+# now and then (1 in 2 of 10 runs here); the follower must cope with that: no reason to skip.
+FLOOR_LOST_LIMIT = 3
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,7 @@ def fast_jack():
         checked = subprocess.run([sys.executable, "-m", "bench.sync", "--floor"], cwd=Path(__file__).parent.parent,
                                  capture_output=True, text=True, timeout=60)
         floor = json.loads(checked.stdout.strip().splitlines()[-1])
-        if floor["p99"] > FLOOR_LIMIT_MS or floor["lost"]:
+        if floor["p99"] > FLOOR_LIMIT_MS or floor["lost"] > FLOOR_LOST_LIMIT:
             pytest.skip(f"this host cannot run a 64-frame JACK server in time: a bare sender's MIDI arrives "
                         f"p50 {floor['p50']:.1f} / p99 {floor['p99']:.1f} ms late, {floor['lost']} of 300 lost "
                         f"(healthy: p99 ~1.5 ms, none lost)")
@@ -56,7 +59,6 @@ def _pulses_from_start(result) -> tuple[np.ndarray, int]:
     return pulses, int(np.sum(pulses < result.times("start")[0]))
 
 
-@pytest.mark.quarantined
 def test_follows_a_midi_clock_on_the_grid_through_a_tempo_change_and_stops_at_once(fast_jack, tmp_path):
     """Onsets as cadenza places them (its timing log) within 2 ms of the 16th grid of the pulses as
     sent; as the listener hears them, within HEARD_LIMIT_MS."""
@@ -84,8 +86,6 @@ def test_follows_a_midi_clock_on_the_grid_through_a_tempo_change_and_stops_at_on
     assert not any(t > stop + 0.05 for t in heard), "a note after Stop"
 
 
-# Quarantined (a clean-clone run on a degraded host read the tempo after Continue as 88.6 (the take's last set_tempo)); the follower under pulse loss, issue 22.
-@pytest.mark.quarantined
 def test_a_take_following_a_clock_starts_at_its_downbeat_with_its_tempo_changes(fast_jack, tmp_path):
     """Issue 20: with --sync the take began with the wait before Start, said 120 BPM through a tempo
     change, and each Stop wrote 32 all-notes-off controls."""
@@ -123,8 +123,6 @@ def test_continue_resumes_from_the_song_position(fast_jack, tmp_path):
     assert abs(heard[0] - pulses[first_pulse + 6]) * 1e3 <= HEARD_LIMIT_MS
 
 
-# Quarantined (clean-clone runs on a degraded host: the answer 43 ms (two pulses) after its bar line); the follower under pulse loss, issue 22.
-@pytest.mark.quarantined
 def test_turns_answer_from_the_first_bar_line_a_beat_after_the_player_stops_and_end_on_one(fast_jack, tmp_path):
     script = Script(phrase_beat=0.5, stop_beat=None, end_beat=12.0)
     log = tmp_path / "timing.log"
@@ -157,8 +155,6 @@ def test_turns_wait_through_a_staccato_phrase_with_rests_between_its_notes(fast_
     assert abs(result.onsets()[0] - answer_bar) * 1e3 <= HEARD_LIMIT_MS
 
 
-# Quarantined (a clean-clone run on a degraded host: the answer 41.8 ms (two pulses) after its bar line); the follower under pulse loss, issue 22.
-@pytest.mark.quarantined
 def test_the_turn_pedal_asks_for_an_answer_from_the_next_bar_line(fast_jack, tmp_path):
     log = tmp_path / "timing.log"
     result = session(Script(my_turn_beat=2.5, stop_beat=None, end_beat=8.0),
@@ -196,7 +192,6 @@ def test_a_clock_pulled_out_mid_song_silences_within_two_beats_and_plays_on_when
     assert len(after[after > back]) > 10, "it did not play on when the clock came back"
 
 
-@pytest.mark.quarantined
 def test_after_a_pulled_clock_returns_the_notes_are_on_the_grid_of_the_song_the_daw_played_on(fast_jack, tmp_path):
     """Counting the pulses it never heard. The first beats after the return are placed off by up to
     ~12 ms on a loaded test server (the returning pulses' stamps settle; under load this check
@@ -215,8 +210,6 @@ def test_after_a_pulled_clock_returns_the_notes_are_on_the_grid_of_the_song_the_
                                                                      result.stderr.strip().splitlines()[-1:])
 
 
-# Quarantined (beside a busy loop, p95 7.5-36 ms: pulses JACK dropped under load, not all counted); the follower under pulse loss, issue 22.
-@pytest.mark.quarantined
 def test_a_clock_jittering_five_ms_at_200_bpm_keeps_the_notes_on_the_daws_grid(fast_jack, tmp_path):
     """Issue 20: at +-5 ms the follower took jitter for lost pulses and played 15-62 ms off the grid."""
     script = Script(bpm=200.0, jitter_seconds=0.005, stop_beat=None, end_beat=14.0)
@@ -235,7 +228,6 @@ def test_a_clock_jittering_five_ms_at_200_bpm_keeps_the_notes_on_the_daws_grid(f
     assert np.percentile(heard_ms, 95) <= 3.0 + HEARD_LIMIT_MS - 2.0, np.round(np.sort(heard_ms)[-5:], 2)
 
 
-@pytest.mark.quarantined
 def test_latency_sends_early_on_the_clock_it_follows(fast_jack, tmp_path):
     script = Script(stop_beat=None, end_beat=6.0)
     log = tmp_path / "timing.log"
@@ -260,7 +252,6 @@ def test_latency_beyond_the_lookahead_still_plays(fast_jack):
     assert len(free.onsets()) > 20, (len(free.onsets()), free.stderr)
 
 
-@pytest.mark.quarantined
 def test_latency_beyond_the_lookahead_plays_on_the_grid_of_the_clock(fast_jack, tmp_path):
     """On the grid within 2 ms from the second beat: one onset of 32 at 2.7 ms failed a clean-clone
     run (the follower's reading of a loaded clock, as test_latency_sends_early_...)."""
@@ -286,9 +277,6 @@ def test_latency_up_to_the_limit_plays_at_cadenzas_own_tempo(fast_jack, latency_
     assert onsets.max() - onsets.min() > 2.5, "it stopped playing"
 
 
-# Quarantined (a clean-clone run on this session's degraded host heard 6.3 ms; placed is now checked
-# exactly, heard by its median); issue 22.
-@pytest.mark.quarantined
 def test_clock_out_leads_at_cadenzas_own_tempo(fast_jack, tmp_path):
     """--bpm 100 --clock-out: Start, then 24 pulses a beat at 100 BPM, notes on the 1/16 grid of
     those pulses, and Stop at the end. (The session's own clock on the control input is ignored
