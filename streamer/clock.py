@@ -88,8 +88,10 @@ class ClockFollower:
 
     def _late_by(self, arrival: float, counter: int) -> float:
         """How late `arrival` is for pulse `counter` by the line, in pulse intervals (0 before the
-        line holds a beat: a slope through fewer jittered pulses misjudges the next ones)."""
-        if self._fit is None or len(self._pulses) < PULSES_PER_BEAT:
+        line holds a beat: a slope through fewer jittered pulses misjudges the next ones; but a
+        clock back after it vanished keeps its old tempo until then, and pulses lost meanwhile,
+        as a stall right after the return loses them, must still be counted)."""
+        if self._fit is None or (len(self._pulses) < PULSES_PER_BEAT and self._slope_kept is None):
             return 0.0
         seconds_per_pulse, zero = self._fit
         return (arrival - (zero + seconds_per_pulse * counter)) / seconds_per_pulse
@@ -113,8 +115,11 @@ class ClockFollower:
         # Told early where it is plain: rising later than lost pulses explain is a slower tempo
         # (to be followed now, not half a beat on); the last two back on the line, late stamps.
         spread = 6.0 * self._jitter / self._fit[0]  # how far apart two held pulses of one level can lie
+        # (Later than lost pulses explain: past the level the first held pulse stands at; several
+        # pulses lost together, as a stall loses them, put it at two or more intervals.)
+        level = max(round(float(tail[0])), 1)
         drifted = rising and (tail[-1] - tail[0] > max(LATE_PULSE, spread)
-                              or (len(drained) == 0 and tail[-1] > 1.0 + LATE_PULSE + 0.1 * len(tail) ** 0.5))
+                              or (len(drained) == 0 and tail[-1] > level + LATE_PULSE + 0.1 * len(tail) ** 0.5))
         back = len(late) >= 3 and np.all(np.abs(late[-2:]) < LATE_PULSE)
         if len(tail) < HELD_PULSES and len(late) < STALL_PULSES and not drifted and not back:
             return

@@ -198,3 +198,44 @@ def test_a_lost_pulse_is_counted_back_in_and_a_halved_tempo_is_not_taken_for_one
         slow.pulse(t)
         t += 0.02 if k < 30 else 0.04
     assert slow.lost_pulses == 0 and slow.bpm == pytest.approx(60 / (24 * 0.04), rel=1e-3)
+
+
+def test_pulses_lost_soon_after_a_pulled_clock_returns_are_counted():
+    """Seen in the suite: 0.4 s after a pulled clock came back, a stall lost four pulses in JACK.
+    The follower's new line then held less than a beat, so it judged no pulse late and took the
+    next one for the one after the last it heard: the song ran four pulses (83 ms) behind the DAW's."""
+    rng = np.random.default_rng(3)
+    seconds_per_pulse = 0.5 / PULSES_PER_BEAT
+    clock = ClockFollower()
+
+    def daw_time(pulse: int) -> float:
+        return 10.0 + pulse * seconds_per_pulse
+
+    for pulse in range(48):  # two beats of clock, then Start: pulse 48 is the downbeat
+        clock.pulse(daw_time(pulse) + rng.uniform(-0.001, 0.001))
+    clock.start()
+    for pulse in range(48, 144):
+        clock.pulse(daw_time(pulse) + rng.uniform(-0.001, 0.001))
+    assert clock.watch(daw_time(144 + 60))  # pulled out: silent for over two beats
+    back = 144 + 96  # the DAW played on through four unheard beats
+    lost = range(back + 19, back + 23)
+    for pulse in range(back, back + 4 * PULSES_PER_BEAT):
+        if pulse not in lost:
+            clock.pulse(daw_time(pulse) + rng.uniform(-0.001, 0.001))
+    assert clock.running and clock.lost_pulses == len(lost)
+    song_beat = (back + 90 - 48) / PULSES_PER_BEAT
+    assert clock.time_of_beat(song_beat) == pytest.approx(daw_time(back + 90), abs=0.002)
+
+
+@pytest.mark.parametrize("bpm, jitter_seconds", [(60, 0.005), (120, 0.001), (200, 0.005)])
+def test_four_pulses_lost_together_are_counted_not_taken_for_a_slower_tempo(bpm, jitter_seconds):
+    """A held pulse standing two or more intervals late and rising by chance was read as a slower
+    tempo (it was judged against one lost pulse): four lost together were counted in 2 of 20 seeds."""
+    seconds_per_pulse = 60 / bpm / PULSES_PER_BEAT
+    for seed in range(5):
+        rng, clock = np.random.default_rng(seed), ClockFollower()
+        for pulse in range(300):
+            if not 100 <= pulse < 104:
+                clock.pulse(10.0 + pulse * seconds_per_pulse + rng.uniform(-jitter_seconds, jitter_seconds))
+        assert clock.lost_pulses == 4, seed
+        assert clock.bpm == pytest.approx(bpm, rel=0.005)
