@@ -21,6 +21,7 @@ from pathlib import Path
 import mido
 import numpy as np
 
+from streamer.jack import close_jack_client
 from streamer.midi_input import PolledMidiInput
 from streamer.outputs import midi_backend
 
@@ -177,6 +178,7 @@ def private_jack_server(purpose: str, period_frames: int = PERIOD_FRAMES, jack_f
         subprocess.run(["jack_wait", "-w", "-t", "10"], check=True, capture_output=True)
         yield name
     finally:
+        close_jack_client()
         jackd.send_signal(signal.SIGTERM)
         jackd.wait(timeout=10)
 

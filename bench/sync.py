@@ -26,6 +26,7 @@ import rtmidi
 
 from bench.stream_timing import BACKEND, REPO, StampedListener
 from streamer.controls import ControlMap
+from streamer.jack import close_jack_client
 from streamer.outputs import midi_backend
 
 PULSES_PER_BEAT = 24
@@ -432,6 +433,7 @@ def main(argv=None) -> None:
         for name_, value, goal in figures():
             print(f"{name_:<88} {value:>22}  {goal}")
     finally:
+        close_jack_client()
         jackd.send_signal(signal.SIGTERM)
         jackd.wait(timeout=10)
 

@@ -155,6 +155,14 @@ def jack_client() -> JackClient:
     return _clients[server]
 
 
+def close_jack_client() -> None:
+    """Close this process's client on the current server, before stopping a server one started
+    (libjack otherwise reports the lost server at length at exit)."""
+    client = _clients.pop(os.environ.get("JACK_DEFAULT_SERVER", "default"), None)
+    if client is not None:
+        client.close()
+
+
 def jack_period_seconds() -> float | None:
     """Frames per period / sample rate of the running JACK server, or None (no libjack, no server)."""
     return jack_client().period_seconds()

@@ -57,6 +57,9 @@ def dummy_jack_server(name: str, period_frames: int):
         subprocess.run(["jack_wait", "-w", "-t", "10"], check=True, capture_output=True, timeout=15)
         yield name
     finally:
+        from streamer.jack import close_jack_client
+
+        close_jack_client()
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=5)

@@ -170,6 +170,32 @@ def test_a_second_instance_says_its_port_name_is_taken(jack_midi):
     assert "virtual port 'cadenza-control'" not in second.stderr, second.stderr
 
 
+def test_ports_are_listed_on_jack_without_opening_a_client(jack_midi, monkeypatch):
+    """mido lists ports through a new rtmidi client, which JACK activates and closes; around a
+    stream's start-up that left its control input never run by the server in 5 of 27 streams.
+    cadenza's backend lists the same ports without one."""
+    import rtmidi
+
+    plain = mido.Backend(JACK_BACKEND, load=True)
+    sending = plain.open_output("listed-out", virtual=True, client_name="lister")
+    reading = plain.open_input("listed-in", virtual=True, client_name="lister-in")
+    try:
+        outputs, inputs = plain.get_output_names(), plain.get_input_names()
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("a JACK client was opened to list ports")
+
+        monkeypatch.setattr(rtmidi, "MidiOut", refuse)
+        monkeypatch.setattr(rtmidi, "MidiIn", refuse)
+        assert "lister-in:listed-in" in outputs and "lister:listed-out" in inputs
+        assert sorted(jack_midi.get_output_names()) == sorted(outputs)
+        assert sorted(jack_midi.get_input_names()) == sorted(inputs)
+    finally:
+        monkeypatch.undo()
+        sending.close()
+        reading.close()
+
+
 def test_a_stuck_key_on_the_control_input_does_not_pause_the_stream_forever(jack_midi):
     with controlled_stream(jack_midi, "stuck", "--seed", "2", "--max-note-seconds", "1") as (_, listener, control_out):
         control_out.send(mido.Message("note_on", note=60, velocity=90))  # and never a note-off
