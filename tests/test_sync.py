@@ -144,7 +144,8 @@ def test_turns_answer_from_the_first_bar_line_a_beat_after_the_player_stops_and_
 def test_turns_wait_through_a_staccato_phrase_with_rests_between_its_notes(fast_jack, tmp_path):
     """Eighths held 100 ms with 150 ms rests (issue 20): the player has not stopped at each rest."""
     script = Script(phrase_beat=0.5, phrase_notes=16, phrase_legato=0.4, stop_beat=None, end_beat=16.0)
-    result = session(script, ["--sync", "midi-clock", "--turns", "1"], seed=4)
+    log = tmp_path / "timing.log"
+    result = session(script, ["--sync", "midi-clock", "--turns", "1", "--timing-log", str(log)], seed=4)
     assert result.exit_code == 0, result.stderr
     phrase_start, phrase_end = result.times("note_on")[0], result.times("note_off")[-1]
     over = [t for t in result.onsets() if phrase_start <= t <= phrase_end]
@@ -152,7 +153,11 @@ def test_turns_wait_through_a_staccato_phrase_with_rests_between_its_notes(fast_
     pulses, start_index = _pulses_from_start(result)
     bars = pulses[start_index::4 * PULSES_PER_BEAT]
     answer_bar = bars[np.searchsorted(bars, phrase_end + 60 / script.bpm)]
-    assert abs(result.onsets()[0] - answer_bar) * 1e3 <= HEARD_LIMIT_MS
+    # Placed (what cadenza decided) and heard (after JACK) told apart, with the stream's last word
+    # (it counts the clock pulses it found lost): a miss says whose it is.
+    placed_ms, heard_ms = (placed_onsets(log)[0] - answer_bar) * 1e3, (result.onsets()[0] - answer_bar) * 1e3
+    said = result.stderr.strip().splitlines()[-1:]
+    assert abs(placed_ms) <= 2.0 and abs(heard_ms) <= HEARD_LIMIT_MS, (round(placed_ms, 2), round(heard_ms, 2), said)
 
 
 def test_the_turn_pedal_asks_for_an_answer_from_the_next_bar_line(fast_jack, tmp_path):
