@@ -125,9 +125,11 @@ def _run_workers(files, representation, workers, progress):
     tasks = [(i, f.path, representation) for i, f in enumerate(files)]
     results = [None] * len(files)
     note_count = 0
-    context = multiprocessing.get_context("fork")
-    # Fork before the progress bar exists: tqdm starts a monitor thread, and a fork taken while a
-    # thread holds a lock can leave a worker waiting on it forever (a clean-clone run hung here).
+    # Workers forked from a single-threaded server process, not from this one: a fork taken while
+    # any thread here holds a lock (tqdm's monitor, numpy's BLAS pool, the import machinery) can
+    # leave a worker waiting on it forever. Two clean-clone runs hung that way with plain fork
+    # (the second with the bar made after the fork).
+    context = multiprocessing.get_context("forkserver")
     with context.Pool(workers) as pool:
         bar = tqdm(total=len(files), unit="file", disable=not progress, desc="prepare", dynamic_ncols=True)
         for index, notes, reason, checksum in pool.imap_unordered(_read_source, tasks, chunksize=4):
