@@ -28,10 +28,11 @@ def midi_system_alive(api: int) -> bool:
     """False once the MIDI system under our ports is gone (a JACK server that stopped or was
     killed). Nothing can be sent then, and closing a port would crash the process."""
     if api == rtmidi.API_UNIX_JACK:
-        from streamer.jack import jack_client  # asked without a new client (see midi_port_names)
+        from streamer.jack import jack_client  # asked without a new client (see MidiBackend in outputs.py)
 
-        if jack_client().library is not None:
-            return jack_client().running
+        client = jack_client()
+        if client.library is not None:
+            return client.running
     try:
         with silenced_stderr():  # libjack explains at length that there is no server
             rtmidi.MidiOut(api).delete()
