@@ -95,6 +95,16 @@ def test_warm_start_rebuilds_an_exported_network_exactly_and_refuses_another_sha
     export_model(source, config, tmp_path / "source")
     with_memory = replace(config, memory=6, memory_heads=2, window=32)
     load_exported_weights(build_model(with_memory), with_memory, tmp_path / "source")  # raises if it differs
+    # An export with memory reads back too (its ring wraps within the 24 checked notes), and only into the same memory.
+    remembering = build_model(with_memory)
+    rng = np.random.default_rng(2)
+    for weight in remembering.get_layer("memory").weights:  # trained attention: nothing at zero
+        weight.assign(rng.normal(scale=0.3, size=weight.shape).astype("float32"))
+    export_model(remembering, with_memory, tmp_path / "remembering")
+    load_exported_weights(build_model(with_memory), with_memory, tmp_path / "remembering")
+    wider = replace(with_memory, memory=8)
+    with pytest.raises(CadenzaError, match="memory"):
+        load_exported_weights(build_model(wider), wider, tmp_path / "remembering")
     # A check that can fail: the same rebuild with one weight disturbed is refused.
     import training.warm_start as warm_start
 

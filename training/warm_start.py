@@ -7,8 +7,10 @@ rows that compute exactly the same function (not the same numbers the run traine
 recoverable and not needed). The network built from them is checked against the exported graph
 before training starts; a mismatch refuses to train.
 
-What the new config adds (memory, a longer window, another learning rate) starts fresh; memory's
-output starts at zero, so the warm-started network plays exactly like the model it came from.
+An export with memory also holds each field's embedding times the attention's `value_notes`; it is
+split together with the LSTM's rows, so one embedding serves both. What the new config adds
+(memory to a model without it, a longer window, another learning rate) starts fresh; memory's output
+starts at zero, so the warm-started network plays exactly like the model it came from.
 """
 
 from __future__ import annotations
@@ -39,20 +41,40 @@ def _split(table: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
     return embedding.astype(np.float32), rows.astype(np.float32)
 
 
+MEMORY_WEIGHTS = ("key", "value", "query", "distance_bias", "output")  # in the order attention_step uses them
+
+
+def _split_with_bias(table: np.ndarray, values: np.ndarray, rank: int):
+    """[table | values] = embedding @ [rows | value_rows] + [bias | 0]: the pitch field, whose table
+    carries the first layer's bias while its memory values have none.
+
+    Centred, both are embedding-times-rows; the embedding is then shifted by one row `shift` that
+    gives back the values' mean through value_rows, and the LSTM's bias takes the rest of the mean.
+    """
+    table_mean, values_mean = table.mean(axis=0), values.mean(axis=0)
+    embedding, rows = _split(np.concatenate([table - table_mean, values - values_mean], axis=1), rank)
+    rows, value_rows = rows[:, :table.shape[1]], rows[:, table.shape[1]:]
+    shift = np.linalg.lstsq(value_rows.T.astype(np.float64), values_mean, rcond=None)[0] if values.size else np.zeros(rank)
+    bias = table_mean - shift @ rows
+    return (embedding + shift).astype(np.float32), rows, value_rows, bias.astype(np.float32)
+
+
 def _captured(model_dir: Path, config: ModelConfig) -> dict:
-    """The folded weights of an exported step graph without memory, named (in the order the graph uses them)."""
+    """The folded weights of an exported step graph, named (in the order the graph uses them)."""
     import tensorflow as tf
 
     captured = [t.numpy() for t in tf.saved_model.load(str(model_dir / "savedmodel")).signatures["step"].captured_inputs]
     names = [f"input_{name}" for name in HEADS] + ["lstm_kernel_0"]
     for index in range(1, config.lstm_layers):
         names += [f"lstm_kernel_{index}", f"lstm_bias_{index}"]
+    if config.memory:
+        names += [f"values_{name}" for name in HEADS] + [f"memory_{name}" for name in MEMORY_WEIGHTS]
     for column, name in enumerate(FIELD_ORDER):
         names += [f"{name}_state_kernel"] + [f"{name}_drawn_{earlier}" for earlier in FIELD_ORDER[:column]]
         names += [f"{name}_bias", f"{name}_logits_kernel", f"{name}_logits_bias"]
     if len(captured) != len(names):
-        raise CadenzaError(f"{model_dir}: cannot read its weights back (a model with memory, or another export "
-                           "format); start from its training run's last.keras instead")
+        raise CadenzaError(f"{model_dir}: cannot read its weights back (another export format); "
+                           "start from its training run's last.keras instead")
     return dict(zip(names, captured))
 
 
@@ -61,18 +83,27 @@ def load_exported_weights(model, config: ModelConfig, model_dir: Path) -> None:
     model_dir = Path(model_dir)
     source = ModelConfig.from_dict(read_card(model_dir)["config"])
     differing = [name for name in SHAPE_FIELDS if getattr(source, name) != getattr(config, name)]
+    if source.memory and (source.memory, source.memory_heads) != (config.memory, config.memory_heads):
+        differing += ["memory", "memory_heads"]
     if differing:
         raise CadenzaError(f"--init-from {model_dir}: its {', '.join(differing)} differ from this run's")
-    weights = _captured(model_dir, config)
+    weights = _captured(model_dir, source)
     units = config.lstm_units
-    pitch_table = weights["input_pitch"]
-    first_bias = pitch_table.mean(axis=0)  # the bias was added to every row of the pitch table
-    kernel_rows = []
-    for name, table in zip(HEADS, (pitch_table - first_bias, *(weights[f"input_{n}"] for n in HEADS[1:]))):
+    kernel_rows, value_rows, first_bias = [], [], None
+    for name in HEADS:
         layer = model.get_layer(f"{name}_embedding")
-        embedding, rows = _split(table, layer.embeddings.shape[1])
+        rank, table = layer.embeddings.shape[1], weights[f"input_{name}"]
+        values = weights.get(f"values_{name}", np.zeros((len(table), 0), np.float32))
+        if name == HEADS[0]:  # the pitch table also carries the first layer's bias
+            embedding, rows, field_values, first_bias = _split_with_bias(table, values, rank)
+        else:
+            embedding, stacked = _split(np.concatenate([table, values], axis=1), rank)
+            rows, field_values = stacked[:, :table.shape[1]], stacked[:, table.shape[1]:]
         layer.set_weights([embedding])
         kernel_rows.append(rows)
+        value_rows.append(field_values)
+    if source.memory:
+        _load_memory(model, weights, np.concatenate(value_rows))
     controls_kernel, recurrent = weights["lstm_kernel_0"][:-units], weights["lstm_kernel_0"][-units:]
     model.get_layer("lstm_0").set_weights([np.concatenate(kernel_rows + [controls_kernel]), recurrent, first_bias])
     for index in range(1, config.lstm_layers):
@@ -80,6 +111,13 @@ def load_exported_weights(model, config: ModelConfig, model_dir: Path) -> None:
         model.get_layer(f"lstm_{index}").set_weights([stacked[:units], stacked[units:], weights[f"lstm_bias_{index}"]])
     _load_heads(model, config, weights)
     _check_matches(model, config, model_dir)
+
+
+def _load_memory(model, weights: dict, value_notes: np.ndarray) -> None:
+    """The attention's weights as exported; value_notes as split beside the embeddings."""
+    memory = {name: weights[f"memory_{name}"] for name in MEMORY_WEIGHTS}
+    model.get_layer("memory").set_weights([memory["query"], memory["key"], memory["value"], value_notes,
+                                           memory["distance_bias"].T, memory["output"]])
 
 
 def _load_heads(model, config: ModelConfig, weights: dict) -> None:
@@ -113,15 +151,19 @@ def _check_matches(model, config: ModelConfig, model_dir: Path, length: int = 24
     inputs |= {f"next_{name}": sequence[name][:, 1:] for name in FIELD_ORDER[:-1]}
     full = model(inputs, training=False)
     step = load_step(model_dir, "tflite")
-    card_state = read_card(model_dir)["state_shape"]
-    state = np.zeros((2, *card_state), np.float32)
+    card = read_card(model_dir)
+    state = np.zeros((2, *card["state_shape"]), np.float32)
+    ring = np.zeros((2, *card["memory_shape"]), np.float32) if card.get("memory_shape") else None
     worst = 0.0
     for position in range(length):
         forced = np.stack([sequence[name][:, position + 1] for name in FIELD_ORDER], axis=1)
-        outputs = step({**{name: values[:, position].copy() for name, values in sequence.items()}, "state": state,
-                        "controls": controls[:, position].copy(), "temperature": np.ones((2, 4), np.float32),
-                        "top_p": np.full((2, 4), 2.0, np.float32), "uniform": np.full((2, 4), 0.5, np.float32),
-                        "forced": forced.astype(np.int32)})
+        inputs = {**{name: values[:, position].copy() for name, values in sequence.items()}, "state": state,
+                  "controls": controls[:, position].copy(), "temperature": np.ones((2, 4), np.float32),
+                  "top_p": np.full((2, 4), 2.0, np.float32), "uniform": np.full((2, 4), 0.5, np.float32),
+                  "forced": forced.astype(np.int32)}
+        outputs = step(inputs | ({"memory": ring.copy()} if ring is not None else {}))
+        if ring is not None:  # the runtime's ring: note n in row n % memory
+            ring[:, position % ring.shape[1]] = outputs["memory_row"]
         state = outputs["state"]
         for column, name in enumerate(FIELD_ORDER):
             expected = log_softmax(np.asarray(full[name])[:, position], axis=-1)[np.arange(2), forced[:, column]]
