@@ -271,15 +271,27 @@ class ControlMapper:
 
 class PlayerNotes:
     """The player's notes, from whichever surface they come (MIDI, OSC), into Controls: the keys
-    held, the time of the last activity, and each finished note for the model to hear."""
+    held, the time of the last activity, and each finished note for the model to hear.
+
+    The model hears notes in the order they started, as it was trained (and as `render --primer`
+    feeds a call): a note that ends is held back while a note that started before it still sounds.
+    Played live in release order, a chord under a held bass note reached the model scrambled, with
+    steps of 0 where the player had moved on. A key held longer than `STUCK_SECONDS` (a lost
+    note-off) holds nothing back.
+    """
+
+    STUCK_SECONDS = 8.0
 
     def __init__(self, controls: Controls):
         self.controls = controls
         self._open_notes: dict[int, tuple[float, int]] = {}
+        self._finished: list[tuple[float, int, float, int]] = []  # (onset, pitch, duration, velocity), held back
         self._last_onset: float | None = None
 
     def started(self, pitch: int, velocity: int) -> None:
         now = time.monotonic()
+        if pitch in self._open_notes:  # struck again before its note-off: the first strike ends here
+            self.ended(pitch)
         self._open_notes[pitch] = (now, velocity)
         self.controls.held_since = {p: onset for p, (onset, _) in self._open_notes.items()}
         self.controls.last_player_activity = now
@@ -289,15 +301,25 @@ class PlayerNotes:
         if pitch not in self._open_notes:
             return
         onset, velocity = self._open_notes.pop(pitch)
-        step = 0.0 if self._last_onset is None else max(onset - self._last_onset, 0.0)
-        self._last_onset = onset
-        note = np.array([(pitch, step, now - onset, velocity)], dtype=NOTE_DTYPE)[0]
-        self.controls.played_notes.put(note)
+        self._finished.append((onset, pitch, now - onset, velocity))
         self.controls.publish_note(onset, pitch, velocity, now - onset, "player")
+        self._release_in_order(now)
         self.controls.held_since = {p: onset for p, (onset, _) in self._open_notes.items()}
         self.controls.last_player_activity = now
 
+    def _release_in_order(self, now: float) -> None:
+        """Finished notes that started before every key still held go to the model, by onset."""
+        blocking = [onset for onset, _ in self._open_notes.values() if now - onset < self.STUCK_SECONDS]
+        earliest_held = min(blocking, default=float("inf"))
+        self._finished.sort()
+        while self._finished and self._finished[0][0] <= earliest_held:
+            onset, pitch, duration, velocity = self._finished.pop(0)
+            step = 0.0 if self._last_onset is None else max(onset - self._last_onset, 0.0)
+            self._last_onset = max(onset, self._last_onset or onset)
+            self.controls.played_notes.put(np.array([(pitch, step, duration, velocity)], dtype=NOTE_DTYPE)[0])
+
     def clear(self) -> None:
-        """All notes off: the player's too."""
+        """All notes off: the player's too (what they finished still reaches the model)."""
         self._open_notes.clear()
+        self._release_in_order(time.monotonic())
         self.controls.held_since = {}

@@ -95,3 +95,26 @@ def test_the_answer_cc_switches_follow_and_free_live_and_is_off_by_default(tmp_p
     path.write_text("answer_cc = 1\n")  # the temperature's controller
     with pytest.raises(Exception, match="controller 1 is used for two things"):
         ControlMap.load(path)
+
+
+def test_the_model_hears_the_players_notes_in_the_order_they_started_not_released():
+    """A bass note held under a chord and a melody note: released last, heard first, with the
+    steps the player played; a key struck again before its note-off ends its first strike."""
+    controls = Controls()
+    mapper = ControlMapper(controls, ControlMap())
+    script = [(0.00, "note_on", 36), (0.05, "note_on", 60), (0.05, "note_on", 64), (0.15, "note_off", 60),
+              (0.15, "note_off", 64), (0.20, "note_on", 67), (0.30, "note_off", 67), (0.35, "note_off", 36),
+              (0.40, "note_on", 72), (0.45, "note_on", 72), (0.50, "note_off", 72)]
+    started = time.monotonic()
+    for at, kind, pitch in script:
+        time.sleep(max(started + at - time.monotonic(), 0))
+        mapper.handle(mido.Message(kind, note=pitch, velocity=80 if kind == "note_on" else 0))
+    heard = []
+    while not controls.played_notes.empty():
+        heard.append(controls.played_notes.get_nowait())
+    assert [int(note["pitch"]) for note in heard] == [36, 60, 64, 67, 72, 72]
+    steps = [float(note["step"]) for note in heard]
+    assert steps[0] == 0.0 and min(steps[1:]) >= 0.0
+    # Within a few ms of what was played (0.05, 0, 0.15, 0.2, 0.05).
+    assert all(abs(got - want) < 0.03 for got, want in zip(steps[1:], [0.05, 0.0, 0.15, 0.2, 0.05])), steps
+    assert 0.34 < float(heard[0]["duration"]) < 0.4, heard[0]
