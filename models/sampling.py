@@ -185,6 +185,11 @@ def controls_for(sampling: Sampling, card: dict, played_pitches=None) -> np.ndar
     return control_vector(profile, density, sampling.dynamics)
 
 
+# An answer follows the call's last notes: about 20 s of MAESTRO playing. The same window live
+# (the stream's call) and offline (a primer), so the two answer alike.
+CALL_NOTES = 200
+
+
 def follow_call(sampling: Sampling, call: np.ndarray) -> tuple[Sampling, float | None]:
     """What an answer to `call` (notes, NOTE_DTYPE) plays with when `sampling.answer` is 'follow':
     the call's key (as '--key auto' hears it) when no key is asked for, its mean velocity when no
@@ -192,6 +197,7 @@ def follow_call(sampling: Sampling, call: np.ndarray) -> tuple[Sampling, float |
     the first note; 'hold': the density to hold to). Returns (Sampling, the density to hold or
     None). Measured on MAESTRO calls (evaluate --continuation), each raises how well the answer
     belongs to the call."""
+    call = call[-CALL_NOTES:]
     if sampling.answer != "follow" or len(call) < 2:
         return sampling, None
     changes = {}

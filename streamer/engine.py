@@ -16,7 +16,8 @@ import numpy as np
 from models.config import FIELD_ORDER
 from models.controls import with_densities
 from models.notes import NOTE_DTYPE
-from models.sampling import DensityHold, Sampling, controls_for, follow_call, random_densities, typical_density
+from models.sampling import (CALL_NOTES, DensityHold, Sampling, controls_for, follow_call, random_densities,
+                             typical_density)
 
 from streamer.controls import FREE_PLAY_GAP_SECONDS, Controls
 from streamer.density import DensityBridge
@@ -43,7 +44,7 @@ class StreamSettings:
     late_limit_seconds: float = 0.05
     response_gap_seconds: float | None = None  # None: FREE_PLAY_GAP_SECONDS, or a beat in turns
     key_memory_notes: int = 32  # --key auto follows the pitch classes of the player's last notes
-    call_notes: int = 64  # the player's last notes are the call an answer follows
+    call_notes: int = CALL_NOTES  # the player's last notes are the call an answer follows (its key too)
 
     @property
     def free_play_gap_seconds(self) -> float:
@@ -165,7 +166,10 @@ class Engine:
             self.density_hold.heard(call["step"][:, None])
         elif self.density_hold is None:
             self.density_hold = DensityHold(random_densities(1, self.runtime.card, self.runtime.rng))
-        self._control_vector = controls_for(sampling, self.runtime.card, list(self.played_pitches))[None]
+        # An answer in the call's key hears the whole call, as offline; --key auto, the last few notes.
+        following_key = controls.key is None and sampling.key == "auto"
+        pitches = list(call["pitch"]) if following_key else list(self.played_pitches)
+        self._control_vector = controls_for(sampling, self.runtime.card, pitches)[None]
         self._set_controls()
 
     def _set_controls(self) -> None:

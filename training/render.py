@@ -19,7 +19,7 @@ from models.instruments import default_soundfont, instrument_name
 from models.notes import NOTE_DTYPE, onsets, write_midi
 from models.runtime import Runtime
 from models.controls import with_densities
-from models.sampling import DensityHold, Sampling, follow_call, random_densities, stream_controls
+from models.sampling import CALL_NOTES, DensityHold, Sampling, follow_call, random_densities, stream_controls
 
 SAMPLE_RATE = 44100
 PEAK_LEVEL = 0.89  # -1 dBFS: loud enough to hear, clear of clipping
@@ -81,7 +81,7 @@ def _steering(runtime: Runtime, settings: RenderSettings) -> tuple[np.ndarray, D
     vectors, held = [], []
     for call in calls:
         answer, density = follow_call(sampling, call)  # 'random' density or key left is drawn here
-        vectors.append(stream_controls(answer, runtime.card, 1, runtime.rng, call["pitch"])[0])
+        vectors.append(stream_controls(answer, runtime.card, 1, runtime.rng, call["pitch"][-CALL_NOTES:])[0])
         if sampling.density == "hold":  # a call too short to follow holds a drawn density
             held.append(density if density is not None else random_densities(1, runtime.card, runtime.rng)[0])
     if sampling.density != "hold":
