@@ -25,9 +25,16 @@ RETURN_PULSES = PULSES_PER_SIXTEENTH  # pulses a returning clock must send befor
 LATE_PULSE = 0.5  # a pulse this many intervals late by the line is held until the next ones tell why
 HELD_PULSES = 12  # ...this many (half a beat): enough to tell a level step (a lost pulse) from a drift (a slower tempo)
 STALL_PULSES = 4 * PULSES_PER_BEAT  # held at most this many while a stalled machine's backlog drains
+# The tempi a line may say (BPM). A line through pulses delivered together (one JACK cycle, one
+# stamp) says a pulse lasts microseconds; a DAW's clock runs at 20-999 BPM.
+SLOWEST_BPM, FASTEST_BPM = 10.0, 1000.0
 # A stall's backlog comes with one stamp: each pulse an interval less late than the one before.
 # Jitter alone moves two neighbours by at most 0.8 of an interval (+-5 ms at 200 BPM).
 DRAIN_STEP = 0.85
+
+
+def _plausible(seconds_per_pulse: float) -> bool:
+    return 60.0 / (FASTEST_BPM * PULSES_PER_BEAT) <= seconds_per_pulse <= 60.0 / (SLOWEST_BPM * PULSES_PER_BEAT)
 
 
 class ClockFollower:
@@ -210,6 +217,8 @@ class ClockFollower:
             on_time = residuals < 3.0 * spread + 0.0002
             if len(self._pulses) >= PULSES_PER_BEAT and 3 <= on_time.sum() < len(x):
                 slope, intercept = np.polyfit(x[on_time], arrivals[on_time], 1)
+            if not _plausible(slope):
+                return  # the line it had stands (none yet: none), until the pulses say a real tempo
             self._fit = (float(slope), float(intercept - slope * counters[-1]))
             if len(self._pulses) >= PULSES_PER_BEAT:
                 self._jitter = spread

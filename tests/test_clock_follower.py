@@ -239,3 +239,22 @@ def test_four_pulses_lost_together_are_counted_not_taken_for_a_slower_tempo(bpm,
                 clock.pulse(10.0 + pulse * seconds_per_pulse + rng.uniform(-jitter_seconds, jitter_seconds))
         assert clock.lost_pulses == 4, seed
         assert clock.bpm == pytest.approx(bpm, rel=0.005)
+
+
+@pytest.mark.parametrize("bunched", [2, 3, 5])
+def test_pulses_bunched_into_one_stamp_as_the_clock_starts_are_not_a_vanished_clock(bunched):
+    """Seen with twelve DAW scripts sending clock from one busy process: the first pulses came in
+    one JACK cycle, with one stamp. A line through them said a pulse lasts microseconds, so the
+    clock was "gone" a moment later, and on the next pulse it "came back" millions of pulses on:
+    the stream played nothing. A tempo no MIDI clock runs at is no line to follow."""
+    seconds_per_pulse = 0.5 / PULSES_PER_BEAT
+    clock = ClockFollower()
+    stamps = 10.0 + seconds_per_pulse * np.arange(4 * PULSES_PER_BEAT)
+    stamps[:bunched] = stamps[bunched - 1]  # the first pulses delivered late, together
+    clock.start()
+    for stamp in stamps:
+        clock.pulse(float(stamp))
+        assert not clock.watch(float(stamp) + 0.005), "a clock pulsing every 21 ms taken for gone"
+    assert clock.running and clock.lost_pulses == 0
+    assert clock.time_of_beat(2.0) == pytest.approx(10.0 + 2 * PULSES_PER_BEAT * seconds_per_pulse, abs=0.002)
+    assert clock.bpm == pytest.approx(120, abs=0.5)
