@@ -252,6 +252,16 @@ def bench_sync() -> None:
     sync_main([])
 
 
+def bench_listen() -> None:
+    """Live answers to MAESTRO calls on JACK, scored as offline continuations are (bench/listen.py)."""
+    from bench.listen import main as listen_main
+
+    if not (REPO / "data" / "maestro" / "test.npz").exists():
+        print("listen: skipped: needs data/maestro (cadenza prepare --maestro ../shared/data/maestro-v3.0.0 --out data/maestro)")
+        return
+    listen_main([])
+
+
 def bench_surfaces(seconds: float) -> None:
     """Stream timing with --web and --osc on and flooded, beside the same stream without them."""
     from bench.stream_timing import run_surfaces
@@ -263,7 +273,7 @@ def bench_surfaces(seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="*", choices=["ingest", "inference", "render", "quality", "training", "stream", "sync",
-                                                   "memory", "surfaces"])
+                                                   "memory", "surfaces", "listen"])
     parser.add_argument("--models", nargs="*", default=[],
                         help="--only memory: exported models to time side by side [default: the shipped one]")
     parser.add_argument("--stream-seconds", type=float, default=60.0)
@@ -289,6 +299,8 @@ def main() -> None:
         bench_sync()
     if "surfaces" in chosen:
         bench_surfaces(arguments.stream_seconds)
+    if "listen" in chosen:
+        bench_listen()
     if "memory" in chosen:
         bench_whole_note(arguments.models or [REPO / "models" / "default"])
 

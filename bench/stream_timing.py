@@ -49,6 +49,10 @@ class StampedListener(PolledMidiInput):
     def first_polled(self, status: int) -> float | None:
         return next((polled for polled, _, data in list(self._events) if data[0] & 0xF0 == status), None)
 
+    def polled_note_ons(self) -> list[float]:
+        """When each note-on heard so far was polled (monotonic seconds): for waiting, not timing."""
+        return [polled for polled, _, data in list(self._events) if data[0] & 0xF0 == 0x90 and data[2] > 0]
+
     def arrivals(self) -> list[tuple[float, bytes]]:
         """Close the port; (arrival monotonic seconds, bytes) per message received."""
         self.close()

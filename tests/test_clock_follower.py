@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.sync import PULSES_PER_BEAT
+from bench.daw import PULSES_PER_BEAT
 from streamer.clock import ClockFollower, FixedTempo, Grid
 from streamer.timeline import BeatPlacer
 

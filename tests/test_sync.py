@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import dummy_jack_server
-from bench.sync import PULSES_PER_BEAT, Script, errors_from_ideal_grid, grid_errors, session_elsewhere as session, still_sounding_after
+from bench.daw import PULSES_PER_BEAT, Script, session_elsewhere as session
+from bench.sync import errors_from_ideal_grid, grid_errors, still_sounding_after
 
 
 # A bare sender's messages must reach a listener within this (p99) on the server for its 2 ms
@@ -33,7 +34,7 @@ def fast_jack():
     import sys
 
     with dummy_jack_server(f"cadenza-sync-{os.getpid()}", 64) as name:
-        checked = subprocess.run([sys.executable, "-m", "bench.sync", "--floor"], cwd=Path(__file__).parent.parent,
+        checked = subprocess.run([sys.executable, "-m", "bench.daw", "--floor"], cwd=Path(__file__).parent.parent,
                                  capture_output=True, text=True, timeout=60)
         floor = json.loads(checked.stdout.strip().splitlines()[-1])
         if floor["p99"] > FLOOR_LIMIT_MS or floor["lost"] > FLOOR_LOST_LIMIT:
