@@ -253,7 +253,7 @@ def compare(model: Path, data: Path, prompts: int, parallel: int, draws: int, se
                                 for figure in live_score["figures"]},
             "difference": round(live_score["coherence"] - offline_mean, 4),
             "seconds": round(time.monotonic() - started, 1),
-            "failed": [{"prompt": i, "exit": a.exit_code, "stderr": a.stderr[-300:]} for i, a in enumerate(live)
+            "failed": [{"prompt": i, "exit": a.exit_code, "stderr": a.stderr[-1500:]} for i, a in enumerate(live)
                        if i not in kept or a.exit_code != 0],
         }
     return report

@@ -56,6 +56,8 @@ class StampedListener(PolledMidiInput):
     def arrivals(self) -> list[tuple[float, bytes]]:
         """Close the port; (arrival monotonic seconds, bytes) per message received."""
         self.close()
+        if not self._events:
+            return []
         polled = np.array([event[0] for event in self._events])
         jack_seconds = np.cumsum([event[1] for event in self._events])
         arrivals = jack_seconds + np.min(polled - jack_seconds)
