@@ -9,9 +9,9 @@ and, for each way of answering, runs one stream per call at the shipped defaults
 A player plays each call (200 notes from inside a MAESTRO test piece, sustain applied as at
 ingest) with its own timing, into a virtual port the stream reads (`--control-port`). The answer
 is every note heard after the call's last note (the first 200 in free play). The same calls are
-continued offline through `render`'s code path (several draws), cut to each live answer's length,
-and both are scored against the same references (the piece's own continuation: 1; an unrelated
-piece's: 0). Live and offline should agree.
+continued offline through `render`'s code path (several draws); the offline answers and both
+references (the piece's own continuation: 1; an unrelated piece's: 0) are cut to each live
+answer's length, and live and offline are scored alike. They should agree.
 """
 
 from __future__ import annotations
@@ -226,8 +226,11 @@ def score(calls, answers: list[np.ndarray]) -> dict:
     return coherence(calls, answers)
 
 
-def kept_calls(calls, indices: list[int]):
-    return replace(calls, prompts=calls.prompts[indices], real=calls.real[indices], unrelated=calls.unrelated[indices],
+def kept_calls(calls, indices: list[int], lengths: list[int]):
+    """The calls answered, each reference cut to its answer's length: a 2-bar answer is judged
+    against the pianist's next 2 bars' worth of notes, not 200 (its range and figures are fewer)."""
+    return replace(calls, prompts=calls.prompts[indices], real=[calls.real[i][:n] for i, n in zip(indices, lengths)],
+                   unrelated=[calls.unrelated[i][:n] for i, n in zip(indices, lengths)],
                    sources=[calls.sources[i] for i in indices])
 
 
@@ -241,8 +244,8 @@ def compare(model: Path, data: Path, prompts: int, parallel: int, draws: int, se
         started = time.monotonic()
         live = live_answers(model, calls.prompts, mode, parallel, seed)
         kept = [i for i, answer in enumerate(live) if len(answer.notes) >= 4]
-        subset = kept_calls(calls, kept)
         lengths = [len(live[i].notes) for i in kept]
+        subset = kept_calls(calls, kept, lengths)
         offline = [score(subset, answers) for answers in offline_answers(model, subset.prompts, lengths, draws)]
         live_score = score(subset, [live[i].notes for i in kept])
         offline_mean = float(np.mean([result["coherence"] for result in offline]))
@@ -279,7 +282,7 @@ def main(argv=None) -> None:
     parser.add_argument("--model", type=Path, default=REPO / "models" / "default")
     parser.add_argument("--data", type=Path, default=REPO / "data" / "maestro", help="written by `cadenza prepare`")
     parser.add_argument("--prompts", type=int, default=48)
-    parser.add_argument("--parallel", type=int, default=12, help="streams answering at once")
+    parser.add_argument("--parallel", type=int, default=8, help="streams answering at once")
     parser.add_argument("--draws", type=int, default=5, help="offline continuations of each call")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--modes", nargs="*", choices=list(MODES), default=list(MODES))
