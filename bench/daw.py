@@ -264,8 +264,9 @@ def delivery_floor(messages: int = 300, every_seconds: float = 0.005) -> dict:
 
 def echo_downbeat(script: Script, seed: int = 0) -> float:
     """Seconds from the downbeat to a note heard from a bare echo in cadenza's place: an rtmidi
-    input that answers Start with a note-on from inside its callback (JACK's own thread), no model,
-    no engine. The floor under any first note: Start's way in and the note's way out."""
+    input that answers Start with a note-on from its callback, no model, no engine: what the
+    plainest program on this server does (measured: slower than cadenza, whose input is polled
+    every 0.5 ms while it waits for Start and whose sender hands the note over at once)."""
     echo_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="echo")
     echo_in.open_virtual_port(f"echo-in-{seed}")
     echo_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="echo-out")

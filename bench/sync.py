@@ -4,7 +4,7 @@
 scripted sessions (bench/daw.py: a script plays the DAW). Figures: onset error against the grid
 implied by the pulses as sent (p50/p99), the time from a tempo change until onsets lock to the
 new grid, Stop to silence, where a turn's answer starts against its bar line, the grid under
-+-5 ms of jitter, the first note against the downbeat (beside a bare echo's), and a vanished clock.
++-5 ms of jitter, the first note against the downbeat (beside a bare rtmidi echo's), and a vanished clock.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def _jitter_rows() -> list:
 def _downbeat_rows(sessions: int = 12) -> list:
     """The first note against the downbeat, Start sent 0.5 ms before the first pulse (as DAWs do),
     over a few sessions: one Start is one sample, and JACK's cycles make each land differently.
-    Beside it, a bare echo answering Start at once (echo_downbeat): what no stream can beat."""
+    Beside it, a bare rtmidi echo answering Start from its input callback (echo_downbeat)."""
     placed_ms, heard_ms, echo_ms = [], [], []
     for seed in range(sessions):
         script = Script(start_lead_seconds=0.0005, stop_beat=None, end_beat=4.0)
@@ -149,15 +149,15 @@ def _downbeat_rows(sessions: int = 12) -> list:
         placed_ms.append((placed[0] - downbeat) * 1e3)
         heard_ms.append((result.onsets()[0] - downbeat) * 1e3)
         echo_ms.append(echo_downbeat(Script(start_lead_seconds=0.0005, stop_beat=None, end_beat=1.0), seed) * 1e3)
-    above_floor = np.array(heard_ms) - np.median(echo_ms)
+    against_echo = np.array(heard_ms) - np.median(echo_ms)
     return [("sync: Start 0.5 ms before the first pulse: first note minus the downbeat, placed / heard, "
              f"median (max of {sessions}) (ms)",
              f"{np.median(placed_ms):+.2f} ({max(placed_ms, key=abs):+.2f}) / {np.median(heard_ms):+.2f} ({max(heard_ms, key=abs):+.2f})",
              f"goal within 2; heard within 2: {sum(abs(h) <= 2 for h in heard_ms)} of {sessions}"),
-            ("sync: the same, a bare echo answering Start in cadenza's place: heard, median (max) (ms)",
-             f"{np.median(echo_ms):+.2f} ({max(echo_ms):+.2f})", "the floor: Start's way in and the note's way out"),
+            ("sync: the same, a bare rtmidi echo answering Start in cadenza's place: heard, median (max) (ms)",
+             f"{np.median(echo_ms):+.2f} ({max(echo_ms):+.2f})", "Start's way in and the note's way out, plainly"),
             ("sync: cadenza's first note heard minus the echo's median, median (max) (ms)",
-             f"{np.median(above_floor):+.2f} ({above_floor.max():+.2f})", "what cadenza adds to the floor")]
+             f"{np.median(against_echo):+.2f} ({against_echo.max():+.2f})", "below 0: sooner than the echo")]
 
 
 def _vanish_rows() -> list:
