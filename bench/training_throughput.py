@@ -1,6 +1,7 @@
 """Training throughput (predicted notes per second) of the default network beside a bare-LSTM floor.
 
-`python -m bench.training_throughput [--batch 64 256 512] [--seconds 20]`. Both train on the same
+`python -m bench.training_throughput [--batch 64 256 512] [--seconds 20] [--memory 256 --window 256]`
+(the shipped design: memory over 256 notes on 256-note windows; the floor has no memory). Both train on the same
 pre-drawn MAESTRO windows in this one run, so the ratio is fair on a noisy machine; the window
 sampler's own cost is timed apart. The floor is the same 2 x LSTM with one plain pitch head: what
 the recurrent core alone costs.
@@ -43,17 +44,18 @@ def notes_per_second(model, batches, config: ModelConfig, seconds: float) -> flo
     return steps * config.batch_size * config.window / (time.perf_counter() - started)
 
 
-def measure(data: str, batch_sizes, seconds: float):
+def measure(data: str, batch_sizes, seconds: float, memory: int = 0, window: int | None = None):
     """[(batch, floor notes/s, cadenza notes/s, sampler notes/s)] measured side by side."""
     from models.network import build_model, compile_model
     from training.prepare import load_split
     from training.windows import WindowSampler
 
-    sampler = WindowSampler(load_split(data, "train"), ModelConfig())
+    base = replace(ModelConfig(), memory=memory, window=window or ModelConfig().window)
+    sampler = WindowSampler(load_split(data, "train"), base)
     rng = np.random.default_rng(0)
     results = []
     for batch in batch_sizes:
-        config = replace(ModelConfig(), batch_size=batch)
+        config = replace(base, batch_size=batch)
         started = time.perf_counter()
         batches = [sampler.batch(batch, rng) for _ in range(8)]
         sampler_rate = 8 * batch * config.window / (time.perf_counter() - started)
@@ -70,9 +72,11 @@ def main(argv=None) -> None:
     parser.add_argument("--data", default="data/maestro")
     parser.add_argument("--batch", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--memory", type=int, default=0, help="cadenza's network with memory over N notes")
+    parser.add_argument("--window", type=int, help="notes per training window [default: the preset's]")
     args = parser.parse_args(argv)
     print(f"{'batch':>6} {'floor notes/s':>14} {'cadenza notes/s':>16} {'ratio':>6} {'sampler notes/s':>16}")
-    for batch, floor, full, sampler_rate in measure(args.data, args.batch, args.seconds):
+    for batch, floor, full, sampler_rate in measure(args.data, args.batch, args.seconds, args.memory, args.window):
         print(f"{batch:>6} {floor:>14,.0f} {full:>16,.0f} {full / floor:>6.2f} {sampler_rate:>16,.0f}", flush=True)
 
 
