@@ -195,20 +195,26 @@ def session(script: Script, stream_args: list, seed: int = 0) -> Session:
         sender.thread.join(timeout=300)
         time.sleep(0.3)
     finally:
-        stream.send_signal(signal.SIGINT)
-        try:
-            _, stderr = stream.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            stream.send_signal(signal.SIGABRT)  # the stacks, to stderr, of a stream that would not stop
-            try:
-                _, stderr = stream.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                stream.kill()
-                _, stderr = stream.communicate()
-            stderr = "did not stop within 30 s of SIGINT:\n" + stderr
+        stderr = stop_stream(stream)
     time.sleep(0.2)
     heard = [(arrival, mido.Message.from_bytes(data)) for arrival, data in listener.arrivals()]
     return Session(sent=sender.sent, heard=heard, stderr=stderr, exit_code=stream.returncode)
+
+
+def stop_stream(stream: subprocess.Popen) -> str:
+    """Ctrl-C a stream and return its stderr; one that does not stop within 30 s is asked for its
+    threads' stacks (SIGABRT; with PYTHONFAULTHANDLER set they go to stderr), then killed."""
+    stream.send_signal(signal.SIGINT)
+    try:
+        return stream.communicate(timeout=30)[1]
+    except subprocess.TimeoutExpired:
+        stream.send_signal(signal.SIGABRT)
+        try:
+            _, stderr = stream.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            stream.kill()
+            _, stderr = stream.communicate()
+        return "did not stop within 30 s of SIGINT:\n" + stderr
 
 
 def session_elsewhere(script: Script, stream_args: list, seed: int = 0) -> Session:

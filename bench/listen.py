@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -33,7 +32,7 @@ import numpy as np
 import rtmidi
 
 from bench.stream_timing import BACKEND, REPO, StampedListener, private_jack_server
-from bench.daw import ClockSender, Script
+from bench.daw import ClockSender, Script, stop_stream
 from models.notes import NOTE_DTYPE
 
 MODES = {"free": [], "turns": ["--sync", "midi-clock", "--turns", "2"]}
@@ -116,15 +115,6 @@ def _wait_for_ports(stream: subprocess.Popen, port: str, timeout: float = 60.0) 
         time.sleep(0.05)
 
 
-def _stop(stream: subprocess.Popen) -> str:
-    stream.send_signal(signal.SIGINT)
-    try:
-        return stream.communicate(timeout=30)[1]
-    except subprocess.TimeoutExpired:
-        stream.kill()
-        return "did not stop within 30 s of SIGINT\n" + stream.communicate()[1]
-
-
 def live_answer(call: np.ndarray, mode: str, tag: str, seed: int, answer_notes: int = ANSWER_NOTES,
                 model: Path | None = None) -> LiveAnswer:
     """One stream answering one call, on the server JACK_DEFAULT_SERVER names."""
@@ -134,8 +124,8 @@ def live_answer(call: np.ndarray, mode: str, tag: str, seed: int, answer_notes: 
     stream = subprocess.Popen([sys.executable, "-m", "cadenza_cli", "stream", "--midi-api", "jack", "--port", port,
                                "--control-port", f"call-{tag}", "--no-keys", "--seed", str(seed), *MODES[mode],
                                *(["--model", str(model)] if model else [])],
-                              cwd=REPO, env=dict(os.environ, MIDO_BACKEND=BACKEND), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+                              cwd=REPO, env=dict(os.environ, MIDO_BACKEND=BACKEND, PYTHONFAULTHANDLER="1"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     clock, stderr = None, ""
     try:
         _wait_for_ports(stream, port)
@@ -165,7 +155,7 @@ def live_answer(call: np.ndarray, mode: str, tag: str, seed: int, answer_notes: 
             clock.thread.join(timeout=5)
             clock.out = None  # the player's client is freed with `player`, here: a clock kept alive
             # by its thread's cycle would free it in the collector, later, and crash there
-        stderr = _stop(stream)
+        stderr = stop_stream(stream)
         player.close_port()
     heard = [(arrival, mido.Message.from_bytes(data)) for arrival, data in listener.arrivals()]
     notes = heard_notes(heard, call_end)
@@ -220,12 +210,6 @@ def offline_answers(model: Path, prompts: np.ndarray, lengths: list[int], draws:
     return result
 
 
-def score(calls, answers: list[np.ndarray]) -> dict:
-    from training.continuation import coherence
-
-    return coherence(calls, answers)
-
-
 def kept_calls(calls, indices: list[int], lengths: list[int]):
     """The calls answered, each reference cut to its answer's length: a 2-bar answer is judged
     against the pianist's next 2 bars' worth of notes, not 200 (its range and figures are fewer)."""
@@ -235,7 +219,7 @@ def kept_calls(calls, indices: list[int], lengths: list[int]):
 
 
 def compare(model: Path, data: Path, prompts: int, parallel: int, draws: int, seed: int, modes) -> dict:
-    from training.continuation import ContinuationSettings, draw_calls
+    from training.continuation import ContinuationSettings, coherence, draw_calls
     from training.prepare import load_split
 
     calls = draw_calls(load_split(data, "test"), ContinuationSettings(prompts=prompts, seed=seed))
@@ -246,8 +230,8 @@ def compare(model: Path, data: Path, prompts: int, parallel: int, draws: int, se
         kept = [i for i, answer in enumerate(live) if len(answer.notes) >= 4]
         lengths = [len(live[i].notes) for i in kept]
         subset = kept_calls(calls, kept, lengths)
-        offline = [score(subset, answers) for answers in offline_answers(model, subset.prompts, lengths, draws)]
-        live_score = score(subset, [live[i].notes for i in kept])
+        offline = [coherence(subset, answers) for answers in offline_answers(model, subset.prompts, lengths, draws)]
+        live_score = coherence(subset, [live[i].notes for i in kept])
         offline_mean = float(np.mean([result["coherence"] for result in offline]))
         report[mode] = {
             "prompts": prompts, "answered": len(kept), "answer_notes_median": float(np.median(lengths)) if lengths else 0,

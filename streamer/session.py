@@ -34,8 +34,7 @@ class Session:
                 + (f", {engine.late_sends} sent late for the latency" if getattr(engine, "late_sends", 0) else "")
                 + (f", {sender.notes_dropped} dropped after a suspension" if sender.notes_dropped else "")
                 + (f", {clock.lost_pulses} clock pulses lost on the way" if clock and clock.lost_pulses else "")
-                + (", no Start or Continue came with the clock" if clock and getattr(clock, "transport_version", 1) == 0
-                   and hasattr(clock, "lost_pulses") else "")
+                + (", no Start or Continue came with the clock" if clock and clock.transport_version == 0 else "")
                 + "".join(f", {surface.skipped} {surface.kind} messages skipped"
                           for surface in self.surfaces if getattr(surface, "skipped", 0))
                 + ")")

@@ -157,11 +157,11 @@ def _check_matches(model, config: ModelConfig, model_dir: Path, length: int = 24
     worst = 0.0
     for position in range(length):
         forced = np.stack([sequence[name][:, position + 1] for name in FIELD_ORDER], axis=1)
-        inputs = {**{name: values[:, position].copy() for name, values in sequence.items()}, "state": state,
-                  "controls": controls[:, position].copy(), "temperature": np.ones((2, 4), np.float32),
-                  "top_p": np.full((2, 4), 2.0, np.float32), "uniform": np.full((2, 4), 0.5, np.float32),
-                  "forced": forced.astype(np.int32)}
-        outputs = step(inputs | ({"memory": ring.copy()} if ring is not None else {}))
+        step_inputs = {**{name: values[:, position].copy() for name, values in sequence.items()}, "state": state,
+                       "controls": controls[:, position].copy(), "temperature": np.ones((2, 4), np.float32),
+                       "top_p": np.full((2, 4), 2.0, np.float32), "uniform": np.full((2, 4), 0.5, np.float32),
+                       "forced": forced.astype(np.int32)}
+        outputs = step(step_inputs | ({"memory": ring.copy()} if ring is not None else {}))
         if ring is not None:  # the runtime's ring: note n in row n % memory
             ring[:, position % ring.shape[1]] = outputs["memory_row"]
         state = outputs["state"]
