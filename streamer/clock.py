@@ -16,6 +16,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from streamer.tempo_change import read_through_change
+
 PULSES_PER_BEAT = 24
 PULSES_PER_SIXTEENTH = 6
 # A clock silent this many beats (at its last tempo) while playing is gone: a pulled cable, a
@@ -28,6 +30,8 @@ STALL_PULSES = 4 * PULSES_PER_BEAT  # held at most this many while a stalled mac
 # The tempi a line may say (BPM). A line through pulses delivered together (one JACK cycle, one
 # stamp) says a pulse lasts microseconds; a DAW's clock runs at 20-999 BPM.
 SLOWEST_BPM, FASTEST_BPM = 10.0, 1000.0
+STEADY_NOISE = 0.1  # a clock whose pulses stray less than this (intervals, a standard deviation) is steady
+QUANTIZATION_SECONDS = 0.0004  # the least spread about the line: JACK stamps to periods (1.45 ms, sd 0.42 ms)
 # A stall's backlog comes with one stamp: each pulse an interval less late than the one before.
 # Jitter alone moves two neighbours by at most 0.8 of an interval (+-5 ms at 200 BPM).
 DRAIN_STEP = 0.85
@@ -35,6 +39,18 @@ DRAIN_STEP = 0.85
 
 def _plausible(seconds_per_pulse: float) -> bool:
     return 60.0 / (FASTEST_BPM * PULSES_PER_BEAT) <= seconds_per_pulse <= 60.0 / (SLOWEST_BPM * PULSES_PER_BEAT)
+
+
+CHANGE_READ_PULSES = 12  # the recent pulses a tempo change is read from (where it began, pulses lost)
+
+
+def _falling_steadily(late: np.ndarray) -> bool:
+    """The last arrivals each earlier on the line than the one before by less than 0.7 of an
+    interval: a faster tempo (up to twice as fast). Three falling, or two by a clear step. (A
+    stall's backlog drains by about one interval a pulse; late stamps come back at once.)"""
+    falls = -np.diff(late[-4:])
+    steady = (falls > 0) & (falls < 0.7)
+    return bool((len(falls) >= 3 and np.all(steady)) or (len(falls) >= 2 and np.all(steady[-2:] & (falls[-2:] > 0.15))))
 
 
 class ClockFollower:
@@ -58,6 +74,7 @@ class ClockFollower:
         self._counter = 0  # the counter value the next pulse gets
         self._fit = None  # (seconds per pulse, arrival time of counter 0)
         self._jitter = 0.0  # the spread of pulses about the line (seconds, a robust standard deviation)
+        self._jitter_known = False  # ...measured over a beat
         self._origin = None  # counter value at song position 0, while running
         self._resume_position = 0  # song position (pulses) play resumes from
         self._played_from = 0  # song position (pulses) of the last Start, Continue or jump
@@ -66,6 +83,7 @@ class ClockFollower:
         # Set with each bump: the engine waiting for Start wakes at once (a DAW sends Start right
         # before the downbeat, so every millisecond spent noticing it is a millisecond late).
         self.transport_changed = threading.Event()
+        self._change_base = None  # (the old line, its last pulses) through the beat after a tempo change
         self._held: list = []  # arrivals kept out of the line while a late pulse is told (see _hold)
         self._last_arrival = None
         self._change_suspected = False  # the last pulse saw the line broken (see pulse)
@@ -98,10 +116,18 @@ class ClockFollower:
         line holds a beat: a slope through fewer jittered pulses misjudges the next ones; but a
         clock back after it vanished keeps its old tempo until then, and pulses lost meanwhile,
         as a stall right after the return loses them, must still be counted)."""
-        if self._fit is None or (len(self._pulses) < PULSES_PER_BEAT and self._slope_kept is None):
+        if self._fit is None or (len(self._pulses) < self._fewest_to_judge_by() and self._slope_kept is None):
             return 0.0
         seconds_per_pulse, zero = self._fit
         return (arrival - (zero + seconds_per_pulse * counter)) / seconds_per_pulse
+
+    def _fewest_to_judge_by(self) -> int:
+        """Pulses the line needs before a late pulse is judged by it. Three, restarted at a tempo
+        change on a steady clock: a pulse lost in the beat after a change went uncounted. Until a
+        beat has shown the clock steady, a beat: a slope through a few pulses +-5 ms apart misjudges
+        the next ones (lost pulses counted that never were)."""
+        steady = self._jitter_known and self._noise() < STEADY_NOISE
+        return 3 if steady else PULSES_PER_BEAT
 
     def _hold(self, arrival: float) -> None:
         """A pulse half an interval late or more is a lost pulse before it, a late stamp (a loaded
@@ -127,7 +153,9 @@ class ClockFollower:
         level = max(round(float(tail[0])), 1)
         drifted = rising and (tail[-1] - tail[0] > max(LATE_PULSE, spread)
                               or (len(drained) == 0 and tail[-1] > level + LATE_PULSE + 0.1 * len(tail) ** 0.5))
-        back = len(late) >= 3 and np.all(np.abs(late[-2:]) < LATE_PULSE)
+        # Back on the line, unless falling steadily to it: a faster tempo after a lost pulse.
+        back = len(late) >= 3 and np.all(np.abs(late[-2:]) < LATE_PULSE) and not (
+            len(self._pulses) >= PULSES_PER_BEAT and _falling_steadily(late))
         if len(tail) < HELD_PULSES and len(late) < STALL_PULSES and not drifted and not back:
             return
         held, self._held = self._held, []
@@ -142,13 +170,62 @@ class ClockFollower:
             on_line = [(first + index, arrival) for index, arrival in enumerate(held)
                        if abs(late[index] - lost) < LATE_PULSE]
             self._add_counted(on_line)
-        else:  # a new tempo from the last pulse on the line (on both tempos) through the settled ones
-            last = self._pulses[-1]
-            self._pulses.clear()
-            self._pulses.append(last)
-            self._change_suspected = False
+        else:  # a new tempo from the last pulse before it (on both tempos) through those after
             self._counter += len(held) - len(tail)
-            self._add_to_line(held[len(held) - len(tail):])
+            counted = [(self._counter + index, arrival) for index, arrival in enumerate(held[len(held) - len(tail):])]
+            self._counter += len(tail)
+            self._change_suspected = False
+            pulses = list(self._pulses)
+            recent_count = min(len(pulses) - PULSES_PER_BEAT, CHANGE_READ_PULSES // 2)
+            if recent_count < 1:  # no line yet to tell lost pulses by
+                before, after = pulses, counted
+            else:
+                before, after = self._split_at_change(pulses[:-recent_count], pulses[-recent_count:] + counted)
+            self._pulses.clear()
+            self._pulses.append(before[-1])
+            self._add_counted(after)
+
+    def _split_at_change(self, line: list, recent: list) -> tuple[list, list]:
+        """(counter, arrival) pairs through a tempo change: those on the old line, `line` and the
+        first of `recent`, and those after the change, counted anew where pulses were lost."""
+        counters, arrivals = np.array(line, dtype=np.float64).T
+        seconds_per_pulse, zero = np.polyfit(counters, arrivals, 1)
+        counters, arrivals = np.array(recent, dtype=np.float64).T
+        late = (arrivals - (zero + seconds_per_pulse * counters)) / seconds_per_pulse
+        reading = read_through_change(counters.astype(int), late, self._noise())
+        recent = recent[:reading.first_after] + [(counter + reading.lost, arrival) for counter, arrival in recent[reading.first_after:]]
+        self._counter += reading.lost
+        self.lost_pulses += reading.lost
+        after = [pulse for index, pulse in enumerate(recent) if index >= reading.first_new and index not in reading.stamped_late]
+        before = line + recent[:reading.first_new]
+        self._change_base = (seconds_per_pulse, zero, before[-CHANGE_READ_PULSES // 2:])
+        return before, after
+
+    def _reread_change(self) -> None:
+        """Through the beat after a tempo change, read it again with each pulse: a pulse lost
+        just after the change, before the new line could tell it, shows as a step once a few
+        more have come (with only a few of the new tempo, a change and a loss read alike)."""
+        if self._change_base is None:
+            return
+        seconds_per_pulse, zero, before = self._change_base
+        line = list(self._pulses)
+        if len(line) >= PULSES_PER_BEAT or line[0] != before[-1]:  # settled, or restarted since
+            self._change_base = None
+            return
+        counters, arrivals = np.array(before + line[1:], dtype=np.float64).T
+        late = (arrivals - (zero + seconds_per_pulse * counters)) / seconds_per_pulse
+        reading = read_through_change(counters.astype(int), late, self._noise())
+        if reading.lost:
+            first = max(reading.first_after - len(before) + 1, 1)
+            line[first:] = [(counter + reading.lost, arrival) for counter, arrival in line[first:]]
+            self._pulses.clear()
+            self._pulses.extend(line)
+            self._counter += reading.lost
+            self.lost_pulses += reading.lost
+
+    def _noise(self) -> float:
+        """The spread of pulses about the line in its intervals (at least JACK's quantization's)."""
+        return max(self._jitter, QUANTIZATION_SECONDS) / self._fit[0]
 
     def _lost_before(self, tail: np.ndarray) -> int | None:
         """How many pulses were lost, read from the settled held pulses: level at about k intervals
@@ -170,11 +247,13 @@ class ClockFollower:
 
     def _add_counted(self, pulses: list) -> None:
         """(counter, arrival) pairs into the line, in order."""
-        for pulse in pulses:
-            self._pulses.append(pulse)
+        shift = 0  # pulses found lost as the line restarted: those after them count on from there
+        for counter, arrival in pulses:
+            self._pulses.append((counter + shift, arrival))
             suspected, self._change_suspected = self._change_suspected, self._tempo_changed()
             if suspected and self._change_suspected:
-                self._restart_line()
+                shift += self._restart_line()
+        self._reread_change()
         self._refit()
 
     def _add_to_line(self, arrivals: list) -> None:
@@ -185,19 +264,32 @@ class ClockFollower:
         self._counter += len(arrivals)
         self._add_counted([(first + index, arrival) for index, arrival in enumerate(arrivals)])
 
-    def _restart_line(self) -> None:
-        """The tempo changed: the pulses off the line since it changed, and the last one on it (on
-        both tempos), start a new line. (Keeping a fixed four mixed in old-tempo pulses after a
-        fast change, and the line then took a beat and a half to find 120 after 60.)"""
+    def _restart_line(self) -> int:
+        """The tempo changed: the pulses since it changed, and the last one before (on both
+        tempos), start a new line. (Keeping a fixed four mixed in old-tempo pulses after a fast
+        change, and the line then took a beat and a half to find 120 after 60.) Where the change
+        began, and any pulse lost since, is read from the recent pulses against the line through
+        the earlier ones; returns how many pulses were lost."""
         self._change_suspected = False
+        pulses, lost_before = list(self._pulses), self.lost_pulses
+        recent_count = min(len(pulses) - PULSES_PER_BEAT, CHANGE_READ_PULSES)
+        if recent_count < 2:  # a young line: the pulses off it, from the end back
+            first_off = self._first_off_the_line(pulses)
+            before, after = pulses[:first_off], pulses[first_off:]
+        else:
+            before, after = self._split_at_change(pulses[:-recent_count], pulses[-recent_count:])
+        kept = before[-1:] + after
+        self._pulses.clear()
+        self._pulses.extend(kept if len(kept) >= 3 else (before + after)[-3:])
+        return self.lost_pulses - lost_before
+
+    def _first_off_the_line(self, pulses: list) -> int:
         seconds_per_pulse, zero = self._fit
-        pulses, limit = list(self._pulses), self._change_limit()
+        limit = self._change_limit()
         first_off = len(pulses)
         while first_off > 1 and abs(pulses[first_off - 1][1] - (zero + seconds_per_pulse * pulses[first_off - 1][0])) > limit:
             first_off -= 1
-        recent = pulses[min(first_off - 1, len(pulses) - 3):]
-        self._pulses.clear()
-        self._pulses.extend(recent)
+        return first_off
 
     def _refit(self) -> None:
         counters, arrivals = np.array(self._pulses, dtype=np.float64).T
@@ -221,7 +313,7 @@ class ClockFollower:
                 return  # the line it had stands (none yet: none), until the pulses say a real tempo
             self._fit = (float(slope), float(intercept - slope * counters[-1]))
             if len(self._pulses) >= PULSES_PER_BEAT:
-                self._jitter = spread
+                self._jitter, self._jitter_known = spread, True
 
     def watch(self, now: float) -> bool:
         """Call often while playing: True once the clock has been silent CLOCK_LOST_BEATS beats
