@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import click
 
-from models.sampling import ANSWERS, DENSITY_RANGE, TEMPERATURE_RANGE, Sampling, parse_density, parse_key_option
+from models.sampling import ANSWERS, DENSITY_RANGE, TEMPERATURE_RANGE, Sampling, parse_density, parse_key_option, parse_register
 
 
 class BoundedFloat(click.FloatRange):
@@ -22,7 +22,7 @@ class BoundedFloat(click.FloatRange):
 
 
 def sampling_options(function):
-    """--temperature, --top-p, --<field>-temperature, --density and --key; left out, the card's choice."""
+    """--temperature, --top-p, --<field>-temperature, --density, --key, --register...; left out, the card's choice."""
     options = [
         click.option("--temperature", type=BoundedFloat(*TEMPERATURE_RANGE),
                      help="Sampling temperature of every field [default: the model card's]."),
@@ -38,6 +38,9 @@ def sampling_options(function):
         click.option("--dynamics", type=BoundedFloat(1, 127),
                      help="Target mean velocity (1-127) of the notes ahead [default: free]."),
         click.option("--key", "key_name", help="Key to play in: 'D minor', 'F# major', 'auto' (follow the player), 'random' (one per stream) or 'none'."),
+        click.option("--register", "register_text",
+                     help="Keep to a register, softly: 'C3-C5' or '48-72' (lowest-highest) or 'none'. "
+                          "An answer to a call keeps to the call's own unless you set one [default: free]."),
         click.option("--answer", type=click.Choice(ANSWERS),
                      help="An answer to a call (--primer, or what the player played): 'follow' takes the call's key, "
                           "pace and dynamics where you left them free; 'free' plays as without a call [default: follow]."),
@@ -46,7 +49,7 @@ def sampling_options(function):
 
 
 SAMPLING_OPTION_NAMES = ("temperature", "top_p", "top_p_fields", "step_temperature", "pitch_temperature", "duration_temperature",
-                         "velocity_temperature", "dynamics", "answer", "density", "key_name")
+                         "velocity_temperature", "dynamics", "answer", "density", "key_name", "register_text")
 
 
 def sampling_from_options(card: dict, options: dict) -> Sampling:
@@ -57,13 +60,15 @@ def sampling_from_options(card: dict, options: dict) -> Sampling:
     values = {name: options.pop(name, None) for name in SAMPLING_OPTION_NAMES}
     if values["top_p_fields"] is not None:
         values["top_p_fields"] = tuple(name.strip() for name in values["top_p_fields"].split(",") if name.strip())
-    density_text, key_text = values.pop("density"), values.pop("key_name")
+    density_text, key_text, register_text = values.pop("density"), values.pop("key_name"), values.pop("register_text")
     sampling = Sampling.from_card(card, **values)
     changes = {}
     if density_text is not None:
         changes["density"] = parse_density(density_text)
     if key_text is not None:
         changes["key"] = parse_key_option(key_text)
+    if register_text is not None:
+        changes["register"] = parse_register(register_text)
     sampling = replace(sampling, **changes)
     sampling.validate()
     return sampling

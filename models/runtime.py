@@ -170,6 +170,7 @@ NO_TOP_P = 2.0  # a nucleus above 1 keeps every category
 # each such note cuts the one before it to a peck. `sample` draws those again (see _redraw_restrikes).
 MIN_RESTRIKE_SECONDS = 0.05
 RESTRIKE_REDRAWS = 8
+TILT_REDRAWS = 8  # draws of a note the pitch weights do not keep, before it is kept as drawn
 
 
 class Runtime:
@@ -262,13 +263,15 @@ class Runtime:
             self.feed(notes[:, position] if notes.ndim == 2 else np.repeat(notes[position][None], self.batch))
 
     def sample(self, temperature=1.0, top_p: float | None = None, head_temperature: dict | None = None,
-               top_p_fields=FIELD_ORDER) -> np.ndarray:
+               top_p_fields=FIELD_ORDER, pitch_weights: np.ndarray | None = None) -> np.ndarray:
         """Draw the next note of every stream (NOTE_DTYPE, shape [B]); it becomes the streams' context.
 
         `temperature` (scalar or [B]) applies to every field, `head_temperature` overrides it per
         field, e.g. {"step": 0.5}. The nucleus `top_p` applies to the fields in `top_p_fields`
-        (e.g. ("pitch",): a clear key without cutting the long tail of lengths). The
-        log-probabilities the draws used are in `last_log_prob`.
+        (e.g. ("pitch",): a clear key without cutting the long tail of lengths). `pitch_weights`
+        ([128] or [B, 128], each 0-1) tilt the pitch: notes are drawn from the network's
+        distribution times them (a register to keep to: models.sampling.register_weights). The
+        log-probabilities the draws used (before any tilt) are in `last_log_prob`.
         """
         temperatures = {name: temperature for name in HEADS} | (head_temperature or {})
         columns = [np.broadcast_to(np.asarray(temperatures[name], np.float32), (self.batch,)) for name in FIELD_ORDER]
@@ -282,6 +285,8 @@ class Runtime:
                              temperature_matrix, nucleus)
         self._advance(outputs)
         outputs = self._redraw_restrikes(outputs, inputs, temperature_matrix, nucleus)
+        if pitch_weights is not None:
+            outputs = self._tilt_pitch(outputs, inputs, temperature_matrix, nucleus, pitch_weights)
         self.previous = {name: outputs[name].astype(np.int32) for name in HEADS}
         self.last_log_prob = {name: outputs["log_prob"][:, column] for column, name in enumerate(FIELD_ORDER)}
         notes = self.notes_from_bins(outputs)
@@ -317,6 +322,27 @@ class Runtime:
                                forced, temperature[rows], nucleus[rows])
             for name in (*HEADS, "log_prob", "most_likely"):
                 outputs[name][rows] = again[name]
+        return outputs
+
+    def _tilt_pitch(self, outputs: dict, inputs: dict, temperature: np.ndarray, nucleus: np.ndarray,
+                    pitch_weights: np.ndarray) -> dict:
+        """Draws from the network's distribution times `pitch_weights`, by rejection: a note is kept
+        with its pitch's weight, else drawn whole again from the same state and step (the graph
+        draws; only the rejected streams are run again). After TILT_REDRAWS tries a note is kept
+        as drawn: a weight far below 1 on everything the network would play is a request it
+        cannot meet, and the stream must not stall on it."""
+        weights = np.broadcast_to(np.asarray(pitch_weights, np.float64), (self.batch, 128))
+        for _ in range(TILT_REDRAWS):
+            kept = self.rng.random(self.batch) < weights[np.arange(self.batch), outputs["pitch"].astype(np.int64)]
+            rows = np.flatnonzero(~kept)
+            if not len(rows):
+                break
+            forced = np.full((len(rows), len(FIELD_ORDER)), -1, np.int32)
+            again = self._draw(self._step_for(len(rows)), {name: value[rows] for name, value in inputs.items()},
+                               forced, temperature[rows], nucleus[rows])
+            for name in (*HEADS, "log_prob", "most_likely"):
+                outputs[name][rows] = again[name]
+            outputs = self._redraw_restrikes(outputs, inputs, temperature, nucleus)
         return outputs
 
     def _step_for(self, rows: int):

@@ -31,8 +31,8 @@ class Sampling:
     key: "D minor" etc., "auto" (follow the player), "random" (each stream draws one of the 24
     keys when it starts, and stays in it) or None. dynamics: the mean velocity asked for, or None.
     answer: how an answer to a call (a primer, what a player played) is steered: "follow" takes the
-    key, density and dynamics the player left free from the call (see follow_call), "free" plays
-    as without a call."""
+    key, density, dynamics and register the player left free from the call (see follow_call),
+    "free" plays as without a call."""
 
     temperature: float = 1.0
     top_p: float | None = None
@@ -48,6 +48,8 @@ class Sampling:
     # in that key are, with their share of notes from outside the scale.
     key_strict: bool = True
     answer: str = "follow"
+    # (lowest, highest) MIDI pitch the notes ahead keep to, softly (see register_weights); None: free.
+    register: tuple | None = None
 
     def head_temperature(self) -> dict:
         """{field: temperature} for the fields whose own temperature is set."""
@@ -62,8 +64,9 @@ class Sampling:
         """The card's chosen sampling, with every override that is not None on top; validated."""
         known = {f.name for f in fields(cls)}
         chosen = {k: v for k, v in (card.get("sampling") or {}).items() if k in known}
-        if "top_p_fields" in chosen:  # a list in JSON
-            chosen["top_p_fields"] = tuple(chosen["top_p_fields"])
+        for name in ("top_p_fields", "register"):  # lists in JSON
+            if chosen.get(name) is not None:
+                chosen[name] = tuple(chosen[name])
         sampling = replace(cls(**chosen), **{k: v for k, v in overrides.items() if v is not None})
         sampling.validate()
         return sampling
@@ -81,6 +84,8 @@ class Sampling:
             raise CadenzaError(f"density {self.density!r} is not notes per second, 'auto', 'random' or 'hold'")
         if isinstance(self.density, (int, float)) and not (DENSITY_RANGE[0] <= self.density <= DENSITY_RANGE[1]):
             raise CadenzaError(f"density {self.density} notes/s is outside {DENSITY_RANGE[0]}-{DENSITY_RANGE[1]}")
+        if self.register is not None and not (len(self.register) == 2 and 0 <= self.register[0] <= self.register[1] <= 127):
+            raise CadenzaError(f"register {self.register} is not a lowest and a highest pitch 0-127")
         if self.answer not in ANSWERS:
             raise CadenzaError(f"answer {self.answer!r} is not one of {', '.join(ANSWERS)}")
         if self.dynamics is not None and not 1 <= self.dynamics <= 127:
@@ -105,6 +110,28 @@ def parse_density(text: str | None):
     if not math.isfinite(value) or not (DENSITY_RANGE[0] <= value <= DENSITY_RANGE[1]):
         raise CadenzaError(f"--density {text} is outside {DENSITY_RANGE[0]}-{DENSITY_RANGE[1]} notes/s")
     return value
+
+
+def parse_register(text: str | None) -> tuple | None:
+    """'48-72' or 'C3-C5' (MIDI numbers or note names, lowest first) -> (48, 72); 'none' -> None."""
+    if text is None or text.strip().lower() == "none":
+        return None
+    import pretty_midi
+
+    def pitch(word: str) -> int:
+        word = word.strip()
+        try:
+            return int(word) if word.lstrip("-").isdigit() else int(pretty_midi.note_name_to_number(word))
+        except ValueError:
+            raise CadenzaError(f"register {text!r}: {word!r} is not a MIDI number or a note name like C4") from None
+
+    low, separator, high = text.strip().partition("-")
+    if not separator or not low or not high:
+        raise CadenzaError(f"register {text!r} is not LOWEST-HIGHEST, e.g. 48-72 or C3-C5")
+    register = (pitch(low), pitch(high))
+    if not 0 <= register[0] <= register[1] <= 127:
+        raise CadenzaError(f"register {text!r}: lowest and highest must be 0-127, lowest first")
+    return register
 
 
 def parse_key_option(text: str | None):
@@ -205,6 +232,8 @@ def follow_call(sampling: Sampling, call: np.ndarray) -> tuple[Sampling, float |
         changes["key"] = "auto"
     if sampling.dynamics is None:
         changes["dynamics"] = float(np.clip(np.mean(call["velocity"]), 1, 127))
+    if sampling.register is None:
+        changes["register"] = (int(call["pitch"].min()), int(call["pitch"].max()))
     held = None
     if sampling.density in ("hold", "random"):
         # The pace while playing: a pause between phrases (a live call spans several) is not played.
@@ -214,6 +243,21 @@ def follow_call(sampling: Sampling, call: np.ndarray) -> tuple[Sampling, float |
         if sampling.density == "random" and held is not None:  # a drawn density gives way to the call's
             changes["density"], held = held, None
     return replace(sampling, **changes), held
+
+
+# A pitch this many semitones beyond the register is e times less likely than the network has it.
+REGISTER_SOFTNESS = 3.0
+
+
+def register_weights(register: tuple | None) -> np.ndarray | None:
+    """[128] how much of the network's probability each pitch keeps (1 inside `register`, falling
+    off beyond it by REGISTER_SOFTNESS), or None for a free register. The sampler draws from the
+    network's distribution times these (Runtime.sample's pitch_weights)."""
+    if register is None:
+        return None
+    pitches = np.arange(128)
+    beyond = np.maximum(np.maximum(register[0] - pitches, pitches - register[1]), 0)
+    return np.exp(-beyond / REGISTER_SOFTNESS)
 
 
 class DensityHold:

@@ -17,7 +17,7 @@ from models.config import FIELD_ORDER
 from models.controls import with_densities
 from models.notes import NOTE_DTYPE
 from models.sampling import (CALL_NOTES, DensityHold, Sampling, controls_for, follow_call, random_densities,
-                             typical_density)
+                             register_weights, typical_density)
 
 from streamer.controls import FREE_PLAY_GAP_SECONDS, Controls
 from streamer.density import DensityBridge
@@ -45,6 +45,7 @@ class StreamSettings:
     response_gap_seconds: float | None = None  # None: FREE_PLAY_GAP_SECONDS, or a beat in turns
     key_memory_notes: int = 32  # --key auto follows the pitch classes of the player's last notes
     call_notes: int = CALL_NOTES  # the player's last notes are the call an answer follows (its key too)
+    register: tuple | None = None  # (lowest, highest) pitch to keep to; None: free, or the call's in an answer
 
     @property
     def free_play_gap_seconds(self) -> float:
@@ -71,6 +72,7 @@ class Engine:
         self.density_bridge = DensityBridge()
         self.density_hold = None  # with density 'hold': this stream's DensityHold
         self._control_vector = None
+        self._pitch_weights = register_weights(settings.register)  # the register kept to (None: free)
         self.call = collections.deque(maxlen=settings.call_notes)  # the player's last notes
         self._call_version = 0
 
@@ -135,7 +137,7 @@ class Engine:
         ratio = self.controls.temperature / self.settings.start_temperature
         return self.runtime.sample(self.controls.temperature, top_p=self.settings.top_p,
                                    head_temperature={k: v * ratio for k, v in self.settings.head_temperature.items()},
-                                   top_p_fields=self.settings.top_p_fields)[0]
+                                   top_p_fields=self.settings.top_p_fields, pitch_weights=self._pitch_weights)[0]
 
     def _apply_live_controls(self) -> None:
         if self.controls.silence.is_set():
@@ -152,9 +154,11 @@ class Engine:
             return
         self._steering_applied = version
         sampling = Sampling(density="random" if controls.density_drawn else controls.density, key=controls.key,
-                            key_strict=controls.key_strict, dynamics=controls.dynamics, answer=controls.answer)
+                            key_strict=controls.key_strict, dynamics=controls.dynamics, answer=controls.answer,
+                            register=self.settings.register)
         call = np.array(self.call, dtype=NOTE_DTYPE)
         sampling, held = follow_call(sampling, call)
+        self._pitch_weights = register_weights(sampling.register)
         if sampling.density == "random":  # no call to follow: the density drawn for the stream
             sampling = replace(sampling, density=controls.density)
         density = typical_density(self.runtime.card) if sampling.density == "auto" else sampling.density

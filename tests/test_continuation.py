@@ -67,3 +67,37 @@ def test_continuations_follow_what_primed_them():
     answers = continue_calls(runtime, Sampling.from_card(runtime.card), np.stack(low + high).astype(NOTE_DTYPE), 40)
     assert answers.shape == (8, 40)
     assert answers[4:]["pitch"].mean() > answers[:4]["pitch"].mean() + 10
+
+
+def test_an_answer_keeps_to_the_calls_register_and_a_free_one_wanders_further():
+    """Issue 19: an answer follows its call's register (the call's lowest to highest pitch, softly:
+    models.sampling.register_weights). Calls in a narrow middle register; the shipped model."""
+    from dataclasses import replace
+
+    from models.runtime import Runtime
+    from models.sampling import Sampling
+
+    rng = np.random.default_rng(5)
+    prompts = np.stack([in_key("G major", 80, rng, low=62, high=72) for _ in range(16)]).astype(NOTE_DTYPE)
+    outside = {}
+    for answer in ("follow", "free"):
+        runtime = Runtime(backend="tflite", seed=0)
+        sampling = replace(Sampling.from_card(runtime.card), answer=answer)
+        pitches = continue_calls(runtime, sampling, prompts, 100)["pitch"].astype(int)
+        outside[answer] = float(np.mean((pitches < 62 - 2) | (pitches > 72 + 2)))
+    assert outside["follow"] < 0.10 and outside["free"] > 2 * outside["follow"], outside
+
+
+def test_a_register_asked_for_is_kept_to():
+    from dataclasses import replace
+
+    from models.runtime import Runtime
+    from models.sampling import Sampling
+    from training.style import generate_pieces
+
+    runtime = Runtime(backend="tflite", seed=1)
+    base = Sampling.from_card(runtime.card)
+    free = generate_pieces(runtime, base, 16, 120)["pitch"].astype(int)
+    kept = generate_pieces(runtime, replace(base, register=(48, 60)), 16, 120)["pitch"].astype(int)
+    inside = lambda pitches: float(np.mean((pitches >= 48 - 2) & (pitches <= 60 + 2)))  # noqa: E731
+    assert inside(kept) > 0.85 and inside(free) < 0.6, (inside(kept), inside(free))

@@ -19,7 +19,8 @@ from models.instruments import default_soundfont, instrument_name
 from models.notes import NOTE_DTYPE, onsets, write_midi
 from models.runtime import Runtime
 from models.controls import with_densities
-from models.sampling import CALL_NOTES, DensityHold, Sampling, follow_call, random_densities, stream_controls
+from models.sampling import (CALL_NOTES, DensityHold, Sampling, follow_call, random_densities, register_weights,
+                             stream_controls)
 
 SAMPLE_RATE = 44100
 PEAK_LEVEL = 0.89  # -1 dBFS: loud enough to hear, clear of clipping
@@ -54,7 +55,7 @@ def generate(runtime: Runtime, settings: RenderSettings) -> tuple[np.ndarray, fl
     runtime.reset(settings.count)
     if settings.primer is not None:
         runtime.prime(settings.primer)
-    controls, hold = _steering(runtime, settings)
+    controls, hold, pitch_weights = _steering(runtime, settings)
     runtime.set_controls(with_densities(controls, hold.targets) if hold is not None else controls)
     sampling = settings.sampling
     head_temperature = sampling.head_temperature()
@@ -62,34 +63,37 @@ def generate(runtime: Runtime, settings: RenderSettings) -> tuple[np.ndarray, fl
     started = time.perf_counter()
     for step in tqdm(range(settings.notes), desc="render", unit="step", disable=not settings.progress, dynamic_ncols=True):
         pieces[step] = runtime.sample(sampling.temperature, top_p=sampling.top_p, head_temperature=head_temperature,
-                                      top_p_fields=sampling.top_p_fields)
+                                      top_p_fields=sampling.top_p_fields, pitch_weights=pitch_weights)
         if hold is not None and hold.observe(pieces[step]["step"]):
             runtime.set_controls(with_densities(controls, hold.targets))
     seconds = time.perf_counter() - started
     return pieces, settings.notes * settings.count / max(seconds, 1e-9)
 
 
-def _steering(runtime: Runtime, settings: RenderSettings) -> tuple[np.ndarray, DensityHold | None]:
-    """Control vectors [count, CONTROL_SIZE] and the density hold (or None) for the streams. A
-    primer is a call: with answer 'follow' each stream takes what was left free from its primer."""
+def _steering(runtime: Runtime, settings: RenderSettings) -> tuple[np.ndarray, DensityHold | None, np.ndarray | None]:
+    """Control vectors [count, CONTROL_SIZE], the density hold (or None) and the pitch weights of
+    a register ([count, 128] or None) for the streams. A primer is a call: with answer 'follow'
+    each stream takes what was left free from its primer."""
     sampling, primer, count = settings.sampling, settings.primer, settings.count
     if primer is None:
         controls = stream_controls(sampling, runtime.card, count, runtime.rng)
         held = random_densities(count, runtime.card, runtime.rng) if sampling.density == "hold" else None
-        return controls, DensityHold(held) if held is not None else None
+        return controls, DensityHold(held) if held is not None else None, register_weights(sampling.register)
     calls = primer if primer.ndim == 2 else np.repeat(primer[None], count, axis=0)
-    vectors, held = [], []
+    vectors, held, weights = [], [], []
     for call in calls:
         answer, density = follow_call(sampling, call)  # 'random' density or key left is drawn here
         vectors.append(stream_controls(answer, runtime.card, 1, runtime.rng, call["pitch"][-CALL_NOTES:])[0])
+        weights.append(register_weights(answer.register))
         if sampling.density == "hold":  # a call too short to follow holds a drawn density
             held.append(density if density is not None else random_densities(1, runtime.card, runtime.rng)[0])
+    pitch_weights = np.stack([np.ones(128) if w is None else w for w in weights]) if any(w is not None for w in weights) else None
     if sampling.density != "hold":
-        return np.stack(vectors), None
+        return np.stack(vectors), None, pitch_weights
     hold = DensityHold(held, asking=sampling.answer == "follow")
     if sampling.answer == "follow":
         hold.heard(np.stack([call["step"] for call in calls], axis=1))
-    return np.stack(vectors), hold
+    return np.stack(vectors), hold, pitch_weights
 
 
 def synthesize(notes: np.ndarray, program: int, soundfont: Path | None) -> np.ndarray:
