@@ -22,9 +22,13 @@ NOTE_DTYPE = np.dtype([("pitch", np.uint8), ("step", np.float64), ("duration", n
 # The on-disk cache keeps times in float32: 0.1 ms resolution over an hour is plenty.
 CACHE_NOTE_DTYPE = np.dtype([("pitch", np.uint8), ("step", np.float32), ("duration", np.float32), ("velocity", np.uint8)])
 PEDAL_DOWN_THRESHOLD = 64
+# Onsets closer than this to the one before belong to one chord (a pianist's chords spread over
+# 10-30 ms); a chord's top note is its highest (the top line, the 'skyline' melody).
+CHORD_SECONDS = 0.03
 
 __all__ = [
     "NOTE_DTYPE",
+    "CHORD_SECONDS",
     "CACHE_NOTE_DTYPE",
     "MidiError",
     "Representation",

@@ -41,6 +41,10 @@ def sampling_options(function):
         click.option("--register", "register_text",
                      help="Keep to a register, softly: 'C3-C5' or '48-72' (lowest-highest) or 'none'. "
                           "An answer to a call keeps to the call's own unless you set one [default: free]."),
+        click.option("--top-repeat", type=BoundedFloat(0, 1, min_open=True),
+                     help="How much of its probability a chord keeps that starts on the last chord's top note "
+                          "(1: as the network has it; lower: the melody strikes its last note again less) "
+                          "[default: the model card's]."),
         click.option("--answer", type=click.Choice(ANSWERS),
                      help="An answer to a call (--primer, or what the player played): 'follow' takes the call's key, "
                           "pace and dynamics where you left them free; 'free' plays as without a call [default: follow]."),
@@ -49,7 +53,7 @@ def sampling_options(function):
 
 
 SAMPLING_OPTION_NAMES = ("temperature", "top_p", "top_p_fields", "step_temperature", "pitch_temperature", "duration_temperature",
-                         "velocity_temperature", "dynamics", "answer", "density", "key_name", "register_text")
+                         "velocity_temperature", "dynamics", "answer", "top_repeat", "density", "key_name", "register_text")
 
 
 def sampling_from_options(card: dict, options: dict) -> Sampling:

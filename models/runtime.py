@@ -16,7 +16,7 @@ import numpy as np
 from models.config import FIELD_ORDER, ZERO_BIN_LIMIT_SECONDS, Bins, ModelConfig, memory_shape, state_shape
 from models.controls import CONTROL_SIZE
 from models.errors import CadenzaError, require_tensorflow
-from models.notes import NOTE_DTYPE
+from models.notes import CHORD_SECONDS, NOTE_DTYPE
 from models.stderr import silenced_stderr
 
 HEADS = ("pitch", "step", "duration", "velocity")
@@ -206,6 +206,7 @@ class Runtime:
         start = self.bins.encode(np.repeat(np.array([START_NOTE], dtype=NOTE_DTYPE), self.batch))
         self.previous = {name: values.astype(np.int32) for name, values in start.items()}
         self.since_struck = np.full((self.batch, 128), np.inf)  # seconds since each key was last struck
+        self.chord_top = np.full(self.batch, -1, np.int64)  # the highest pitch of each stream's last chord
 
     def set_controls(self, vectors: np.ndarray) -> None:
         """Controls for the notes drawn from now on: one vector [CONTROL_SIZE] for all streams, or [B, CONTROL_SIZE]."""
@@ -240,6 +241,8 @@ class Runtime:
         """Keep time since each key's last strike: every stream moves on by its note's step."""
         self.since_struck += notes["step"][:, None]
         self.since_struck[np.arange(self.batch), notes["pitch"].astype(np.int64)] = 0.0
+        pitch = notes["pitch"].astype(np.int64)
+        self.chord_top = np.where(notes["step"] >= CHORD_SECONDS, pitch, np.maximum(self.chord_top, pitch))
 
     def _forced(self, notes: np.ndarray) -> np.ndarray:
         encoded = self.bins.encode(notes)
@@ -263,15 +266,17 @@ class Runtime:
             self.feed(notes[:, position] if notes.ndim == 2 else np.repeat(notes[position][None], self.batch))
 
     def sample(self, temperature=1.0, top_p: float | None = None, head_temperature: dict | None = None,
-               top_p_fields=FIELD_ORDER, pitch_weights: np.ndarray | None = None) -> np.ndarray:
+               top_p_fields=FIELD_ORDER, pitch_weights: np.ndarray | None = None, top_repeat: float = 1.0) -> np.ndarray:
         """Draw the next note of every stream (NOTE_DTYPE, shape [B]); it becomes the streams' context.
 
         `temperature` (scalar or [B]) applies to every field, `head_temperature` overrides it per
         field, e.g. {"step": 0.5}. The nucleus `top_p` applies to the fields in `top_p_fields`
         (e.g. ("pitch",): a clear key without cutting the long tail of lengths). `pitch_weights`
         ([128] or [B, 128], each 0-1) tilt the pitch: notes are drawn from the network's
-        distribution times them (a register to keep to: models.sampling.register_weights). The
-        log-probabilities the draws used (before any tilt) are in `last_log_prob`.
+        distribution times them (a register to keep to: models.sampling.register_weights);
+        `top_repeat` (0-1) times the probability of a chord that starts on the last chord's top
+        note (the top line striking its last note again). The log-probabilities the draws used
+        (before any tilt) are in `last_log_prob`.
         """
         temperatures = {name: temperature for name in HEADS} | (head_temperature or {})
         columns = [np.broadcast_to(np.asarray(temperatures[name], np.float32), (self.batch,)) for name in FIELD_ORDER]
@@ -285,8 +290,8 @@ class Runtime:
                              temperature_matrix, nucleus)
         self._advance(outputs)
         outputs = self._redraw_restrikes(outputs, inputs, temperature_matrix, nucleus)
-        if pitch_weights is not None:
-            outputs = self._tilt_pitch(outputs, inputs, temperature_matrix, nucleus, pitch_weights)
+        if pitch_weights is not None or top_repeat < 1.0:
+            outputs = self._tilt(outputs, inputs, temperature_matrix, nucleus, pitch_weights, top_repeat)
         self.previous = {name: outputs[name].astype(np.int32) for name in HEADS}
         self.last_log_prob = {name: outputs["log_prob"][:, column] for column, name in enumerate(FIELD_ORDER)}
         notes = self.notes_from_bins(outputs)
@@ -324,17 +329,20 @@ class Runtime:
                 outputs[name][rows] = again[name]
         return outputs
 
-    def _tilt_pitch(self, outputs: dict, inputs: dict, temperature: np.ndarray, nucleus: np.ndarray,
-                    pitch_weights: np.ndarray) -> dict:
-        """Draws from the network's distribution times `pitch_weights`, by rejection: a note is kept
-        with its pitch's weight, else drawn whole again from the same state and step (the graph
-        draws; only the rejected streams are run again). After TILT_REDRAWS tries a note is kept
-        as drawn: a weight far below 1 on everything the network would play is a request it
+    def _tilt(self, outputs: dict, inputs: dict, temperature: np.ndarray, nucleus: np.ndarray,
+              pitch_weights: np.ndarray | None, top_repeat: float) -> dict:
+        """Draws from the network's distribution times an acceptance, by rejection: a note is kept
+        with its acceptance, else drawn whole again from the same state (the graph draws; only the
+        rejected streams are run again). The acceptance is its pitch's weight, times `top_repeat`
+        where it starts a chord on the last chord's top note. After TILT_REDRAWS tries a note is
+        kept as drawn: a weight far below 1 on everything the network would play is a request it
         cannot meet, and the stream must not stall on it."""
-        weights = np.broadcast_to(np.asarray(pitch_weights, np.float64), (self.batch, 128))
+        weights = np.broadcast_to(np.asarray(1.0 if pitch_weights is None else pitch_weights, np.float64), (self.batch, 128))
         for _ in range(TILT_REDRAWS):
-            kept = self.rng.random(self.batch) < weights[np.arange(self.batch), outputs["pitch"].astype(np.int64)]
-            rows = np.flatnonzero(~kept)
+            pitch = outputs["pitch"].astype(np.int64)
+            repeats_top = (self.bins.bin_to_time(outputs["step"]) >= CHORD_SECONDS) & (pitch == self.chord_top)
+            acceptance = weights[np.arange(self.batch), pitch] * np.where(repeats_top, top_repeat, 1.0)
+            rows = np.flatnonzero(self.rng.random(self.batch) >= acceptance)
             if not len(rows):
                 break
             forced = np.full((len(rows), len(FIELD_ORDER)), -1, np.int32)

@@ -50,6 +50,9 @@ class Sampling:
     answer: str = "follow"
     # (lowest, highest) MIDI pitch the notes ahead keep to, softly (see register_weights); None: free.
     register: tuple | None = None
+    # The share of its probability a chord keeps that starts on the last chord's top note (1: as
+    # the network has it). Below 1 the top line strikes its last note again less often.
+    top_repeat: float = 1.0
 
     def head_temperature(self) -> dict:
         """{field: temperature} for the fields whose own temperature is set."""
@@ -86,6 +89,8 @@ class Sampling:
             raise CadenzaError(f"density {self.density} notes/s is outside {DENSITY_RANGE[0]}-{DENSITY_RANGE[1]}")
         if self.register is not None and not (len(self.register) == 2 and 0 <= self.register[0] <= self.register[1] <= 127):
             raise CadenzaError(f"register {self.register} is not a lowest and a highest pitch 0-127")
+        if not 0 < self.top_repeat <= 1:
+            raise CadenzaError(f"top-repeat {self.top_repeat} is outside (0, 1]")
         if self.answer not in ANSWERS:
             raise CadenzaError(f"answer {self.answer!r} is not one of {', '.join(ANSWERS)}")
         if self.dynamics is not None and not 1 <= self.dynamics <= 127:

@@ -46,6 +46,7 @@ class StreamSettings:
     key_memory_notes: int = 32  # --key auto follows the pitch classes of the player's last notes
     call_notes: int = CALL_NOTES  # the player's last notes are the call an answer follows (its key too)
     register: tuple | None = None  # (lowest, highest) pitch to keep to; None: free, or the call's in an answer
+    top_repeat: float = 1.0  # Sampling.top_repeat
 
     @property
     def free_play_gap_seconds(self) -> float:
@@ -137,7 +138,8 @@ class Engine:
         ratio = self.controls.temperature / self.settings.start_temperature
         return self.runtime.sample(self.controls.temperature, top_p=self.settings.top_p,
                                    head_temperature={k: v * ratio for k, v in self.settings.head_temperature.items()},
-                                   top_p_fields=self.settings.top_p_fields, pitch_weights=self._pitch_weights)[0]
+                                   top_p_fields=self.settings.top_p_fields, pitch_weights=self._pitch_weights,
+                                   top_repeat=self.settings.top_repeat)[0]
 
     def _apply_live_controls(self) -> None:
         if self.controls.silence.is_set():

@@ -12,10 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from models.notes import CHORD_SECONDS  # notes the model plays this close together share the first one's grid point
 from streamer.clock import PULSES_PER_BEAT, QUANTIZE_CHOICES, ClockFollower, FixedTempo, Grid
-
-# Notes the model plays this close together are one chord: they share the first one's grid point.
-CHORD_SECONDS = 0.03
 # An answer never starts at a bar line closer than this (seconds): the first note must be sent in time.
 BAR_MARGIN_SECONDS = 0.02
 

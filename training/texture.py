@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.notes import cut_at_restrike, onsets
+from models.notes import CHORD_SECONDS, cut_at_restrike, onsets
 
 SHORT_NOTE_SECONDS = 0.032
-# Onsets closer than this to the one before belong to one chord (a pianist's chords spread over
-# 10-30 ms); the top line takes the highest note of each chord.
-CHORD_SECONDS = 0.03
 # Legato ratio classes, as powers of two: under 1/16 (a peck) ... over 8 (held over many onsets).
 LEGATO_EDGES = 2.0 ** np.arange(-4, 4)
 INTERVAL_LIMIT = 12  # line intervals beyond an octave share the outermost class
