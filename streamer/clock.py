@@ -30,6 +30,7 @@ STALL_PULSES = 4 * PULSES_PER_BEAT  # held at most this many while a stalled mac
 # The tempi a line may say (BPM). A line through pulses delivered together (one JACK cycle, one
 # stamp) says a pulse lasts microseconds; a DAW's clock runs at 20-999 BPM.
 SLOWEST_BPM, FASTEST_BPM = 10.0, 1000.0
+ON_LINE_FLOOR = 0.15  # intervals off the line a held pulse may be and still join it (see _hold)
 STEADY_NOISE = 0.1  # a clock whose pulses stray less than this (intervals, a standard deviation) is steady
 QUANTIZATION_SECONDS = 0.0004  # the least spread about the line: JACK stamps to periods (1.45 ms, sd 0.42 ms)
 # A stall's backlog comes with one stamp: each pulse an interval less late than the one before.
@@ -162,13 +163,15 @@ class ClockFollower:
         lost = 0 if back else None if drifted else self._lost_before(tail)
         if lost is not None:
             # Counted all, `lost` more for pulses that never came; on the line only those on it
-            # (late stamps and a stall's backlog stay out).
+            # within its jitter (late stamps and a stall's backlog stay out: one stamped half an
+            # interval late, let in, read as a tempo change and then as a lost pulse).
             self._counter += lost
             self.lost_pulses += lost
             first = self._counter
             self._counter += len(held)
+            on_line_within = min(LATE_PULSE, max(4.0 * self._noise(), ON_LINE_FLOOR))
             on_line = [(first + index, arrival) for index, arrival in enumerate(held)
-                       if abs(late[index] - lost) < LATE_PULSE]
+                       if abs(late[index] - lost) < on_line_within]
             self._add_counted(on_line)
         else:  # a new tempo from the last pulse before it (on both tempos) through those after
             self._counter += len(held) - len(tail)

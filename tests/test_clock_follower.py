@@ -284,3 +284,26 @@ def test_a_pulse_lost_in_the_beat_around_a_tempo_change_is_counted(bpm_after):
             clock.pulse(float(stamp))
         error_ms = (clock.time_of_beat(17) - ideal[17 * PULSES_PER_BEAT]) * 1e3
         assert clock.lost_pulses == (offset is not None) and abs(error_ms) < 2.0, (offset, clock.lost_pulses, error_ms)
+
+
+def test_a_stall_after_a_tempo_change_on_a_loaded_server_is_not_taken_for_a_lost_pulse():
+    """Recorded: 1.5 beats after 120 -> 90, a stall held six pulses back and delivered them at once;
+    one stamped half an interval late joined the line, read as a tempo change and then as a lost
+    pulse, and every note after it sat a pulse (27.8 ms) early. Nothing was lost."""
+    from pathlib import Path
+
+    rows = [line.split() for line in (Path(__file__).parent / "data" / "clock_stall_after_a_tempo_change.txt").read_text().splitlines()
+            if not line.startswith("#")]
+    clock, arrivals = ClockFollower(), []
+    for kind, seconds in rows:
+        if kind == "clock":
+            clock.pulse(float(seconds))
+            arrivals.append(float(seconds))
+        elif kind == "start":
+            clock.start()
+            started_at = len(arrivals)  # the next pulse is the downbeat
+        elif kind == "stop":
+            break
+    assert clock.lost_pulses == 0
+    # Beat 11 (after the stall): where its pulse arrived, not a pulse before.
+    assert abs(clock.time_of_beat(11) - arrivals[started_at + 11 * PULSES_PER_BEAT]) < 0.002
