@@ -201,7 +201,9 @@ class ClockFollower:
         self.lost_pulses += reading.lost
         after = [pulse for index, pulse in enumerate(recent) if index >= reading.first_new and index not in reading.stamped_late]
         before = line + recent[:reading.first_new]
-        self._change_base = (seconds_per_pulse, zero, before[-CHANGE_READ_PULSES // 2:])
+        # Read again through the beat after, unless a loss was found already (two in one change
+        # are rarer than a reading that sees the one it counted again).
+        self._change_base = None if reading.lost else (seconds_per_pulse, zero, before[-CHANGE_READ_PULSES // 2:])
         return before, after
 
     def _reread_change(self) -> None:
@@ -219,6 +221,7 @@ class ClockFollower:
         late = (arrivals - (zero + seconds_per_pulse * counters)) / seconds_per_pulse
         reading = read_through_change(counters.astype(int), late, self._noise())
         if reading.lost:
+            self._change_base = None  # counted: read no more (a step read in `before` would be read again)
             first = max(reading.first_after - len(before) + 1, 1)
             line[first:] = [(counter + reading.lost, arrival) for counter, arrival in line[first:]]
             self._pulses.clear()
