@@ -33,6 +33,21 @@ def test_key_coherence_is_one_in_the_prompts_key_and_zero_in_a_far_one():
     assert same["worst"]["coherence"] == min(row["coherence"] for row in same["figures"].values())
 
 
+def test_a_figure_whose_references_lie_together_counts_at_least_minus_one():
+    """Two-bar answers: the pianist's next notes and an unrelated piece's lie almost as far from the
+    call in range, so a figure scaled by that gap read -31 once and swamped the other seven."""
+    rng = np.random.default_rng(4)
+    prompts = [in_key("C major", 120, rng, low=48, high=84) for _ in range(8)]
+    real = [in_key("C major", 30, rng, low=60, high=73) for _ in range(8)]  # a range of 12
+    unrelated = [in_key("C major", 30, rng, low=60, high=72) for _ in range(8)]  # 11: a gap of 1
+    narrow = np.stack([in_key("C major", 30, rng, low=60, high=63) for _ in range(8)])
+    result = coherence(calls(prompts, real, unrelated), narrow)
+    assert result["figures"]["register_range"]["coherence"] < -3
+    assert result["worst"]["coherence"] == -1.0
+    capped = [min(max(row["coherence"], -1.0), 1.0) for row in result["figures"].values()]
+    assert result["coherence"] == pytest.approx(np.mean(capped), abs=1e-4)
+
+
 def test_a_continuation_that_copies_its_prompt_scores_one_on_motifs():
     rng = np.random.default_rng(1)
     prompts = [in_key("C major", 200, rng) for _ in range(10)]

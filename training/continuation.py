@@ -113,8 +113,10 @@ def coherence(calls: Calls, generated: np.ndarray) -> dict:
         figures[figure] = {"generated": round(generated_d, 4), "real": round(real_d, 4), "unrelated": round(unrelated_d, 4),
                            "coherence": round((unrelated_d - generated_d) / span, 4) if abs(span) > 1e-9 else 0.0}
     # Closer to the call than the pianist (a constant loudness, say) is not more musical: in the
-    # mean a figure counts at most 1.
-    values = {figure: min(row["coherence"], 1.0) for figure, row in figures.items()}
+    # mean a figure counts at most 1. Nor does one figure whose pianist and unrelated references
+    # lie almost together (the range of a 2-bar answer: 12.5 against 13.0 semitones) swamp the
+    # rest with noise scaled by that small gap (-31 once): it counts at least -1.
+    values = {figure: float(np.clip(row["coherence"], -1.0, 1.0)) for figure, row in figures.items()}
     worst = min(values, key=values.get)
     return {"figures": figures, "coherence": round(float(np.mean(list(values.values()))), 4),
             "worst": {"figure": worst, "coherence": values[worst]}, "prompts": len(calls.prompts)}
