@@ -30,6 +30,7 @@ STALL_PULSES = 4 * PULSES_PER_BEAT  # held at most this many while a stalled mac
 # The tempi a line may say (BPM). A line through pulses delivered together (one JACK cycle, one
 # stamp) says a pulse lasts microseconds; a DAW's clock runs at 20-999 BPM.
 SLOWEST_BPM, FASTEST_BPM = 10.0, 1000.0
+CHANGE_READ_PULSES = 12  # the recent pulses a tempo change is read from (where it began, pulses lost)
 ON_LINE_FLOOR = 0.15  # intervals off the line a held pulse may be and still join it (see _hold)
 STEADY_NOISE = 0.1  # a clock whose pulses stray less than this (intervals, a standard deviation) is steady
 QUANTIZATION_SECONDS = 0.0004  # the least spread about the line: JACK stamps to periods (1.45 ms, sd 0.42 ms)
@@ -40,9 +41,6 @@ DRAIN_STEP = 0.85
 
 def _plausible(seconds_per_pulse: float) -> bool:
     return 60.0 / (FASTEST_BPM * PULSES_PER_BEAT) <= seconds_per_pulse <= 60.0 / (SLOWEST_BPM * PULSES_PER_BEAT)
-
-
-CHANGE_READ_PULSES = 12  # the recent pulses a tempo change is read from (where it began, pulses lost)
 
 
 def _falling_steadily(late: np.ndarray) -> bool:
@@ -114,9 +112,10 @@ class ClockFollower:
 
     def _late_by(self, arrival: float, counter: int) -> float:
         """How late `arrival` is for pulse `counter` by the line, in pulse intervals (0 before the
-        line holds a beat: a slope through fewer jittered pulses misjudges the next ones; but a
-        clock back after it vanished keeps its old tempo until then, and pulses lost meanwhile,
-        as a stall right after the return loses them, must still be counted)."""
+        line holds enough pulses, see _fewest_to_judge_by: a slope through fewer jittered pulses
+        misjudges the next ones; but a clock back after it vanished keeps its old tempo until
+        then, and pulses lost meanwhile, as a stall right after the return loses them, must still
+        be counted)."""
         if self._fit is None or (len(self._pulses) < self._fewest_to_judge_by() and self._slope_kept is None):
             return 0.0
         seconds_per_pulse, zero = self._fit

@@ -39,10 +39,10 @@ def read_through_change(counters: np.ndarray, late: np.ndarray, noise: float) ->
     told = _told(np.asarray(counters), late)
     if len(told) < 2:
         return ChangeReading(0, len(late), len(late), frozenset(range(len(late))))
-    if len(told) < len(late):
+    if len(told) < len(late):  # read the others, and say where their indices fall among all
         reading = read_through_change(np.asarray(counters)[told], late[told], noise)
-        at = lambda index: int(told[index]) if index < len(told) else len(late)  # noqa: E731
-        return ChangeReading(reading.lost, at(reading.first_after), at(reading.first_new),
+        among_all = np.append(told, len(late))
+        return ChangeReading(reading.lost, int(among_all[reading.first_after]), int(among_all[reading.first_new]),
                              frozenset(set(range(len(late))) - set(told.tolist())))
     count = len(late)
     counters = np.asarray(counters) - counters[0]
