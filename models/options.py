@@ -47,7 +47,7 @@ def sampling_options(function):
                           "[default: the model card's]."),
         click.option("--answer", type=click.Choice(ANSWERS),
                      help="An answer to a call (--primer, or what the player played): 'follow' takes the call's key, "
-                          "pace and dynamics where you left them free; 'free' plays as without a call [default: follow]."),
+                          "pace, dynamics and register where you left them free; 'free' plays as without a call [default: follow]."),
     ]
     return functools.reduce(lambda f, option: option(f), reversed(options), function)
 

@@ -239,9 +239,9 @@ class Runtime:
 
     def _strike(self, notes: np.ndarray) -> None:
         """Keep time since each key's last strike: every stream moves on by its note's step."""
-        self.since_struck += notes["step"][:, None]
-        self.since_struck[np.arange(self.batch), notes["pitch"].astype(np.int64)] = 0.0
         pitch = notes["pitch"].astype(np.int64)
+        self.since_struck += notes["step"][:, None]
+        self.since_struck[np.arange(self.batch), pitch] = 0.0
         self.chord_top = np.where(notes["step"] >= CHORD_SECONDS, pitch, np.maximum(self.chord_top, pitch))
 
     def _forced(self, notes: np.ndarray) -> np.ndarray:
@@ -327,15 +327,21 @@ class Runtime:
             forced = np.full((len(rows), len(FIELD_ORDER)), -1, np.int32)
             if attempt < RESTRIKE_REDRAWS:
                 forced[:, FIELD_ORDER.index("step")] = outputs["step"][rows]
-            again = self._draw(self._step_for(len(rows)), {name: value[rows] for name, value in inputs.items()},
-                               forced, temperature[rows], nucleus[rows])
-            for name in (*HEADS, "log_prob", "most_likely"):
-                outputs[name][rows] = again[name]
+            self._draw_again(outputs, inputs, rows, forced, temperature, nucleus)
         rows = np.flatnonzero(self._restruck_too_soon(outputs))
         if len(rows):
             since = self.since_struck[rows, outputs["pitch"][rows].astype(np.int64)]
             outputs["step"][rows] = np.searchsorted(self.bins.time_centers, self.min_restrike_seconds - since - 1e-9)
         return outputs
+
+    def _draw_again(self, outputs: dict, inputs: dict, rows: np.ndarray, forced: np.ndarray, temperature: np.ndarray,
+                    nucleus: np.ndarray) -> None:
+        """Draw the notes of streams `rows` again from the same `inputs` (state and step), `forced`
+        [rows, 4] as in _draw, into `outputs` in place; only those streams are run."""
+        again = self._draw(self._step_for(len(rows)), {name: value[rows] for name, value in inputs.items()},
+                           forced, temperature[rows], nucleus[rows])
+        for name in (*HEADS, "log_prob", "most_likely"):
+            outputs[name][rows] = again[name]
 
     def _tilt(self, outputs: dict, inputs: dict, temperature: np.ndarray, nucleus: np.ndarray,
               pitch_weights: np.ndarray | None, top_repeat: float) -> dict:
@@ -354,10 +360,7 @@ class Runtime:
             if not len(rows):
                 break
             forced = np.full((len(rows), len(FIELD_ORDER)), -1, np.int32)
-            again = self._draw(self._step_for(len(rows)), {name: value[rows] for name, value in inputs.items()},
-                               forced, temperature[rows], nucleus[rows])
-            for name in (*HEADS, "log_prob", "most_likely"):
-                outputs[name][rows] = again[name]
+            self._draw_again(outputs, inputs, rows, forced, temperature, nucleus)
             outputs = self._redraw_restrikes(outputs, inputs, temperature, nucleus)
         return outputs
 

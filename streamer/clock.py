@@ -16,7 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from streamer.tempo_change import read_through_change
+from streamer.tempo_change import ChangeReading, read_through_change
 
 PULSES_PER_BEAT = 24
 PULSES_PER_SIXTEENTH = 6
@@ -191,19 +191,26 @@ class ClockFollower:
         """(counter, arrival) pairs through a tempo change: those on the old line, `line` and the
         first of `recent`, and those after the change, counted anew where pulses were lost."""
         counters, arrivals = np.array(line, dtype=np.float64).T
-        seconds_per_pulse, zero = np.polyfit(counters, arrivals, 1)
-        counters, arrivals = np.array(recent, dtype=np.float64).T
-        late = (arrivals - (zero + seconds_per_pulse * counters)) / seconds_per_pulse
-        reading = read_through_change(counters.astype(int), late, self._noise())
+        old_line = tuple(np.polyfit(counters, arrivals, 1))  # (seconds per pulse, arrival of counter 0)
+        reading = self._read_against(old_line, recent)
         recent = recent[:reading.first_after] + [(counter + reading.lost, arrival) for counter, arrival in recent[reading.first_after:]]
-        self._counter += reading.lost
-        self.lost_pulses += reading.lost
         after = [pulse for index, pulse in enumerate(recent) if index >= reading.first_new and index not in reading.stamped_late]
         before = line + recent[:reading.first_new]
         # Read again through the beat after, unless a loss was found already (two in one change
         # are rarer than a reading that sees the one it counted again).
-        self._change_base = None if reading.lost else (seconds_per_pulse, zero, before[-CHANGE_READ_PULSES // 2:])
+        self._change_base = None if reading.lost else (old_line, before[-CHANGE_READ_PULSES // 2:])
         return before, after
+
+    def _read_against(self, old_line: tuple, pulses: list) -> ChangeReading:
+        """read_through_change of (counter, arrival) pairs against `old_line` (seconds per pulse,
+        arrival of counter 0); the pulses it finds lost are counted."""
+        seconds_per_pulse, zero = old_line
+        counters, arrivals = np.array(pulses, dtype=np.float64).T
+        late = (arrivals - (zero + seconds_per_pulse * counters)) / seconds_per_pulse
+        reading = read_through_change(counters.astype(int), late, self._noise())
+        self._counter += reading.lost
+        self.lost_pulses += reading.lost
+        return reading
 
     def _reread_change(self) -> None:
         """Through the beat after a tempo change, read it again with each pulse: a pulse lost
@@ -211,22 +218,18 @@ class ClockFollower:
         more have come (with only a few of the new tempo, a change and a loss read alike)."""
         if self._change_base is None:
             return
-        seconds_per_pulse, zero, before = self._change_base
+        old_line, before = self._change_base
         line = list(self._pulses)
         if len(line) >= PULSES_PER_BEAT or line[0] != before[-1]:  # settled, or restarted since
             self._change_base = None
             return
-        counters, arrivals = np.array(before + line[1:], dtype=np.float64).T
-        late = (arrivals - (zero + seconds_per_pulse * counters)) / seconds_per_pulse
-        reading = read_through_change(counters.astype(int), late, self._noise())
+        reading = self._read_against(old_line, before + line[1:])
         if reading.lost:
             self._change_base = None  # counted: read no more (a step read in `before` would be read again)
             first = max(reading.first_after - len(before) + 1, 1)
             line[first:] = [(counter + reading.lost, arrival) for counter, arrival in line[first:]]
             self._pulses.clear()
             self._pulses.extend(line)
-            self._counter += reading.lost
-            self.lost_pulses += reading.lost
 
     def _noise(self) -> float:
         """The spread of pulses about the line in its intervals (at least JACK's quantization's)."""
