@@ -332,14 +332,21 @@ class ClockFollower:
             last_arrival, (seconds_per_pulse, zero) = self._last_arrival, self._fit
             if now - last_arrival <= CLOCK_LOST_BEATS * PULSES_PER_BEAT * seconds_per_pulse:
                 return False
-            self._counter += len(self._held)  # pulses held to be told: counted, as they came
-            self._held = []
+            self._count_held()
             self._resume_position = max(self._counter - self._origin, 0)
             self.running = False
             self._bump_transport()
             # When the last pulse heard belonged, by the line (its own stamp may have come late).
             self._vanished = (zero + seconds_per_pulse * (self._counter - 1), seconds_per_pulse)
             return True
+
+    def _count_held(self) -> None:
+        """Pulses held to be told (see _hold) when the transport changes: counted now, as they came.
+        They came before it, so the song position it sets must not count them after it (held
+        through a Start, four pulses put every note 83 ms early). Pulses lost among them no
+        longer matter: Start and Continue say where the song is."""
+        self._counter += len(self._held)
+        self._held = []
 
     def _came_back(self) -> None:
         """RETURN_PULSES pulses again after the clock vanished: the DAW played on (a cable put back),
@@ -392,6 +399,7 @@ class ClockFollower:
 
     def _run_from(self, position: int) -> None:
         with self._lock:
+            self._count_held()
             self._origin = self._counter - position  # the next pulse is `position`
             self._played_from = position
             self._vanished, self._returning = None, []  # Start or Continue after a lost clock: the DAW says where
@@ -400,6 +408,7 @@ class ClockFollower:
 
     def stop(self) -> None:
         with self._lock:
+            self._count_held()
             if self.running:
                 self._resume_position = max(self._counter - self._origin, 0)
             self.running = False
@@ -409,6 +418,7 @@ class ClockFollower:
     def song_position(self, sixteenths: int) -> None:
         with self._lock:
             position = sixteenths * PULSES_PER_SIXTEENTH
+            self._count_held()
             if self.running:  # a jump while playing: the next pulse is there
                 self._origin = self._counter - position
                 self._played_from = position

@@ -98,6 +98,34 @@ def test_start_just_before_a_pulse_starts_on_that_pulse_even_read_after_it():
     assert clock.start_beat() == pytest.approx(2 / PULSES_PER_BEAT)  # Continue resumes after the two pulses
 
 
+@pytest.mark.parametrize("transport", ["start", "continue"])
+@pytest.mark.parametrize("held", [2, 4, 6])
+def test_pulses_held_as_late_when_start_comes_do_not_move_the_downbeat(held, transport):
+    """The last CI run: a loaded server stamped the pulses before Start late; the follower held
+    them to tell why, Start set the downbeat, and then they were counted after it: every note
+    came 4 pulses (83 ms) early."""
+    seconds_per_pulse = 0.5 / PULSES_PER_BEAT
+    ideal = 10.0 + seconds_per_pulse * np.arange(10 * PULSES_PER_BEAT)
+    stamps = ideal.copy()
+    first = 2 * PULSES_PER_BEAT  # the downbeat's pulse
+    stamps[first - held:first] = ideal[first - 1] + 0.7 * seconds_per_pulse  # delivered late, together
+    clock = ClockFollower()
+    for stamp in stamps[:first]:
+        clock.pulse(float(stamp))
+    if transport == "start":
+        clock.start()
+    else:
+        clock.song_position(8)  # two beats in (sixteenths)
+        clock.resume()
+    for stamp in stamps[first:]:
+        clock.pulse(float(stamp))
+    song_start = 0.0 if transport == "start" else 2.0
+    for beat in (0.0, 4.0, 7.0):
+        assert clock.time_of_beat(song_start + beat) == pytest.approx(ideal[first + int(beat * PULSES_PER_BEAT)], abs=0.001)
+    clock.stop()
+    assert clock.start_beat() == pytest.approx(song_start + 8.0)
+
+
 def _follow_a_jittery_clock(bpm: float, jitter_seconds: float, seed: int, lose_one_a_beat: bool = False):
     """Pulses +-jitter_seconds about their ideal times (USB or network MIDI); (pulses counted lost,
     errors in seconds of where the follower places 16th-grid points 200 ms ahead, ideal pulses lost)."""
