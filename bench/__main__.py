@@ -211,13 +211,19 @@ def bench_training() -> None:
 
 def bench_whole_note(model_dirs: list) -> None:
     """A whole note as the stream draws it (Runtime.sample with the shipped sampling: the nucleus on
-    step and pitch takes two graph calls), each model primed past its memory, in blocks taken in
-    turn so every model meets the same machine load."""
+    step and pitch takes two graph calls, the top-repeat and the echo draw some notes again), each
+    model primed past its memory, in blocks taken in turn so every model meets the same machine
+    load; the first model also without its echo, beside it."""
+    from dataclasses import replace
+
     from models.notes import NOTE_DTYPE
     from models.runtime import Runtime
 
     sampling = _card_sampling(Path(model_dirs[0]))
-    runtimes = {Path(d).name: Runtime(d, backend="tflite", seed=0) for d in model_dirs}
+    variants = {Path(d).name: (d, sampling) for d in model_dirs}
+    if sampling.echo > 0:
+        variants[f"{Path(model_dirs[0]).name}, echo off"] = (model_dirs[0], replace(sampling, echo=0.0))
+    runtimes = {name: Runtime(d, backend="tflite", seed=0) for name, (d, _) in variants.items()}
     rng = np.random.default_rng(0)
     primer = np.zeros(320, NOTE_DTYPE)
     primer["pitch"], primer["step"] = rng.integers(40, 90, 320), rng.uniform(0, 0.3, 320)
@@ -227,9 +233,10 @@ def bench_whole_note(model_dirs: list) -> None:
         runtime.prime(primer)
     for _ in range(20):
         for name, runtime in runtimes.items():
+            chosen = variants[name][1]
             samples[name] += _time_calls(lambda: runtime.sample(
-                sampling.temperature, top_p=sampling.top_p, head_temperature=sampling.head_temperature(),
-                top_p_fields=sampling.top_p_fields), 100)
+                chosen.temperature, top_p=chosen.top_p, head_temperature=chosen.head_temperature(),
+                top_p_fields=chosen.top_p_fields, top_repeat=chosen.top_repeat, echo=chosen.echo), 100)
     first = next(iter(samples))
     for name, times in samples.items():
         memory = runtimes[name].config.memory

@@ -45,6 +45,9 @@ def sampling_options(function):
                      help="How much of its probability a chord keeps that starts on the last chord's top note "
                           "(1: as the network has it; lower: the melody strikes its last note again less) "
                           "[default: the model card's]."),
+        click.option("--echo", type=BoundedFloat(0, 1),
+                     help="The chance that the melody carries on a figure it played before (or the player did), "
+                          "where the network finds it plausible: motifs that come back (0: never) [default: the model card's]."),
         click.option("--answer", type=click.Choice(ANSWERS),
                      help="An answer to a call (--primer, or what the player played): 'follow' takes the call's key, "
                           "pace, dynamics and register where you left them free; 'free' plays as without a call [default: follow]."),
@@ -53,7 +56,7 @@ def sampling_options(function):
 
 
 SAMPLING_OPTION_NAMES = ("temperature", "top_p", "top_p_fields", "step_temperature", "pitch_temperature", "duration_temperature",
-                         "velocity_temperature", "dynamics", "answer", "top_repeat", "density", "key_name", "register_text")
+                         "velocity_temperature", "dynamics", "answer", "top_repeat", "echo", "density", "key_name", "register_text")
 
 
 def sampling_from_options(card: dict, options: dict) -> Sampling:

@@ -53,6 +53,9 @@ class Sampling:
     # The share of its probability a chord keeps that starts on the last chord's top note (1: as
     # the network has it). Below 1 the top line strikes its last note again less often.
     top_repeat: float = 1.0
+    # The chance that a note able to carry on a figure its top line played before is offered that
+    # pitch (models/echo.py); 0: never.
+    echo: float = 0.0
 
     def head_temperature(self) -> dict:
         """{field: temperature} for the fields whose own temperature is set."""
@@ -89,6 +92,8 @@ class Sampling:
             raise CadenzaError(f"density {self.density} notes/s is outside {DENSITY_RANGE[0]}-{DENSITY_RANGE[1]}")
         if self.register is not None and not (len(self.register) == 2 and 0 <= self.register[0] <= self.register[1] <= 127):
             raise CadenzaError(f"register {self.register} is not a lowest and a highest pitch 0-127")
+        if not 0 <= self.echo <= 1:
+            raise CadenzaError(f"echo {self.echo} is outside 0-1")
         if not 0 < self.top_repeat <= 1:
             raise CadenzaError(f"top-repeat {self.top_repeat} is outside (0, 1]")
         if self.answer not in ANSWERS:
