@@ -178,7 +178,7 @@ def test_the_turn_pedal_asks_for_an_answer_from_the_next_bar_line(fast_jack, tmp
 def _pulled_cable_session(tmp_path, seed: int):
     """No pulse and no Stop for 4 beats at 120 BPM, the DAW playing on (issue 20: cadenza played on
     at the old tempo, then went silent for seconds when the clock came back)."""
-    script = Script(stop_beat=None, end_beat=14.0, vanish_beat=4.0, vanish_beats=4.0)
+    script = Script(stop_beat=None, end_beat=18.0, vanish_beat=4.0, vanish_beats=4.0)
     log = tmp_path / "timing.log"
     result = session(script, ["--sync", "midi-clock", "--quantize", "1/8", "--timing-log", str(log)], seed=seed)
     assert result.exit_code == 0, result.stderr
