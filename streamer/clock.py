@@ -159,18 +159,17 @@ class ClockFollower:
         if len(tail) < HELD_PULSES and len(late) < STALL_PULSES and not drifted and not back:
             return
         held, self._held = self._held, []
-        lost = 0 if back else None if drifted else self._lost_before(tail)
+        lost = self._lost_by_pulse(held, tail, back, drifted)
         if lost is not None:
-            # Counted all, `lost` more for pulses that never came; on the line only those on it
-            # within its jitter (late stamps and a stall's backlog stay out: one stamped half an
-            # interval late, let in, read as a tempo change and then as a lost pulse).
-            self._counter += lost
-            self.lost_pulses += lost
+            # Counted all, `lost` more before each for pulses that never came; on the line only
+            # those on it within its jitter (late stamps and a stall's backlog stay out: one
+            # stamped half an interval late, let in, read as a tempo change and then as a lost pulse).
             first = self._counter
-            self._counter += len(held)
+            self._counter += lost[-1] + len(held)
+            self.lost_pulses += lost[-1]
             on_line_within = min(LATE_PULSE, max(4.0 * self._noise(), ON_LINE_FLOOR))
-            on_line = [(first + index, arrival) for index, arrival in enumerate(held)
-                       if abs(late[index] - lost) < on_line_within]
+            on_line = [(first + lost[index] + index, arrival) for index, arrival in enumerate(held)
+                       if abs(late[index] - lost[index]) < on_line_within]
             self._add_counted(on_line)
         else:  # a new tempo from the last pulse before it (on both tempos) through those after
             self._counter += len(held) - len(tail)
@@ -234,6 +233,31 @@ class ClockFollower:
     def _noise(self) -> float:
         """The spread of pulses about the line in its intervals (at least JACK's quantization's)."""
         return max(self._jitter, QUANTIZATION_SECONDS) / self._fit[0]
+
+    def _lost_by_pulse(self, held: list, tail: np.ndarray, back: bool, drifted: bool) -> list | None:
+        """For each held pulse, how many pulses were lost before it; None where they tell a new tempo."""
+        if back:
+            return [0] * len(held)
+        two = self._two_levels(tail)
+        if two is not None:  # one lost, then another before the first was told
+            level, split = two
+            split += len(held) - len(tail)
+            return [level] * split + [level + 1] * (len(held) - split)
+        lost = None if drifted else self._lost_before(tail)
+        return None if lost is None else [lost] * len(held)
+
+    def _two_levels(self, tail: np.ndarray) -> tuple[int, int] | None:
+        """(k, i): the held pulses stand k intervals late, and from tail[i] on k + 1: a second
+        pulse lost before the first was told (a loaded server lost two 8 pulses apart, and the
+        pair read as one loss and a slower tempo: the notes a pulse late after it). Only on a
+        steady clock and from two pulses on each level: jitter blurs two levels into a drift."""
+        if len(tail) < 4 or not self._jitter_known or self._noise() >= STEADY_NOISE:
+            return None
+        for split in range(2, len(tail) - 1):
+            level = round(float(np.median(tail[:split])))
+            if level >= 1 and np.all(np.abs(tail[:split] - level) < 0.3) and np.all(np.abs(tail[split:] - level - 1) < 0.3):
+                return level, split
+        return None
 
     def _lost_before(self, tail: np.ndarray) -> int | None:
         """How many pulses were lost, read from the settled held pulses: level at about k intervals

@@ -4,6 +4,8 @@ same through a real server)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -318,11 +320,28 @@ def test_a_stall_after_a_tempo_change_on_a_loaded_server_is_not_taken_for_a_lost
     """Recorded: 1.5 beats after 120 -> 90, a stall held six pulses back and delivered them at once;
     one stamped half an interval late joined the line, read as a tempo change and then as a lost
     pulse, and every note after it sat a pulse (27.8 ms) early. Nothing was lost."""
-    from pathlib import Path
+    clock, arrivals, started_at = _follow_recorded("clock_stall_after_a_tempo_change.txt")
+    assert clock.lost_pulses == 0
+    # Beat 11 (after the stall): where its pulse arrived, not a pulse before.
+    assert abs(clock.time_of_beat(11) - arrivals[started_at + 11 * PULSES_PER_BEAT]) < 0.002
 
-    rows = [line.split() for line in (Path(__file__).parent / "data" / "clock_stall_after_a_tempo_change.txt").read_text().splitlines()
+
+def test_two_pulses_lost_eight_apart_on_a_loaded_server_are_both_counted():
+    """Recorded: the server dropped a pulse, then another 8 pulses later, before the first was
+    told; the pair read as one loss and a slower tempo, and every note after it came a pulse late
+    (test_sync's tempo-change test, 28 ms off)."""
+    clock, arrivals, started_at = _follow_recorded("clock_two_pulses_lost_close_together.txt")
+    assert clock.lost_pulses == 4
+    # Beat 11 (90 BPM, after all four losses): where its pulse arrived, four fewer having come.
+    assert abs(clock.time_of_beat(11) - arrivals[started_at + 11 * PULSES_PER_BEAT - 4]) < 0.002
+
+
+def _follow_recorded(name: str) -> tuple[ClockFollower, list, int]:
+    """A follower fed tests/data/`name` (what a stream received: "clock"/"start"/"stop" and the
+    arrival, seconds) up to Stop; (the follower, the pulse arrivals, how many came before Start)."""
+    rows = [line.split() for line in (Path(__file__).parent / "data" / name).read_text().splitlines()
             if not line.startswith("#")]
-    clock, arrivals = ClockFollower(), []
+    clock, arrivals, started_at = ClockFollower(), [], 0
     for kind, seconds in rows:
         if kind == "clock":
             clock.pulse(float(seconds))
@@ -332,6 +351,4 @@ def test_a_stall_after_a_tempo_change_on_a_loaded_server_is_not_taken_for_a_lost
             started_at = len(arrivals)  # the next pulse is the downbeat
         elif kind == "stop":
             break
-    assert clock.lost_pulses == 0
-    # Beat 11 (after the stall): where its pulse arrived, not a pulse before.
-    assert abs(clock.time_of_beat(11) - arrivals[started_at + 11 * PULSES_PER_BEAT]) < 0.002
+    return clock, arrivals, started_at
