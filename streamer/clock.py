@@ -159,8 +159,10 @@ class ClockFollower:
         if len(tail) < HELD_PULSES and len(late) < STALL_PULSES and not drifted and not back:
             return
         held, self._held = self._held, []
-        lost = self._lost_by_pulse(held, tail, back, drifted)
+        lost, unconfirmed = self._lost_by_pulse(held, tail, back, drifted)
         if lost is not None:
+            if unconfirmed:  # told with the pulses after them, from the line as counted now
+                held, self._held, lost, late = held[:-unconfirmed], held[-unconfirmed:], lost[:-unconfirmed], late[:-unconfirmed]
             # Counted all, `lost` more before each for pulses that never came; on the line only
             # those on it within its jitter (late stamps and a stall's backlog stay out: one
             # stamped half an interval late, let in, read as a tempo change and then as a lost pulse).
@@ -234,30 +236,40 @@ class ClockFollower:
         """The spread of pulses about the line in its intervals (at least JACK's quantization's)."""
         return max(self._jitter, QUANTIZATION_SECONDS) / self._fit[0]
 
-    def _lost_by_pulse(self, held: list, tail: np.ndarray, back: bool, drifted: bool) -> list | None:
-        """For each held pulse, how many pulses were lost before it; None where they tell a new tempo."""
+    def _lost_by_pulse(self, held: list, tail: np.ndarray, back: bool, drifted: bool) -> tuple[list | None, int]:
+        """For each held pulse, how many pulses were lost before it (None where they tell a new
+        tempo), and how many of the last are left held, to be told with the pulses after them."""
         if back:
-            return [0] * len(held)
-        two = self._two_levels(tail)
-        if two is not None:  # one lost, then another before the first was told
-            level, split = two
-            split += len(held) - len(tail)
-            return [level] * split + [level + 1] * (len(held) - split)
+            return [0] * len(held), 0
+        stairs = self._stairs(tail)
+        if stairs is not None:  # more lost while the first was being told
+            levels, unconfirmed = stairs
+            return [int(levels[0])] * (len(held) - len(tail)) + [int(level) for level in levels] + [0] * unconfirmed, unconfirmed
         lost = None if drifted else self._lost_before(tail)
-        return None if lost is None else [lost] * len(held)
+        return (None if lost is None else [lost] * len(held)), 0
 
-    def _two_levels(self, tail: np.ndarray) -> tuple[int, int] | None:
-        """(k, i): the held pulses stand k intervals late, and from tail[i] on k + 1: a second
-        pulse lost before the first was told (a loaded server lost two 8 pulses apart, and the
-        pair read as one loss and a slower tempo: the notes a pulse late after it). Only on a
-        steady clock and from two pulses on each level: jitter blurs two levels into a drift."""
+    def _stairs(self, tail: np.ndarray) -> tuple[np.ndarray, int] | None:
+        """(pulses lost before each held pulse, how many of the last are not told yet) where they
+        stand on whole intervals late and step up: a server dropping pulses (8 of 433 in one run
+        here, two in a row, four within 13 pulses) made them read as one loss and a slower tempo,
+        and the notes came pulses late. Only on a steady clock, where jitter cannot blur a step
+        into a drift. A step must stand on two pulses (the last ones, until it does, wait for the
+        next pulses); stepping on three pulses running, or more than once in three, is a slower
+        tempo (a halved one steps every pulse)."""
         if len(tail) < 4 or not self._jitter_known or self._noise() >= STEADY_NOISE:
             return None
-        for split in range(2, len(tail) - 1):
-            level = round(float(np.median(tail[:split])))
-            if level >= 1 and np.all(np.abs(tail[:split] - level) < 0.3) and np.all(np.abs(tail[split:] - level - 1) < 0.3):
-                return level, split
-        return None
+        levels = np.round(tail).astype(int)
+        if levels[0] < 1 or np.any(np.abs(tail - levels) >= 0.3) or np.any(np.diff(levels) < 0):
+            return None
+        steps = np.diff(levels) > 0
+        if levels[-1] - levels[0] > len(tail) // 3 or np.any(steps[2:] & steps[1:-1] & steps[:-2]):
+            return None
+        told = len(levels)
+        while told >= 2 and levels[told - 1] != levels[told - 2]:  # a last step standing on one pulse
+            told -= 1
+        if told < 4 or (told == len(levels) and levels[-1] == levels[0]):
+            return None  # too few told, or all on one level (one loss: _lost_before)
+        return levels[:told], len(levels) - told
 
     def _lost_before(self, tail: np.ndarray) -> int | None:
         """How many pulses were lost, read from the settled held pulses: level at about k intervals
