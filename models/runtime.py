@@ -211,8 +211,7 @@ class Runtime:
         start = self.bins.encode(np.repeat(np.array([START_NOTE], dtype=NOTE_DTYPE), self.batch))
         self.previous = {name: values.astype(np.int32) for name, values in start.items()}
         self.since_struck = np.full((self.batch, 128), np.inf)  # seconds since each key was last struck
-        self.chord_top = np.full(self.batch, -1, np.int64)  # the highest pitch of each stream's last chord
-        self.echo = TopLineEcho(self.batch)
+        self.echo = TopLineEcho(self.batch)  # each stream's top line (its chord_top: the last chord's highest pitch)
 
     def set_controls(self, vectors: np.ndarray) -> None:
         """Controls for the notes drawn from now on: one vector [CONTROL_SIZE] for all streams, or [B, CONTROL_SIZE]."""
@@ -248,7 +247,6 @@ class Runtime:
         pitch = notes["pitch"].astype(np.int64)
         self.since_struck += notes["step"][:, None]
         self.since_struck[np.arange(self.batch), pitch] = 0.0
-        self.chord_top = np.where(notes["step"] >= CHORD_SECONDS, pitch, np.maximum(self.chord_top, pitch))
         self.echo.strike(pitch, notes["step"])
 
     def _forced(self, notes: np.ndarray) -> np.ndarray:
@@ -384,7 +382,7 @@ class Runtime:
         weights = np.broadcast_to(np.asarray(1.0 if pitch_weights is None else pitch_weights, np.float64), (self.batch, 128))
         for _ in range(TILT_REDRAWS):
             pitch = outputs["pitch"].astype(np.int64)
-            repeats_top = (self.bins.bin_to_time(outputs["step"]) >= CHORD_SECONDS) & (pitch == self.chord_top)
+            repeats_top = (self.bins.bin_to_time(outputs["step"]) >= CHORD_SECONDS) & (pitch == self.echo.chord_top)
             acceptance = weights[np.arange(self.batch), pitch] * np.where(repeats_top, top_repeat, 1.0)
             rows = np.flatnonzero(self.rng.random(self.batch) >= acceptance)
             if not len(rows):
