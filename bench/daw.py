@@ -12,6 +12,8 @@ delivers, with no cadenza in the way.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import os
 import signal
 import subprocess
@@ -27,6 +29,7 @@ import rtmidi
 from bench.stream_timing import BACKEND, REPO, StampedListener
 from streamer.controls import ControlMap
 from streamer.outputs import midi_backend
+from streamer.realtime import realtime_library_threads
 
 PULSES_PER_BEAT = 24
 
@@ -62,9 +65,10 @@ class ClockSender:
         must not: each spin holds the GIL from the others)."""
         self._own_port = out is None  # closed at the end only if opened here
         if out is None:
-            out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="daw")
-            ports = out.get_ports()
-            out.open_port(next(i for i, name in enumerate(ports) if name.endswith(port_suffix)))
+            with realtime_library_threads():  # a DAW's MIDI thread is real-time, as cadenza's is
+                out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="daw")
+                ports = out.get_ports()
+                out.open_port(next(i for i, name in enumerate(ports) if name.endswith(port_suffix)))
         self.out = out
         self.script = script
         self.precise = precise
@@ -171,6 +175,21 @@ class Session:
         return np.array([t for t, m in self.heard if m.type == "note_on" and m.velocity > 0])
 
 
+@contextlib.contextmanager
+def no_collector_pauses():
+    """A DAW's clock does not stop for Python's garbage collector, so none runs while the script
+    plays: a full pass over this process's objects (numpy and all) holds every thread for
+    milliseconds, and a pulse held back by it is jitter cadenza never met in a DAW."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
 def session(script: Script, stream_args: list, seed: int = 0) -> Session:
     """Run cadenza with `stream_args` under the script; everything sent and heard."""
     backend = midi_backend("jack")
@@ -191,9 +210,10 @@ def session(script: Script, stream_args: list, seed: int = 0) -> Session:
             time.sleep(0.05)
         listener = StampedListener(f":{port}", poll_seconds=0.005)  # arrivals come from JACK's stamps
         sender = ClockSender(control, script, seed)
-        sender.thread.start()
-        sender.thread.join(timeout=300)
-        time.sleep(0.3)
+        with no_collector_pauses():
+            sender.thread.start()
+            sender.thread.join(timeout=300)
+            time.sleep(0.3)
     finally:
         stderr = stop_stream(stream)
     time.sleep(0.2)
@@ -242,20 +262,22 @@ def delivery_floor(messages: int = 300, every_seconds: float = 0.005) -> dict:
     rtmidi sender, no cadenza, to a listener; delivery p50/p99/max in ms and the messages lost.
     On a healthy 2-core VM: p99 about 1.5 ms, none lost. A host that cannot keep a 64-frame
     server's cycles (seen here: sleeps overshooting by 1-4 ms) delivers 50-200 ms late and drops some."""
-    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="floor-sender")
-    out.open_virtual_port("floor-sender")
+    with realtime_library_threads():  # as cadenza's sender's
+        out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="floor-sender")
+        out.open_virtual_port("floor-sender")
     time.sleep(0.3)
     listener = StampedListener(":floor-sender")
     time.sleep(0.3)
     sent = []
-    start = time.monotonic()
-    for index in range(messages):
-        due = start + index * every_seconds
-        while time.monotonic() < due:
-            time.sleep(0.0003)
-        out.send_message([0x90, 60 + index % 12, 64])
-        sent.append(time.monotonic())
-    time.sleep(0.3)
+    with no_collector_pauses():
+        start = time.monotonic()
+        for index in range(messages):
+            due = start + index * every_seconds
+            while time.monotonic() < due:
+                time.sleep(0.0003)
+            out.send_message([0x90, 60 + index % 12, 64])
+            sent.append(time.monotonic())
+        time.sleep(0.3)
     arrivals = np.array([arrival for arrival, _ in listener.arrivals()])
     out.close_port()
     if len(arrivals) < len(sent):  # a message lost: match each arrival to the send just before it
@@ -273,10 +295,11 @@ def echo_downbeat(script: Script, seed: int = 0) -> float:
     input that answers Start with a note-on from its callback, no model, no engine: what the
     plainest program on this server does (measured: slower than cadenza, whose input is polled
     every 0.5 ms while it waits for Start and whose sender hands the note over at once)."""
-    echo_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="echo")
-    echo_in.open_virtual_port(f"echo-in-{seed}")
-    echo_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="echo-out")
-    echo_out.open_virtual_port(f"echo-out-{seed}")
+    with realtime_library_threads():  # as cadenza's
+        echo_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="echo")
+        echo_in.open_virtual_port(f"echo-in-{seed}")
+        echo_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="echo-out")
+        echo_out.open_virtual_port(f"echo-out-{seed}")
 
     def answer(event, _data=None):
         if event[0][0] == 0xFA:

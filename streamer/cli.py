@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 from contextlib import ExitStack
@@ -84,6 +85,9 @@ def stream(**options):
 
     with ExitStack() as stack:
         session = open_session(options, stop, stack, _log)
+        # What is loaded now (the model, the libraries) stays for good: a full collection that
+        # walked it held every thread (the control input's too) for 8 ms, measured.
+        gc.freeze()
         try:
             session.engine.run()
         except StreamError as error:

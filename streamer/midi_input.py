@@ -16,6 +16,7 @@ import mido
 import rtmidi
 
 from models.stderr import silenced_stderr
+from streamer.realtime import realtime_library_threads
 
 
 def rtmidi_api(backend: mido.Backend) -> int:
@@ -48,20 +49,8 @@ class PolledMidiInput:
                  client_name: str = "cadenza", poll_seconds: float | Callable[[], float] = 0.002,
                  stamp_bias_seconds: float = 0.0):
         self.api = rtmidi_api(backend)
-        self.midi_in = rtmidi.MidiIn(self.api, name=client_name)
-        # Nothing ignored: rtmidi drops the time delta of a message it ignores, which would shift
-        # every arrival time after it (clock pulses are timed from these deltas).
-        self.midi_in.ignore_types(sysex=False, timing=False, active_sense=False)
-        if virtual:
-            self.midi_in.open_virtual_port(name)
-        else:
-            ports = self.midi_in.get_ports()
-            matches = [i for i, port in enumerate(ports) if port == name or port.endswith(name)]
-            if not matches:
-                self.midi_in.delete()
-                others = [port for port in ports if not port.startswith(f"{client_name}:")]  # not our own
-                raise OSError(f"no MIDI input named {name!r} (have: {', '.join(others) or 'none'})")
-            self.midi_in.open_port(matches[0])
+        with realtime_library_threads():  # an input whose JACK thread misses a cycle loses its MIDI
+            self.midi_in = self._open(name, virtual, client_name)
         self.name = name
         self._on_message = on_message
         self.skipped = 0
@@ -75,6 +64,23 @@ class PolledMidiInput:
         self._running = True
         self._thread = threading.Thread(target=self._run, name=f"midi-in-{name}", daemon=True)
         self._thread.start()
+
+    def _open(self, name: str, virtual: bool, client_name: str) -> rtmidi.MidiIn:
+        midi_in = rtmidi.MidiIn(self.api, name=client_name)
+        # Nothing ignored: rtmidi drops the time delta of a message it ignores, which would shift
+        # every arrival time after it (clock pulses are timed from these deltas).
+        midi_in.ignore_types(sysex=False, timing=False, active_sense=False)
+        if virtual:
+            midi_in.open_virtual_port(name)
+            return midi_in
+        ports = midi_in.get_ports()
+        matches = [i for i, port in enumerate(ports) if port == name or port.endswith(name)]
+        if not matches:
+            midi_in.delete()
+            others = [port for port in ports if not port.startswith(f"{client_name}:")]  # not our own
+            raise OSError(f"no MIDI input named {name!r} (have: {', '.join(others) or 'none'})")
+        midi_in.open_port(matches[0])
+        return midi_in
 
     def _run(self) -> None:
         while self._running:

@@ -12,12 +12,17 @@ from streamer.clock import FixedTempo
 from streamer.controls import FREE_PLAY_GAP_SECONDS
 from streamer.engine import Engine
 
+MAX_ARMED_NOTES = 16
+
 
 class TimedEngine(Engine):
     def __init__(self, runtime, sender, controls, settings, timeline):
         super().__init__(runtime, sender, controls, settings)
         self.timeline = timeline
-        self._armed = None  # a note drawn while waiting for the clock to start
+        # Notes drawn while waiting for the clock to start: as many as sound within the lookahead,
+        # so that at Start they only need placing. Drawn after it, a 9-note chord on the downbeat
+        # left one note a millisecond (its draw), the last 12 ms after the downbeat.
+        self._armed: list = []
         # A note placed on its beat but not yet sent: it is timed (beat -> seconds) only when it is
         # within the lookahead, so a tempo change heard meanwhile moves it (one placed after a long
         # rest was timed up to a second ahead, 6 ms off after a tempo change).
@@ -32,7 +37,7 @@ class TimedEngine(Engine):
                 self.sender.send_soon(mido.Message("stop"))
 
     def on_player_note(self) -> None:
-        self._armed = None  # drawn before the player's notes: the answer must hear them
+        self._armed = []  # drawn before the player's notes: the answer must hear them
 
     def _run_timed(self) -> None:
         """Musical time: notes placed by the timeline on a clock; turns; transport from a MIDI clock."""
@@ -42,7 +47,7 @@ class TimedEngine(Engine):
             # cadenza's own tempo starts when the first note is ready, not when the session was
             # built: on a slow start the downbeat would be gone and the first note skipped past it.
             self._apply_steering()
-            self._armed = self._draw()
+            self._armed = [self._draw()]
             clock.origin = time.monotonic() + settings.lead_in_seconds + timeline.settings.early_seconds
         self.started = time.monotonic()
         deadline = self.started + settings.seconds if settings.seconds else None
@@ -72,8 +77,7 @@ class TimedEngine(Engine):
                 resting = False
             if not clock.running or clock.time_of_beat(placer.cursor) is None:
                 self._absorb_player_notes()
-                if self._armed is None:
-                    self._armed = self._draw()  # ready before Start: then the first note only needs placing
+                self._arm(lookahead)  # one draw at a time: Start wakes the wait below
                 clock.transport_changed.wait(0.001)  # Start comes right before the downbeat: woken by it
                 continue
             end_beat = self._turn_window(now) if turns else None
@@ -147,9 +151,17 @@ class TimedEngine(Engine):
         self._ahead = None
         self.timeline.placer.restart(beat)
 
+    def _arm(self, lookahead: float) -> None:
+        """Draw one more note to have ready for Start, while those ready sound within `lookahead`
+        of the first (at the network's own pace) and are fewer than MAX_ARMED_NOTES."""
+        armed = self._armed
+        if len(armed) < MAX_ARMED_NOTES and sum(float(note["step"]) for note in armed[1:]) < lookahead:
+            armed.append(self._draw())
+
     def _place_one(self, end_beat: float | None) -> None:
         """Draw the next note and place it on its beat (self._ahead); notes of a finished turn end it."""
-        note, self._armed = (self._armed, None) if self._armed is not None else (self._draw(), None)
+        armed = self._armed  # (a player's note may empty it meanwhile, by putting a new list in its place)
+        note = armed.pop(0) if armed else self._draw()
         self._observe_density(float(note["step"]))
         scale = self.controls.tempo_scale
         step = self.density_bridge.stretch(float(note["step"])) * scale
