@@ -316,7 +316,7 @@ def test_latency_beyond_the_lookahead_still_plays(fast_jack):
 
 
 # Quarantined (December): failed in clean-clone runs on a JACK server that dropped 1-2 % of the clock
-# pulses, and once in 7 runs beside a busy loop after the fixes of that month (a last chord placed
+# pulses, and once in 10 runs beside a busy loop after the fixes of that month (a last chord placed
 # 2.4 ms off: timed 110 ms + the lookahead ahead, the tempo read from +-1 ms jittered pulses).
 # `make test-all` runs it.
 @pytest.mark.quarantined
