@@ -49,10 +49,10 @@ def dummy_jack_server(name: str, period_frames: int):
     os.environ["JACK_NO_START_SERVER"] = "1"  # a client in a test never starts a server of its own
     _forget_dead_jack_servers()
     log = os.environ.get("CADENZA_JACK_LOG")
-    # Real-time (-R, jackd's own default, as a DAW user runs it) where the OS allows it; where it
-    # does not, jackd says so and runs all the same. Beside a busy loop a non-real-time server
-    # delivered late or lost MIDI in 3 of 10 runs of the musical-time tests, a real-time one in 0.
-    process = subprocess.Popen(["jackd", "-n", name, "-R", "-d", "dummy", "-r", "44100", "-p", str(period_frames)],
+    # Not real-time (-r). A real-time server (-R) was tried in December: its threads, above the
+    # sender's, held the sender's wake-ups back more often (11 late in 8 sessions against 2), and a
+    # clean-clone run on it measured the 25 ms calibrate loopback at 37.5 ms and lost a clock pulse.
+    process = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", "44100", "-p", str(period_frames)],
                                stdout=open(log, "a") if log else subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env)
     previous = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = name
