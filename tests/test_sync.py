@@ -59,7 +59,9 @@ def fast_jack():
 # runs 5-20 ms late with nothing of cadenza's running (the floor). A test cannot tell that from
 # cadenza's own lateness, so what is heard is measured by `python -m bench --only sync` beside the
 # floor, and the tests check what cadenza decided and did.
-SENT_MEDIAN_LIMIT_MS = 0.5
+# Typically 0.1-0.3 ms; a turn's 22 messages beside a busy loop once had a median of 0.58 ms. What
+# it is there to catch (notes handed over when no longer due) is 5 ms and more.
+SENT_MEDIAN_LIMIT_MS = 1.0
 SENT_LIMIT_MS = 2.0
 EARLY_SECONDS = 64 / 44100 / 2
 
