@@ -27,7 +27,7 @@ class Scheduler:
         # Every message goes out this much before its time: JACK delivers it at the start of the
         # next cycle, so half a period early centres its arrival on the time (streamer/jack.py).
         self.early_seconds = early_seconds
-        # (scheduled monotonic, sent monotonic, bytes) per message sent, when asked for (--timing-log):
+        # (scheduled monotonic, sent monotonic, message) per message sent, when asked for (--timing-log):
         # kept in memory and written at the end, because a write that waits on the disk would hold
         # the sends after it (seen: note-offs 1-2.5 ms late beside a busy loop).
         self.timing_records: list | None = [] if timing_log else None
@@ -93,13 +93,13 @@ class Scheduler:
         for output in self.outputs:
             output.send(message)
         if self.timing_records is not None:
-            self.timing_records.append((when, time.monotonic(), message.bytes()))
+            self.timing_records.append((when, time.monotonic(), message))
 
     def write_timing_log(self, path) -> None:
         """The records as lines "scheduled_monotonic sent_monotonic message-hex"."""
         with open(path, "w") as log:
-            for when, sent, data in self.timing_records or ():
-                log.write(f"{when:.6f} {sent:.6f} {' '.join(f'{byte:02X}' for byte in data)}\n")
+            for when, sent, message in self.timing_records or ():
+                log.write(f"{when:.6f} {sent:.6f} {message.hex()}\n")
 
     def silence_now(self) -> None:
         """Forget the notes that wait; note-off for every sounding note now, then all-notes-off on every

@@ -46,9 +46,10 @@ def fast_jack():
 
 # What cadenza places is checked to 2 ms, and what its sender did with it: the messages handed
 # over at their time (less the half JACK period it sends early: JACK delivers at the next cycle's
-# start): the median within SENT_MEDIAN_LIMIT_MS, and 90 % of the moments at which something is due
-# (a chord is one) within SENT_LIMIT_MS. Not every one:
-# the sender is a real-time thread, yet this VM's host now and then holds it back. A bare
+# start). The median within SENT_MEDIAN_LIMIT_MS: typically 0.1-0.3 ms; a turn's 22 messages beside
+# a busy loop once had 0.58 ms. At 90 % of the moments something is due (a chord is one), all of it
+# within SENT_LIMIT_MS. Not every moment: the sender is a real-time thread, yet this VM's host now
+# and then holds it back. A bare
 # real-time thread waking every 10 ms, nothing else running, woke late by over 1 ms 6 times in
 # 2,000 (at most 2.2 ms); beside a busy loop at most 6.7 ms (select() timed against
 # the clock). What the check catches: a chord drawn after Start rolled over 12 ms (3 % of a
@@ -59,22 +60,25 @@ def fast_jack():
 # runs 5-20 ms late with nothing of cadenza's running (the floor). A test cannot tell that from
 # cadenza's own lateness, so what is heard is measured by `python -m bench --only sync` beside the
 # floor, and the tests check what cadenza decided and did.
-# Typically 0.1-0.3 ms; a turn's 22 messages beside a busy loop once had a median of 0.58 ms. What
-# it is there to catch (notes handed over when no longer due) is 5 ms and more.
 SENT_MEDIAN_LIMIT_MS = 1.0
 SENT_LIMIT_MS = 2.0
 EARLY_SECONDS = 64 / 44100 / 2
-
-
-def placed_onsets(log: Path) -> np.ndarray:
-    """When cadenza scheduled each note-on (monotonic seconds), from its --timing-log."""
-    return np.array([float(line.split()[0]) for line in log.read_text().splitlines() if line.split()[2].startswith("9")])
 
 
 def timing_lines(log: Path) -> list[tuple[float, float, bytes]]:
     """(scheduled monotonic seconds, sent monotonic seconds, message bytes) per line of a --timing-log."""
     lines = [line.split() for line in log.read_text().splitlines()]
     return [(float(words[0]), float(words[1]), bytes.fromhex("".join(words[2:]))) for words in lines]
+
+
+def placed_onsets(log: Path) -> np.ndarray:
+    """When cadenza scheduled each note-on (monotonic seconds), from its --timing-log."""
+    return np.array([scheduled for scheduled, _, data in timing_lines(log) if data[0] & 0xF0 == 0x90])
+
+
+def _sent_late_ms(scheduled: float, sent: float) -> float:
+    """How late the sender handed a message over, against its time less the half period it sends early."""
+    return (sent - scheduled + EARLY_SECONDS) * 1e3
 
 
 def assert_sent_on_time(log: Path, after: float = -np.inf) -> None:
@@ -85,7 +89,7 @@ def assert_sent_on_time(log: Path, after: float = -np.inf) -> None:
     late_ms = []
     for scheduled, sent, data in timing_lines(log):
         if data[0] & 0xE0 == 0x80 and scheduled > after:
-            late_ms.append((sent - scheduled + EARLY_SECONDS) * 1e3)
+            late_ms.append(_sent_late_ms(scheduled, sent))
             late_by_moment[scheduled] = max(late_by_moment.get(scheduled, -np.inf), late_ms[-1])
     moments_ms = np.array(list(late_by_moment.values()))
     assert len(late_ms) > 0 and np.median(late_ms) <= SENT_MEDIAN_LIMIT_MS and np.percentile(moments_ms, 90) <= SENT_LIMIT_MS, (
@@ -96,7 +100,7 @@ def assert_first_chord_sent_together(log: Path) -> None:
     """The notes of the first chord after Start (all placed on the downbeat) left within 2 ms of
     their time: drawn before Start, not one by one after it."""
     lines = [(scheduled, sent) for scheduled, sent, data in timing_lines(log) if data[0] & 0xF0 == 0x90 and data[2]]
-    chord_ms = [(sent - scheduled + EARLY_SECONDS) * 1e3 for scheduled, sent in lines if scheduled == lines[0][0]]
+    chord_ms = [_sent_late_ms(scheduled, sent) for scheduled, sent in lines if scheduled == lines[0][0]]
     assert len(chord_ms) > 1 and max(chord_ms) <= 2.0, np.round(chord_ms, 2)
 
 
@@ -107,6 +111,12 @@ def assert_on_grid_point(onset: float, pulses: np.ndarray, index: int) -> None:
     coarse_ms = (onset - pulses[index]) * 1e3
     fitted_ms = grid_errors(np.array([onset]), pulses, index, 10**6)[0] * 1e3
     assert abs(coarse_ms) <= 12.0 and abs(fitted_ms) <= 2.0, (round(coarse_ms, 2), round(fitted_ms, 2))
+
+
+def _bar_pulse_after(pulses: np.ndarray, start_index: int, moment: float) -> int:
+    """The index of the first bar line's pulse (4 beats from Start's) at or after `moment`."""
+    bar_indices = np.arange(start_index, len(pulses), 4 * PULSES_PER_BEAT)
+    return int(bar_indices[np.searchsorted(pulses[bar_indices], moment)])
 
 
 def _pulses_from_start(result) -> tuple[np.ndarray, int]:
@@ -184,9 +194,8 @@ def test_turns_answer_from_the_first_bar_line_a_beat_after_the_player_stops_and_
     result = session(script, ["--sync", "midi-clock", "--turns", "1", "--timing-log", str(log)], seed=3)
     assert result.exit_code == 0, result.stderr
     pulses, start_index = _pulses_from_start(result)
-    bar_indices = np.arange(start_index, len(pulses), 4 * PULSES_PER_BEAT)
     phrase_end = result.times("note_off")[-1]
-    answer_index = bar_indices[np.searchsorted(pulses[bar_indices], phrase_end + 60 / script.bpm)]  # a beat of silence
+    answer_index = _bar_pulse_after(pulses, start_index, phrase_end + 60 / script.bpm)  # a beat of silence
     onsets = result.onsets()
     assert not any(t < phrase_end for t in onsets), "cadenza played while the player played"
     assert_on_grid_point(placed_onsets(log)[0], pulses, answer_index)
@@ -206,8 +215,7 @@ def test_turns_wait_through_a_staccato_phrase_with_rests_between_its_notes(fast_
     over = [t for t in result.onsets() if phrase_start <= t <= phrase_end]
     assert not over, f"cadenza played {len(over)} notes over the player"
     pulses, start_index = _pulses_from_start(result)
-    bar_indices = np.arange(start_index, len(pulses), 4 * PULSES_PER_BEAT)
-    answer_index = bar_indices[np.searchsorted(pulses[bar_indices], phrase_end + 60 / script.bpm)]
+    answer_index = _bar_pulse_after(pulses, start_index, phrase_end + 60 / script.bpm)
     # With the stream's last word (it counts the clock pulses it found lost): a miss says whose it is.
     said = result.stderr.strip().splitlines()[-1:]
     try:
@@ -223,11 +231,10 @@ def test_the_turn_pedal_asks_for_an_answer_from_the_next_bar_line(fast_jack, tmp
                      ["--sync", "midi-clock", "--turns", "1", "--timing-log", str(log)], seed=6)
     assert result.exit_code == 0, result.stderr
     pulses, start_index = _pulses_from_start(result)
-    bar_indices = np.arange(start_index, len(pulses), 4 * PULSES_PER_BEAT)
     asked = result.times("my_turn")[0]
     placed = placed_onsets(log)
     assert len(placed) > 0 and placed.min() > asked, "played before it was asked"
-    assert_on_grid_point(placed[0], pulses, bar_indices[np.searchsorted(pulses[bar_indices], asked)])
+    assert_on_grid_point(placed[0], pulses, _bar_pulse_after(pulses, start_index, asked))
 
 
 def _pulled_cable_session(tmp_path, seed: int):
