@@ -17,7 +17,7 @@ from models.config import FIELD_ORDER, ZERO_BIN_LIMIT_SECONDS, Bins, ModelConfig
 from models.controls import CONTROL_SIZE
 from models.echo import NO_PITCH, TopLineEcho
 from models.errors import CadenzaError, require_tensorflow
-from models.notes import CHORD_SECONDS, NOTE_DTYPE
+from models.notes import CHORD_SECONDS, NOTE_DTYPE, make_notes
 from models.stderr import silenced_stderr
 
 HEADS = ("pitch", "step", "duration", "velocity")
@@ -33,7 +33,8 @@ def step_names(card: dict) -> tuple[set, set]:
         return STEP_INPUTS | MEMORY_INPUTS, STEP_OUTPUTS | MEMORY_OUTPUTS
     return STEP_INPUTS, STEP_OUTPUTS
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default"
-# The note a stream starts from when nothing primes it: middle C, a quarter second, mezzo-forte.
+# The note a score continues from (a fixed one, so a score does not depend on a draw), and a
+# stream of a model whose card has no start notes: middle C, a quarter second, mezzo-forte.
 START_NOTE = (60, 0.0, 0.25, 80)
 
 
@@ -200,18 +201,33 @@ class Runtime:
         self._part_step = None  # loaded when a redraw first needs it
         self.reset(batch)
 
-    def reset(self, batch: int | None = None) -> None:
-        """Forget everything: zero state, no controls, each stream continues from START_NOTE."""
+    def reset(self, batch: int | None = None, start=None) -> None:
+        """Forget everything: zero state, no controls. Each stream continues from a start note:
+        `start` (NOTE_DTYPE, one or [B]) if given, else one drawn from the card's (see start_notes)."""
         self.batch = batch or self.batch
         self.state = np.zeros((self.batch, *self.card["state_shape"]), dtype=np.float32)
         # With memory: the ring of remembered notes (models/memory.py), written one row a note.
         shape = self.card.get("memory_shape")
         self.memory = np.zeros((self.batch, *shape), dtype=np.float32) if shape else None
         self.controls = np.zeros((self.batch, CONTROL_SIZE), np.float32)
-        start = self.bins.encode(np.repeat(np.array([START_NOTE], dtype=NOTE_DTYPE), self.batch))
-        self.previous = {name: values.astype(np.int32) for name, values in start.items()}
+        self.start_notes = self._start_notes(start)
+        self.previous = {name: values.astype(np.int32) for name, values in self.bins.encode(self.start_notes).items()}
         self.since_struck = np.full((self.batch, 128), np.inf)  # seconds since each key was last struck
         self.echo = TopLineEcho(self.batch)  # each stream's top line (its chord_top: the last chord's highest pitch)
+
+    def _start_notes(self, start) -> np.ndarray:
+        """The note before each stream's first [B]. Training begins every window at a real note of a
+        random piece with a zero state, so a fresh stream does too: a note drawn from the card's
+        `start_notes` (real notes of the training data). One fixed note (START_NOTE, velocity 80)
+        set every stream off loud, and it stayed loud for hundreds of notes."""
+        if start is None:
+            table = self.card.get("start_notes")
+            if not table:
+                start = np.array([START_NOTE], dtype=NOTE_DTYPE)
+            else:
+                rows = np.asarray(table, np.float64)[self.rng.integers(0, len(table), self.batch)]
+                start = make_notes(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3])
+        return np.broadcast_to(np.asarray(start, dtype=NOTE_DTYPE).reshape(-1), (self.batch,)).copy()
 
     def set_controls(self, vectors: np.ndarray) -> None:
         """Controls for the notes drawn from now on: one vector [CONTROL_SIZE] for all streams, or [B, CONTROL_SIZE]."""
@@ -411,22 +427,23 @@ class Runtime:
         notes["velocity"] = self.bins.bin_to_velocity(bins["velocity"])
         return notes
 
-    def score(self, notes: np.ndarray, lengths=None, controls: np.ndarray | None = None) -> dict:
+    def score(self, notes: np.ndarray, lengths=None, controls: np.ndarray | None = None, start=None) -> dict:
         """Natural-log probability of every field of every note, one stateful pass per piece.
 
         `notes`: NOTE_DTYPE [B, T], B padded pieces; `lengths` [B] (default: all T). Returns
         {field: [B, T]} at temperature 1 with no nucleus, each field given all earlier notes and the
         fields drawn before it; positions past a piece's length are 0. Resets the runtime to B
-        streams (with `controls` [CONTROL_SIZE] or [B, CONTROL_SIZE] if given, else none).
+        streams (with `controls` [CONTROL_SIZE] or [B, CONTROL_SIZE] if given, else none), each
+        continuing from `start` (NOTE_DTYPE, one or [B]; default START_NOTE).
         """
-        return self.score_with_pitch_hits(notes, lengths, controls)[0]
+        return self.score_with_pitch_hits(notes, lengths, controls, start)[0]
 
-    def score_with_pitch_hits(self, notes: np.ndarray, lengths=None, controls: np.ndarray | None = None):
+    def score_with_pitch_hits(self, notes: np.ndarray, lengths=None, controls: np.ndarray | None = None, start=None):
         """`score`, and also [B, T] booleans: was the true pitch the most likely one (given its step)?"""
         notes = np.asarray(notes)
         count, length = notes.shape
         lengths = np.full(count, length) if lengths is None else np.asarray(lengths)
-        self.reset(count)
+        self.reset(count, np.array([START_NOTE], dtype=NOTE_DTYPE) if start is None else start)
         if controls is not None:
             self.set_controls(controls)
         scores = {name: np.zeros((count, length), np.float64) for name in FIELD_ORDER}

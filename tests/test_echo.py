@@ -59,7 +59,7 @@ def test_the_echo_brings_figures_back_and_what_was_drawn_still_scores_as_drawn()
     runtime = Runtime(batch=8, seed=1, backend="tflite")
     notes = np.stack([runtime.sample(1.0, echo=1.0) for _ in range(200)], axis=1)
     used = runtime.last_log_prob
-    scores = Runtime(backend="tflite").score(notes)
+    scores = Runtime(backend="tflite").score(notes, start=runtime.start_notes)
     for field in ("step", "pitch", "duration", "velocity"):
         assert np.allclose(scores[field][:, -1], used[field], atol=1e-4), field
 

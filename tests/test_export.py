@@ -11,8 +11,8 @@ import pytest
 from models.config import FIELD_ORDER, Bins, ModelConfig
 from models.controls import CONTROL_SIZE, control_vector
 from models.errors import CadenzaError
-from models.notes import make_notes
-from models.runtime import Runtime, load_step, read_card
+from models.notes import NOTE_DTYPE, make_notes
+from models.runtime import START_NOTE, Runtime, load_step, read_card
 
 TINY = ModelConfig(lstm_layers=2, lstm_units=16, pitch_embedding=8, time_embedding=4, velocity_embedding=4,
                    time_bins=16, velocity_bins=8, dropout=0.1, head_units=12, field_embedding=4)
@@ -156,7 +156,7 @@ def test_score_gives_back_the_log_probs_sample_used(exported, backend):
         notes.append(runtime.sample(1.0))
         used.append(runtime.last_log_prob)
     notes = np.stack(notes, axis=1)  # [B, T]
-    scores = Runtime(out, backend=backend).score(notes)
+    scores = Runtime(out, backend=backend).score(notes, start=runtime.start_notes)
     for name in FIELD_ORDER:
         drawn = np.stack([u[name] for u in used], axis=1)
         assert np.allclose(scores[name], drawn, atol=1e-4), name
@@ -174,16 +174,43 @@ def test_prime_then_sample_is_scoring_the_primer_then_sampling_and_reset_forgets
     primed = Runtime(out, backend=backend, seed=9)
     primed.prime(primer)
     scored = Runtime(out, backend=backend, seed=9)
-    first_scores = scored.score(primer[None])
+    first_scores = scored.score(primer[None], start=primed.start_notes)
     assert np.array_equal(primed.sample(1.0), scored.sample(1.0))
     assert np.allclose(primed.state, scored.state, atol=1e-6)
     if primed.memory is not None:
         assert np.allclose(primed.memory, scored.memory, atol=1e-6)
     for _ in range(30):
         scored.sample(1.0)
-    again = scored.score(primer[None])
+    again = scored.score(primer[None], start=primed.start_notes)
     for name in FIELD_ORDER:
         assert np.array_equal(again[name], first_scores[name]), name
+
+
+def test_fresh_streams_start_from_the_cards_real_notes_and_a_score_from_a_fixed_one(exported, tmp_path):
+    """Issue 17: every stream continued from one fixed note of velocity 80 and played loud for
+    hundreds of notes (75 against MAESTRO's 64). Training begins each window at a real note with
+    a zero state, so a fresh stream now continues from a real training note, one drawn per stream."""
+    _, out = exported
+    assert np.array_equal(Runtime(out, backend="tflite", batch=3, seed=0).start_notes,
+                          np.repeat(np.array([START_NOTE], dtype=NOTE_DTYPE), 3))  # a card without the table
+    with_table = tmp_path / "with_start_notes"
+    shutil.copytree(out, with_table)
+    card = json.loads((with_table / "card.json").read_text())
+    card["start_notes"] = [[40 + row, 0.05 * (row % 4), 0.1 + 0.1 * (row % 3), 20 + 3 * row] for row in range(30)]
+    (with_table / "card.json").write_text(json.dumps(card))
+    runtime = Runtime(with_table, backend="tflite", batch=64, seed=0)
+    starts = runtime.start_notes
+    assert len(np.unique(starts["pitch"])) > 10  # streams start differently
+    assert np.array_equal(starts["velocity"], 20 + 3 * (starts["pitch"].astype(int) - 40))  # each a row of the table
+    encoded = runtime.bins.encode(starts)
+    assert all(np.array_equal(runtime.previous[name], encoded[name]) for name in FIELD_ORDER)
+    runtime.reset(start=make_notes([70], [0.1], [0.5], [33]))  # or the note asked for, for every stream
+    assert np.all(runtime.start_notes["pitch"] == 70) and np.all(runtime.start_notes["velocity"] == 33)
+    # A score continues from START_NOTE unless told otherwise, so it does not depend on a draw.
+    notes = np.stack([Runtime(with_table, backend="tflite", batch=2, seed=seed).sample(1.0) for seed in (1, 2)], axis=1)
+    scored = Runtime(with_table, backend="tflite", seed=5)
+    assert np.array_equal(scored.score(notes)["pitch"], Runtime(with_table, backend="tflite", seed=6).score(notes)["pitch"])
+    assert np.all(scored.start_notes["velocity"] == START_NOTE[3])
 
 
 def test_score_respects_lengths_and_top_p_truncates(exported):

@@ -60,6 +60,7 @@ def test_train_checkpoints_resumes_evaluates_and_exports(prepared, tmp_path):
     assert exported.returncode == 0, exported.stderr
     card = json.loads((tmp_path / "model" / "card.json").read_text())
     assert card["training"]["epochs_run"] == 4 and "CC BY-NC-SA 4.0" in card["license"]
+    assert card["start_notes"] and all(len(row) == 4 for row in card["start_notes"])
     # Fine-tuning the exported model with memory added: it starts where the export was, and says so.
     tuned = tmp_path / "tuned"
     warm = run_cadenza("train", "--data", str(prepared), "--out", str(tuned), "--epochs", "1", "--init-from",
@@ -70,6 +71,20 @@ def test_train_checkpoints_resumes_evaluates_and_exports(prepared, tmp_path):
     tuned_card = json.loads((tmp_path / "tuned_model" / "card.json").read_text())
     assert tuned_card["training"]["started_from"]["predictions_seen"] == card["training"]["predictions_seen"]
     assert tuned_card["state_shape"] == [2 + 1, 8] and tuned_card["memory_shape"] == [8, 8]
+
+
+def test_an_export_keeps_real_training_notes_for_fresh_streams_to_start_from(prepared):
+    from training.export_run import START_NOTES, start_notes
+    from training.prepare import load_split
+
+    rows = start_notes(prepared)
+    train = load_split(prepared, "train").notes
+    assert len(rows) == min(START_NOTES, len(train))
+    real = {(int(note["pitch"]), round(float(note["step"]), 4), round(float(note["duration"]), 4), int(note["velocity"]))
+            for note in train}
+    assert all(tuple(row) in real for row in rows)
+    assert len({tuple(row) for row in rows}) >= min(len(real), 20)  # drawn across the data, not one note over and over
+    assert rows == start_notes(prepared)  # the same export writes the same table
 
 
 def test_warm_start_rebuilds_an_exported_network_exactly_and_refuses_another_shape(tmp_path, monkeypatch):

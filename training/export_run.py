@@ -36,6 +36,24 @@ def control_details(data: Path, config) -> dict:
     }
 
 
+# Enough real notes that streams started together start differently; each is a row of the card.
+START_NOTES = 256
+
+
+def start_notes(data: Path, count: int = START_NOTES, seed: int = 0) -> list:
+    """[pitch, step, duration, velocity] rows (MIDI numbers, seconds): notes drawn evenly from all
+    of the training data. A fresh stream continues from one of them (models.runtime), as every
+    training window began at a real note."""
+    import numpy as np
+
+    from training.prepare import load_split
+
+    notes = load_split(data, "train").notes
+    chosen = notes[np.sort(np.random.default_rng(seed).choice(len(notes), min(count, len(notes)), replace=False))]
+    return [[int(note["pitch"]), round(float(note["step"]), 4), round(float(note["duration"]), 4), int(note["velocity"])]
+            for note in chosen]
+
+
 def _portable_source(source: dict) -> dict:
     """The data source without this machine's absolute paths: only the folder's own name."""
     return {key: (Path(value).name if key == "path" else value) for key, value in source.items()}
@@ -61,6 +79,7 @@ def card_details(run: Path, saved: dict, config) -> dict:
     settings = {key: (Path(value).name if key in ("data", "out") else value) for key, value in saved["settings"].items()}
     return {
         "controls": control_details(data, config),
+        "start_notes": start_notes(data),
         "training": {
             "data": _portable_source(manifest.get("source", {"path": str(data)})),
             "splits": manifest.get("splits"),
