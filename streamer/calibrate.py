@@ -16,6 +16,7 @@ import mido
 import numpy as np
 
 from models.errors import CadenzaError
+from streamer.realtime import SENDER_PRIORITY, request_realtime_priority
 
 
 @dataclass
@@ -57,6 +58,9 @@ def calibrate(output, input_factory, settings: CalibrationSettings = Calibration
 
     port = input_factory(on_message)
     sent: list[float] = []
+    # Sent as the stream's sender sends: on a busy machine an ordinary thread can wait for a core
+    # between stamping a note and sending it, and that wait would count as the loopback's delay.
+    request_realtime_priority(SENDER_PRIORITY)
     try:
         time.sleep(0.1)  # let the input settle (its time stamps anchor on the first messages)
         for _ in range(settings.count):

@@ -127,8 +127,11 @@ def calibrate(output_name, input_name, midi_api, count):
     from streamer.midi_input import PolledMidiInput
     from streamer.outputs import MidiPortOutput, midi_backend
 
+    from streamer.realtime import realtime_library_threads
+
     backend = midi_backend(midi_api)
-    output = MidiPortOutput(backend, name="cadenza-calibrate", connect=output_name)
+    with realtime_library_threads():  # the output's JACK thread, as the stream's
+        output = MidiPortOutput(backend, name="cadenza-calibrate", connect=output_name)
 
     def open_input(on_message):
         try:

@@ -296,22 +296,29 @@ def test_notes_held_back_by_a_suspension_are_dropped_not_burst(tmp_path):
 
 def test_calibrate_measures_a_loopback_delay(jack_midi):
     """A loopback that echoes its input 25 ms later: calibrate reports about 25 ms."""
+    import queue
     import threading
 
     import rtmidi
 
-    echo_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="loopout")
-    echo_out.open_virtual_port("loop-out")
-    lock = threading.Lock()
+    from streamer.realtime import SENDER_PRIORITY, realtime_library_threads, request_realtime_priority
 
-    def echo(message, arrival):
-        def later():
-            time.sleep(max(arrival + 0.025 - time.monotonic(), 0))
-            with lock:
-                echo_out.send_message(message.bytes())
-        threading.Thread(target=later, daemon=True).start()
+    with realtime_library_threads():
+        echo_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="loopout")
+        echo_out.open_virtual_port("loop-out")
+    due = queue.Queue()  # (when, bytes): echoes are due in the order their notes came
 
-    echo_in = PolledMidiInput(jack_midi, "loop-in", echo, virtual=True, client_name="loopin", poll_seconds=0.0005)
+    def send_echoes():
+        # A DAW's MIDI thru runs real-time; an ordinary thread here woke tens of ms late on a busy machine.
+        request_realtime_priority(SENDER_PRIORITY)
+        while (item := due.get()) is not None:
+            time.sleep(max(item[0] - time.monotonic(), 0))
+            echo_out.send_message(item[1])
+
+    sender = threading.Thread(target=send_echoes, daemon=True)
+    sender.start()
+    echo_in = PolledMidiInput(jack_midi, "loop-in", lambda message, arrival: due.put((arrival + 0.025, message.bytes())),
+                              virtual=True, client_name="loopin", poll_seconds=0.0005)
     try:
         result = subprocess.run(cadenza_command("calibrate", "--midi-api", "jack", "--port", "loopin:loop-in",
                                                 "--input", "loopout:loop-out", "--count", "12"),
@@ -319,6 +326,8 @@ def test_calibrate_measures_a_loopback_delay(jack_midi):
                                 env=dict(os.environ, MIDO_BACKEND=JACK_BACKEND))
     finally:
         echo_in.close()
+        due.put(None)
+        sender.join(timeout=5)
         echo_out.close_port()
     assert result.returncode == 0, result.stderr
     median = float(result.stdout.split("delay median ")[1].split(" ms")[0])
