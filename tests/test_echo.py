@@ -10,13 +10,16 @@ from training import texture
 
 
 def test_a_figure_played_before_is_carried_on_as_it_went_on_then():
-    # +2 +2 +1 then +2, played from 60; now +2 +2 +1 from 50: a sequence, so 57 comes next.
+    # +2 +1 then +2, played from 62; now +2 +1 from 52: a sequence, so 57 comes next.
     assert echo_targets(np.array([[60, 62, 64, 65, 67, 50, 52, 54, 55]])).tolist() == [57]
     # Of two earlier occurrences, the one played nearest the pitch the line is at now is followed
     # (it reached 65, the other 45; the line is at 75)...
     assert echo_targets(np.array([[60, 62, 64, 65, 67, 40, 42, 44, 45, 40, 70, 72, 74, 75]])).tolist() == [77]
     # ...and of those at one level, the latest (+2 +2 +1 went on by -7 the second time).
     assert echo_targets(np.array([[60, 62, 64, 65, 67, 60, 62, 64, 65, 58, 60, 62, 64, 65]])).tolist() == [58]
+    # Two intervals are a figure (+3 +2, then +3): the three before them need not match.
+    assert echo_targets(np.array([[60, 62, 65, 67, 70, 40, 41, 44, 46]])).tolist() == [49]
+    assert echo_targets(np.array([[60, 62, 65, 67, 70, 40, 41, 44, 46]]), intervals=3).tolist() == [NO_PITCH]
 
 
 def test_no_echo_without_a_figure_heard_before_nor_from_repeated_notes_alone():
