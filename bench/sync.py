@@ -23,12 +23,16 @@ def grid_errors(onsets: np.ndarray, pulses: list[float], first_pulse: int, pulse
     """Each onset minus its nearest grid point (seconds, NaN where it cannot be told); the grid is every `pulses_per_step` pulses
     from pulse index `first_pulse`, through the pulses as sent, their jitter fitted out by a line
     through the 24 pulses around each onset (not across `breaks`, the pulse indices where the
-    tempo changed)."""
+    tempo changed). Outside the pulses (before the first, after the last: the DAW had stopped) the
+    grid is not known, only extrapolated from one side: NaN there."""
     pulses = np.asarray(pulses)
     edges = [0, *sorted(breaks), len(pulses)]
     errors = []
     for onset in onsets:
         index = int(np.searchsorted(pulses, onset))
+        if index == 0 or index == len(pulses):
+            errors.append(np.nan)
+            continue
         segment = max(i for i in range(len(edges) - 1) if edges[i] <= max(index - 1, 0))
         lo, hi = max(index - 12, edges[segment]), min(index + 12, edges[segment + 1])
         if hi - lo < 6:

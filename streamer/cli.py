@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import signal
 import threading
 from contextlib import ExitStack
 from pathlib import Path
@@ -13,9 +12,9 @@ import click
 from models.errors import CadenzaError
 from models.options import BoundedFloat, sampling_options
 from streamer.clock import QUANTIZE_CHOICES
+from streamer.stop_signals import stop_on_signals
 
 MIDI_API_CHOICES = click.Choice(["auto", "alsa", "jack", "coremidi"])
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 class StreamFailed(click.ClickException):
@@ -78,8 +77,7 @@ def stream(**options):
     # From here on every terminating signal a user can send (Ctrl-C, kill, a closed terminal,
     # Ctrl-\) only asks the stream to stop: whatever was started is silenced on the way out.
     stop = threading.Event()
-    for signal_number in STOP_SIGNALS:
-        signal.signal(signal_number, lambda *_: stop.set())
+    stop_on_signals(stop)
     from streamer.engine import StreamError
     from streamer.session import open_session
 
