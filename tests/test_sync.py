@@ -104,13 +104,13 @@ def assert_first_chord_sent_together(log: Path) -> None:
     assert len(chord_ms) > 1 and max(chord_ms) <= 2.0, np.round(chord_ms, 2)
 
 
-def assert_on_grid_point(onset: float, pulses: np.ndarray, index: int) -> None:
+def assert_on_grid_point(onset: float, pulses: np.ndarray, index: int, context=None) -> None:
     """`onset` (placed) is on the grid point at pulse `index`: within 2 ms of where a line through
     the pulses around it puts that point. One pulse as sent carries the DAW's jitter (+-1 ms) and
     its thread's delays, which cadenza's follower rightly smooths out."""
     coarse_ms = (onset - pulses[index]) * 1e3
     fitted_ms = grid_errors(np.array([onset]), pulses, index, 10**6)[0] * 1e3
-    assert abs(coarse_ms) <= 12.0 and abs(fitted_ms) <= 2.0, (round(coarse_ms, 2), round(fitted_ms, 2))
+    assert abs(coarse_ms) <= 12.0 and abs(fitted_ms) <= 2.0, (round(coarse_ms, 2), round(fitted_ms, 2), context)
 
 
 def _bar_pulse_after(pulses: np.ndarray, start_index: int, moment: float) -> int:
@@ -183,7 +183,8 @@ def test_continue_resumes_from_the_song_position(fast_jack, tmp_path):
     first_pulse = int(np.searchsorted(pulses, resumed))
     after = placed_onsets(log)[placed_onsets(log) > resumed]
     assert len(after) > 3
-    assert_on_grid_point(after[0], pulses, first_pulse + 6)
+    # (once in a clean-clone run its first note came 40 ms early: the stream's lines say what it heard)
+    assert_on_grid_point(after[0], pulses, first_pulse + 6, result.stderr.strip().splitlines()[-2:])
     assert_sent_on_time(log)
     assert len(result.onsets()[result.onsets() > resumed]) > 3, "nothing heard after Continue"
 
@@ -198,7 +199,9 @@ def test_turns_answer_from_the_first_bar_line_a_beat_after_the_player_stops_and_
     answer_index = _bar_pulse_after(pulses, start_index, phrase_end + 60 / script.bpm)  # a beat of silence
     onsets = result.onsets()
     assert not any(t < phrase_end for t in onsets), "cadenza played while the player played"
-    assert_on_grid_point(placed_onsets(log)[0], pulses, answer_index)
+    placed = placed_onsets(log)
+    assert len(placed), result.stderr  # (once in a clean-clone run it placed nothing; its lines say why)
+    assert_on_grid_point(placed[0], pulses, answer_index)
     assert_sent_on_time(log)
     last = max(scheduled for scheduled, _, data in timing_lines(log) if data[0] & 0xE0 == 0x80)  # ons and offs
     past_the_bar_ms = grid_errors(np.array([last]), pulses, answer_index + 4 * PULSES_PER_BEAT, 10**6)[0] * 1e3
