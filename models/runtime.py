@@ -36,6 +36,13 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "default"
 # The note a score continues from (a fixed one, so a score does not depend on a draw), and a
 # stream of a model whose card has no start notes: middle C, a quarter second, mezzo-forte.
 START_NOTE = (60, 0.0, 0.25, 80)
+_FIXED_START = np.array([START_NOTE], dtype=NOTE_DTYPE)
+
+
+def start_table(card: dict) -> np.ndarray | None:
+    """The card's `start_notes` as NOTE_DTYPE [N] (real notes of the training data), or None."""
+    rows = np.asarray(card.get("start_notes") or [], np.float64).reshape(-1, 4)
+    return make_notes(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]) if len(rows) else None
 
 
 def read_card(model_dir: Path) -> dict:
@@ -199,6 +206,7 @@ class Runtime:
         self.rng = np.random.default_rng(seed)
         self.min_restrike_seconds = MIN_RESTRIKE_SECONDS
         self._part_step = None  # loaded when a redraw first needs it
+        self._start_table = start_table(self.card)
         self.reset(batch)
 
     def reset(self, batch: int | None = None, start=None) -> None:
@@ -221,12 +229,8 @@ class Runtime:
         `start_notes` (real notes of the training data). One fixed note (START_NOTE, velocity 80)
         set every stream off loud, and it stayed loud for hundreds of notes."""
         if start is None:
-            table = self.card.get("start_notes")
-            if not table:
-                start = np.array([START_NOTE], dtype=NOTE_DTYPE)
-            else:
-                rows = np.asarray(table, np.float64)[self.rng.integers(0, len(table), self.batch)]
-                start = make_notes(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3])
+            table = self._start_table
+            start = _FIXED_START if table is None else table[self.rng.integers(0, len(table), self.batch)]
         return np.broadcast_to(np.asarray(start, dtype=NOTE_DTYPE).reshape(-1), (self.batch,)).copy()
 
     def set_controls(self, vectors: np.ndarray) -> None:
@@ -443,7 +447,7 @@ class Runtime:
         notes = np.asarray(notes)
         count, length = notes.shape
         lengths = np.full(count, length) if lengths is None else np.asarray(lengths)
-        self.reset(count, np.array([START_NOTE], dtype=NOTE_DTYPE) if start is None else start)
+        self.reset(count, _FIXED_START if start is None else start)
         if controls is not None:
             self.set_controls(controls)
         scores = {name: np.zeros((count, length), np.float64) for name in FIELD_ORDER}

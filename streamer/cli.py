@@ -124,7 +124,6 @@ def calibrate(output_name, input_name, midi_api, count):
     from streamer.calibrate import CalibrationSettings, calibrate as measure
     from streamer.midi_input import PolledMidiInput
     from streamer.outputs import MidiPortOutput, midi_backend
-
     from streamer.realtime import realtime_library_threads
 
     backend = midi_backend(midi_api)

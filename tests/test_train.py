@@ -77,14 +77,14 @@ def test_an_export_keeps_real_training_notes_for_fresh_streams_to_start_from(pre
     from training.export_run import START_NOTES, start_notes
     from training.prepare import load_split
 
-    rows = start_notes(prepared)
     train = load_split(prepared, "train").notes
+    rows = start_notes(train)
     assert len(rows) == min(START_NOTES, len(train))
     real = {(int(note["pitch"]), round(float(note["step"]), 4), round(float(note["duration"]), 4), int(note["velocity"]))
             for note in train}
     assert all(tuple(row) in real for row in rows)
     assert len({tuple(row) for row in rows}) >= min(len(real), 20)  # drawn across the data, not one note over and over
-    assert rows == start_notes(prepared)  # the same export writes the same table
+    assert rows == start_notes(train)  # the same export writes the same table
 
 
 def test_warm_start_rebuilds_an_exported_network_exactly_and_refuses_another_shape(tmp_path, monkeypatch):

@@ -8,22 +8,21 @@ from pathlib import Path
 from models.errors import CadenzaError
 from models.export import export_model
 from training.evaluate import load_run
+from training.prepare import load_split
 
 
 def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def control_details(data: Path, config) -> dict:
-    """What the controls mean for this model, measured on its training data: the key profiles a
-    '--key D minor' stands for, and the typical density and dynamics ('--density auto')."""
+def control_details(train, config) -> dict:
+    """What the controls mean for this model, measured on its training data (a PreparedSplit): the
+    key profiles a '--key D minor' stands for, and the typical density and dynamics ('--density auto')."""
     import numpy as np
 
     from models.controls import DENSITY_REFERENCE, tonic_profiles
     from training.features import notes_per_second
-    from training.prepare import load_split
 
-    train = load_split(data, "train")
     densities = [notes_per_second(train.piece(i)) for i in range(len(train))]
     return {
         "density_seconds": config.density_seconds,
@@ -40,15 +39,12 @@ def control_details(data: Path, config) -> dict:
 START_NOTES = 256
 
 
-def start_notes(data: Path, count: int = START_NOTES, seed: int = 0) -> list:
+def start_notes(notes, count: int = START_NOTES, seed: int = 0) -> list:
     """[pitch, step, duration, velocity] rows (MIDI numbers, seconds): notes drawn evenly from all
-    of the training data. A fresh stream continues from one of them (models.runtime), as every
-    training window began at a real note."""
+    of the training data's `notes`. A fresh stream continues from one of them (models.runtime), as
+    every training window began at a real note."""
     import numpy as np
 
-    from training.prepare import load_split
-
-    notes = load_split(data, "train").notes
     chosen = notes[np.sort(np.random.default_rng(seed).choice(len(notes), min(count, len(notes)), replace=False))]
     return [[int(note["pitch"]), round(float(note["step"]), 4), round(float(note["duration"]), 4), int(note["velocity"])]
             for note in chosen]
@@ -73,13 +69,14 @@ def _started_from(model_dir: str | None) -> dict:
 
 def card_details(run: Path, saved: dict, config) -> dict:
     data = Path(saved["settings"]["data"])
+    train = load_split(data, "train")  # read once: the controls' profiles and the start notes both come from it
     manifest = _read_json(data / "manifest.json") or {}
     state = _read_json(run / "state.json") or {}
     test = _read_json(run / "evaluation" / "test.json")
     settings = {key: (Path(value).name if key in ("data", "out") else value) for key, value in saved["settings"].items()}
     return {
-        "controls": control_details(data, config),
-        "start_notes": start_notes(data),
+        "controls": control_details(train, config),
+        "start_notes": start_notes(train.notes),
         "training": {
             "data": _portable_source(manifest.get("source", {"path": str(data)})),
             "splits": manifest.get("splits"),
