@@ -40,6 +40,12 @@ class ModelConfig:
     # Controls, measured on the real notes ahead: density and dynamics over the next
     # density_seconds, the key profile over the next key_seconds; each dropped with control_dropout.
     density_seconds: float = 4.0
+    # What the density control was measured over in training: "upcoming", the notes of the next
+    # density_seconds (each note's own value); "window", the whole training window's notes per
+    # second, one value for a passage as a player asks for it (a constant --density or the hold).
+    # A model trained on "upcoming" trusts the control as an exact count of the next 4 s, and
+    # asked for a steady density it drops its chords (see README, "the density control").
+    density_scope: str = "upcoming"
     key_seconds: float = 8.0
     control_dropout: float = 0.5
     # Equal weights: the loss is then the joint NLL of a note (nats), the figure models are judged by.

@@ -87,6 +87,31 @@ def test_an_export_keeps_real_training_notes_for_fresh_streams_to_start_from(pre
     assert rows == start_notes(train)  # the same export writes the same table
 
 
+def test_window_scope_gives_each_window_its_own_notes_per_second_at_every_position(prepared):
+    """--density-scope window: one density a window, as a player asks for one (its notes over their
+    span, time-stretched as they are); upcoming: each note's own, from the next density_seconds."""
+    from dataclasses import replace
+
+    from models.config import ModelConfig
+    from models.controls import DENSITY, DENSITY_ON, DENSITY_REFERENCE
+    from training.prepare import load_split
+    from training.windows import WindowSampler
+
+    split = load_split(prepared, "train")
+    config = replace(ModelConfig(), window=16, density_scope="window", control_dropout=0.0)
+    sampler = WindowSampler(split, config)
+    raw = sampler.sample_notes(8, np.random.default_rng(0), augment=True)
+    vectors = sampler.controls(raw, np.random.default_rng(1), dropout=0.0)
+    onsets = np.cumsum(raw["step"][:, 1:], axis=1)
+    expected = (config.window - 1) / (onsets[:, -1] - onsets[:, 0])
+    assert np.all(vectors[..., DENSITY_ON] == 1)
+    np.testing.assert_allclose(np.exp(vectors[..., DENSITY]) * DENSITY_REFERENCE, np.repeat(expected[:, None], config.window, 1),
+                               rtol=1e-5)
+    upcoming = WindowSampler(split, replace(config, density_scope="upcoming", density_seconds=1.0)).controls(
+        raw, np.random.default_rng(1), dropout=0.0)
+    assert np.ptp(upcoming[..., DENSITY][upcoming[..., DENSITY_ON] == 1]) > 0.1  # varies note by note
+
+
 def test_warm_start_rebuilds_an_exported_network_exactly_and_refuses_another_shape(tmp_path, monkeypatch):
     """Embeddings folded into the LSTM kernel are split back by SVD; the result is checked against the graph."""
     from dataclasses import replace

@@ -60,6 +60,9 @@ def prepare(maestro, midi_dir, out, no_sustain, workers, force):
 @click.option("--memory-heads", type=click.IntRange(min=1))
 @click.option("--init-from", type=click.Path(path_type=Path),
               help="Start from an exported model's weights (fine-tuning; what the config adds starts fresh).")
+@click.option("--density-scope", type=click.Choice(["upcoming", "window"]),
+              help="What the density control is measured over: the next few seconds (each note's own) or the whole "
+                   "window (one value for a passage, as --density asks) [default: upcoming].")
 @click.option("--patience", type=click.IntRange(min=1), default=6, show_default=True, help="Early stopping, in epochs.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop after this much training time.")
 @click.option("--validation-windows", type=click.IntRange(min=1), default=1024, show_default=True)
@@ -68,14 +71,14 @@ def prepare(maestro, midi_dir, out, no_sustain, workers, force):
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out from its last checkpoint (with --learning-rate: anneal again from it).")
 def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_layers, lstm_units, learning_rate,
-          memory, memory_heads, init_from, patience, max_minutes, validation_windows, seed, strategy, resume):
+          memory, memory_heads, init_from, density_scope, patience, max_minutes, validation_windows, seed, strategy, resume):
     """Train a model on a prepared dataset, checkpointing every epoch."""
     require_tensorflow("training")
     from training.train import TrainSettings, preset_config, train as run_training
 
     config = preset_config(preset, batch_size=batch_size, window=window, lstm_layers=lstm_layers,
                            lstm_units=lstm_units, learning_rate=learning_rate, memory=memory,
-                           memory_heads=memory_heads)
+                           memory_heads=memory_heads, density_scope=density_scope)
     settings = TrainSettings(data=data, out=out, epochs=epochs, steps_per_epoch=steps_per_epoch,
                              validation_windows=validation_windows, patience=patience, max_minutes=max_minutes,
                              seed=seed, strategy=strategy, resume=resume, init_from=init_from,

@@ -63,8 +63,19 @@ class WindowSampler:
         rolled = (np.arange(12)[None, :] - raw["shift"][:, None]) % 12
         measured["key_counts"] = np.take_along_axis(measured["key_counts"], rolled[:, None, :], axis=2)
         measured["density"] = measured["density"] / raw["stretch"]
+        if self.config.density_scope == "window":
+            measured["density"], measured["density_valid"] = self._window_density(raw)
         keep = {name: (rng.random(batch) >= dropout)[:, None] for name in ("key", "density", "dynamics")}
         return encode_controls(measured, keep)
+
+    @staticmethod
+    def _window_density(raw: dict) -> tuple[np.ndarray, np.ndarray]:
+        """[batch, window] each window's notes per second (its notes after the first over their span,
+        time-stretched as the notes are), the same at every position, and valid everywhere."""
+        steps = raw["step"][:, 1:]
+        span = steps[:, 1:].sum(axis=1, keepdims=True)
+        density = (steps.shape[1] - 1) / np.maximum(span, 1e-3)
+        return np.broadcast_to(density, steps.shape).copy(), np.ones(steps.shape, bool)
 
     def categorical_batch(self, batch_size: int, rng: np.random.Generator, augment: bool = True, dropout=None,
                           extra_next: bool = False):
