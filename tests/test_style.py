@@ -189,6 +189,7 @@ def test_evaluate_style_stateful_and_sweep_on_a_tiny_model(steered_model, tmp_pa
     assert style["classifier"]["separating"] and set(style["texture"]) == {"real", "generated"}
     assert 0 <= style["mean_overlap"] <= 1 and len(style["drift"]["curves"]["notes_per_second"]) == 4
     assert set(style["steering"]["density"]) == {"4", "8", "16"} and 0 <= style["steering"]["in_scale"] <= 1
+    assert all(0 <= row["chord_fraction"] <= 1 for row in style["steering"]["density"].values())
     for png in ("style_distributions.png", "style_piano_roll.png", "style_drift.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     result = run_cadenza("evaluate", str(exported), "--stateful", "--max-notes", "50", *common, timeout=300)
