@@ -302,7 +302,9 @@ def test_a_clock_jittering_five_ms_at_200_bpm_keeps_the_notes_on_the_daws_grid(f
 
 
 def test_latency_sends_early_on_the_clock_it_follows(fast_jack, tmp_path):
-    script = Script(stop_beat=None, end_beat=7.0)  # the last notes are heard after the last pulse: not judged
+    # Ten beats: a model that holds chords leaves eighths empty, and seven beats once gave 6 onsets
+    # to judge. (The last notes are heard after the last pulse: not judged.)
+    script = Script(stop_beat=None, end_beat=10.0)
     log = tmp_path / "timing.log"
     result = session(script, ["--sync", "midi-clock", "--quantize", "1/8", "--latency-ms", "30", "--timing-log", str(log)],
                      seed=4)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from models.errors import CadenzaError
 from models.export import export_model
-from training.evaluate import load_run
+from models.config import Bins
+from training.evaluate import Unigram, load_run
 from training.prepare import load_split
 
 
@@ -93,7 +94,9 @@ def card_details(run: Path, saved: dict, config) -> dict:
             **_started_from(saved["settings"].get("init_from")),
         },
         "metrics": {"test": {"model": test["model"], "unigram": test["unigram"]}} if test else {},
-        "training_distributions": test["training_distributions"] if test else None,
+        # The training data's category frequencies (render --plots draws against them): counted
+        # here, so a run exported without `evaluate` (a fine-tune) has them too.
+        "training_distributions": Unigram.count(train, Bins(config), config).distributions(),
     }
 
 
