@@ -71,6 +71,9 @@ def test_train_checkpoints_resumes_evaluates_and_exports(prepared, tmp_path):
     tuned_card = json.loads((tmp_path / "tuned_model" / "card.json").read_text())
     assert tuned_card["training"]["started_from"]["predictions_seen"] == card["training"]["predictions_seen"]
     assert tuned_card["state_shape"] == [2 + 1, 8] and tuned_card["memory_shape"] == [8, 8]
+    # Exported without an evaluation of its own: the training data's frequencies are still there (render --plots)
+    assert tuned_card["training_distributions"] == card["training_distributions"]
+    assert len(tuned_card["training_distributions"]["pitch"]) == 128
 
 
 def test_an_export_keeps_real_training_notes_for_fresh_streams_to_start_from(prepared):
