@@ -182,6 +182,7 @@ def test_evaluate_style_stateful_and_sweep_on_a_tiny_model(steered_model, tmp_pa
     result = run_cadenza("evaluate", str(exported), "--style", *common, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "notes_per_second" in result.stdout and "ceiling" in result.stdout
+    assert "chord_fraction by part:" in result.stdout and "polyphony_over_time by part:" in result.stdout
     style = json.loads((out / "style.json").read_text())
     assert set(style["features"]) >= {"pitch_class_histogram", "key_fit", "polyphony", "note_length_histogram",
                                       "motif_recurrence", "legato_histogram", "polyphony_over_time"}

@@ -394,6 +394,9 @@ def format_table(summary: dict) -> str:
         lines.append(f"drift of notes/s over {summary['drift']['parts']} parts of {summary['drift']['notes_per_part']} notes "
                      f"({summary['drift']['streams']} streams): " + " ".join(f"{v:.2f}" for v in curve)
                      + f" ({100 * summary['drift']['density_change']:+.1f} %, 90 % CI {100 * low:+.1f} to {100 * high:+.1f} %)")
+        # The texture over a long stream: a model can keep its pace and still thin to one line.
+        texture = [name for name in ("chord_fraction", "polyphony_over_time") if name in summary["drift"]["curves"]]
+        lines.extend(f"  {name} by part: " + " ".join(f"{v:.2f}" for v in summary["drift"]["curves"][name]) for name in texture)
     if "steering" in summary:
         steer = summary["steering"]
         lines.append("--density " + ", ".join(f"{target}: {row['measured']:.2f} notes/s ({100 * row['error']:+.0f} %"
