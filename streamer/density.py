@@ -2,10 +2,11 @@
 
 The network hears a new density at once (it is a control input of the step graph) but follows
 it over many notes (ten seconds and more for the shipped model, which learned the density as one
-value for a passage): it learned from real music, whose density changes smoothly. Until its own rate reaches the new target, each step it draws is stretched (or
-shrunk) by its recent rate over the target, so a CC or a key press is heard on the next note
-generated, within the lookahead. Once the network plays within `tolerance` of the target the
-bridge lets go, and its own timing, with all its variety, plays unchanged.
+value for a passage): it learned from real music, whose density changes smoothly. Until its own
+rate reaches the new target, each step it draws is stretched (or shrunk) by its recent rate over
+the target, so a CC or a key press is heard on the next note generated, within the lookahead.
+Once the network plays within `tolerance` of the target the bridge lets go, and its own timing,
+with all its variety, plays unchanged.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from models.config import Bins
 from models.errors import CadenzaError
 from models.export import export_model
-from models.config import Bins
 from training.evaluate import Unigram, load_run
 from training.prepare import load_split
 

@@ -64,6 +64,8 @@ class WindowSampler:
         measured["key_counts"] = np.take_along_axis(measured["key_counts"], rolled[:, None, :], axis=2)
         measured["density"] = measured["density"] / raw["stretch"]
         if self.config.density_scope == "window":
+            # (The dynamics are given where the density is valid, so in this scope also in a piece's
+            # last density_seconds, over the fewer notes there: the shipped model was trained so.)
             measured["density"], measured["density_valid"] = self._window_density(raw)
         keep = {name: (rng.random(batch) >= dropout)[:, None] for name in ("key", "density", "dynamics")}
         return encode_controls(measured, keep)
