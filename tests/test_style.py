@@ -206,7 +206,7 @@ def test_evaluate_style_stateful_and_sweep_on_a_tiny_model(steered_model, tmp_pa
     finalists = sweep["finalists"]
     assert len(finalists) == 4 and all(0 <= row["auc"] <= 1 for row in finalists)
     # Chosen by the classifier (AUC, then log-loss) on means of three draws, inside the guard rails.
-    from training.style import _best_mean_overlap, holds_texture, qualifies, separability
+    from training.style_sweep import _best_mean_overlap, holds_texture, qualifies, separability
 
     grid = sweep["rows"][:24]
     best_mean, held_any = _best_mean_overlap(grid), any(holds_texture(row) for row in grid)

@@ -17,7 +17,8 @@ from models.runtime import Runtime
 from models.sampling import Sampling
 from training.evaluate import write_json
 from training.prepare import PreparedSplit, load_split
-from training.style import StyleSettings, evaluate_style, format_table, real_excerpts, sweep
+from training.style import StyleSettings, evaluate_style, format_table, real_excerpts
+from training.style_sweep import sweep
 
 
 @dataclass
