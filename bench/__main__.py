@@ -179,7 +179,7 @@ def bench_quality() -> None:
 
 
 def _card_sampling(model_dir: Path = REPO / "models" / "default"):
-    from models.runtime import read_card
+    from models.graph import read_card
     from models.sampling import Sampling
 
     return Sampling.from_card(read_card(model_dir))

@@ -24,7 +24,7 @@ from pathlib import Path
 from models.config import FIELD_ORDER, Bins, ModelConfig, memory_shape, state_shape
 from models.controls import CONTROL_SIZE
 from models.network import HEADS
-from models.runtime import CARD_FORMAT
+from models.graph import CARD_FORMAT
 
 SAVEDMODEL_DIR = "savedmodel"
 TFLITE_FILE = "model.tflite"

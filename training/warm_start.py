@@ -22,7 +22,7 @@ import numpy as np
 from models.config import FIELD_ORDER, ModelConfig
 from models.errors import CadenzaError
 from models.network import HEADS, head_sizes
-from models.runtime import read_card
+from models.graph import read_card
 
 SHAPE_FIELDS = ("lstm_layers", "lstm_units", "pitch_embedding", "time_embedding", "velocity_embedding", "time_bins",
                 "velocity_bins", "head_units", "field_embedding")
@@ -141,7 +141,7 @@ def _check_matches(model, config: ModelConfig, model_dir: Path, length: int = 24
     from scipy.special import log_softmax
 
     from models.controls import CONTROL_SIZE
-    from models.runtime import load_step
+    from models.graph import load_step
 
     rng = np.random.default_rng(0)
     sizes = head_sizes(config)
