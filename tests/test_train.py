@@ -115,6 +115,36 @@ def test_window_scope_gives_each_window_its_own_notes_per_second_at_every_positi
     assert np.ptp(upcoming[..., DENSITY][upcoming[..., DENSITY_ON] == 1]) > 0.1  # varies note by note
 
 
+def test_own_notes_replace_a_share_of_the_history_with_the_networks_own_draws(prepared):
+    """--own-notes: history notes replaced by what the network draws there (here a pitch head that
+    says 60, always), never the first note, the controls, or the true fields of the note predicted."""
+    from dataclasses import replace
+
+    from models.config import ModelConfig
+    from training.prepare import load_split
+    from training.train import _build, mix_in_own_notes
+    from training.windows import WindowSampler
+
+    config = replace(ModelConfig(), window=16, batch_size=8, lstm_units=8, lstm_layers=1, memory=0)
+    model = _build(config, total_steps=10)
+    head = model.get_layer("pitch").get_layer("pitch_logits")
+    kernel, bias = head.get_weights()
+    bias[:] = -50.0
+    bias[60] = 50.0
+    head.set_weights([np.zeros_like(kernel), bias])
+    inputs, _ = WindowSampler(load_split(prepared, "train"), config).batch(8, np.random.default_rng(0))
+    inputs["pitch"][inputs["pitch"] == 60] = 61  # so that every note the network gave is seen
+    mixed = mix_in_own_notes(model, inputs, 0.3, np.random.default_rng(1))
+    own = mixed["pitch"] == 60
+    assert not own[:, 0].any() and 0.2 < own[:, 1:].mean() < 0.4, own.mean()
+    for name in ("step", "duration", "velocity"):  # the whole note is the network's
+        unchanged = mixed[name] == inputs[name]
+        assert np.all(unchanged[~own]) and not np.all(unchanged[own])
+    for name in ("controls", "next_step", "next_pitch", "next_duration"):
+        np.testing.assert_array_equal(mixed[name], inputs[name])
+    np.testing.assert_array_equal(mix_in_own_notes(model, inputs, 0.0, np.random.default_rng(1))["pitch"], inputs["pitch"])
+
+
 def test_warm_start_rebuilds_an_exported_network_exactly_and_refuses_another_shape(tmp_path, monkeypatch):
     """Embeddings folded into the LSTM kernel are split back by SVD; the result is checked against the graph."""
     from dataclasses import replace

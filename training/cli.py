@@ -63,6 +63,9 @@ def prepare(maestro, midi_dir, out, no_sustain, workers, force):
 @click.option("--density-scope", type=click.Choice(["upcoming", "window"]),
               help="What the density control is measured over: the next few seconds (each note's own) or the whole "
                    "window (one value for a passage, as --density asks) [default: upcoming].")
+@click.option("--own-notes", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
+              help="Share of each window's history replaced by the network's own draws (scheduled sampling), so "
+                   "it learns to play on from notes of its own; costs a forward pass a step (--strategy none).")
 @click.option("--patience", type=click.IntRange(min=1), default=6, show_default=True, help="Early stopping, in epochs.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop after this much training time.")
 @click.option("--validation-windows", type=click.IntRange(min=1), default=1024, show_default=True)
@@ -71,10 +74,13 @@ def prepare(maestro, midi_dir, out, no_sustain, workers, force):
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out from its last checkpoint (with --learning-rate: anneal again from it).")
 def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_layers, lstm_units, learning_rate,
-          memory, memory_heads, init_from, density_scope, patience, max_minutes, validation_windows, seed, strategy, resume):
+          memory, memory_heads, init_from, density_scope, own_notes, patience, max_minutes, validation_windows, seed, strategy, resume):
     """Train a model on a prepared dataset, checkpointing every epoch."""
     require_tensorflow("training")
     from training.train import TrainSettings, preset_config, train as run_training
+
+    if own_notes and strategy != "none":
+        raise CadenzaError("--own-notes works with --strategy none only (one machine, one step at a time)")
 
     config = preset_config(preset, batch_size=batch_size, window=window, lstm_layers=lstm_layers,
                            lstm_units=lstm_units, learning_rate=learning_rate, memory=memory,
@@ -82,7 +88,7 @@ def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_l
     settings = TrainSettings(data=data, out=out, epochs=epochs, steps_per_epoch=steps_per_epoch,
                              validation_windows=validation_windows, patience=patience, max_minutes=max_minutes,
                              seed=seed, strategy=strategy, resume=resume, init_from=init_from,
-                             restart_rate=learning_rate if resume else None)
+                             restart_rate=learning_rate if resume else None, own_notes=own_notes)
     state = run_training(settings, config)
     click.echo(f"{out}: {state['epoch']} epochs, best validation loss {state['best_val_loss']:.4f} "
                f"at epoch {state['best_epoch']}" + (f" ({state['stopped_because']})" if state.get("stopped_because") else ""))
@@ -123,7 +129,7 @@ def evaluate(model, split_name, data, style, sweep, stateful, continuation, prom
         click.echo(f"written to {Path(model) / 'evaluation'}")
         return
     from models.options import sampling_from_options
-    from models.runtime import read_card
+    from models.graph import read_card
     from models.sampling import Sampling
     from training import model_eval
     from training.style import StyleSettings
