@@ -11,7 +11,7 @@ import click
 
 from models.errors import CadenzaError
 from models.options import BoundedFloat, sampling_options
-from streamer.clock import QUANTIZE_CHOICES
+from streamer.tempo import QUANTIZE_CHOICES
 from streamer.stop_signals import stop_on_signals
 
 MIDI_API_CHOICES = click.Choice(["auto", "alsa", "jack", "coremidi"])

@@ -1,21 +1,21 @@
-"""Musical time: a tempo to follow (MIDI clock) or to keep (--bpm), a grid to land on, bars.
+"""Musical time from a DAW: a MIDI clock to follow.
 
 Times are monotonic seconds, positions are beats (quarter notes) from the song's start.
 `ClockFollower` is fed the clock messages of the control input with their arrival times and
 answers "when is beat x?" from a straight line fitted through the last beat of pulses, so
 jitter in single pulses averages out while a tempo change is followed within one beat.
-`FixedTempo` answers the same questions for cadenza's own tempo. `Grid` snaps beats.
+streamer/tempo.py answers the same questions for cadenza's own tempo (FixedTempo) and snaps
+beats to a grid (Grid).
 """
 
 from __future__ import annotations
 
 import collections
 import threading
-from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 
+from streamer.lost_pulses import LATE_PULSE, STEADY_NOISE, falling_steadily, lost_by_pulse
 from streamer.tempo_change import ChangeReading, read_through_change
 
 PULSES_PER_BEAT = 24
@@ -24,7 +24,6 @@ PULSES_PER_SIXTEENTH = 6
 # crashed DAW. cadenza stops as on Stop and plays on when pulses return.
 CLOCK_LOST_BEATS = 2.0
 RETURN_PULSES = PULSES_PER_SIXTEENTH  # pulses a returning clock must send before notes follow it
-LATE_PULSE = 0.5  # a pulse this many intervals late by the line is held until the next ones tell why
 HELD_PULSES = 12  # ...this many (half a beat): enough to tell a level step (a lost pulse) from a drift (a slower tempo)
 STALL_PULSES = 4 * PULSES_PER_BEAT  # held at most this many while a stalled machine's backlog drains
 # The tempi a line may say (BPM). A line through pulses delivered together (one JACK cycle, one
@@ -32,7 +31,6 @@ STALL_PULSES = 4 * PULSES_PER_BEAT  # held at most this many while a stalled mac
 SLOWEST_BPM, FASTEST_BPM = 10.0, 1000.0
 CHANGE_READ_PULSES = 12  # the recent pulses a tempo change is read from (where it began, pulses lost)
 ON_LINE_FLOOR = 0.15  # intervals off the line a held pulse may be and still join it (see _hold)
-STEADY_NOISE = 0.1  # a clock whose pulses stray less than this (intervals, a standard deviation) is steady
 QUANTIZATION_SECONDS = 0.0004  # the least spread about the line: JACK stamps to periods (1.45 ms, sd 0.42 ms)
 # A stall's backlog comes with one stamp: each pulse an interval less late than the one before.
 # Jitter alone moves two neighbours by at most 0.8 of an interval (+-5 ms at 200 BPM).
@@ -41,15 +39,6 @@ DRAIN_STEP = 0.85
 
 def _plausible(seconds_per_pulse: float) -> bool:
     return 60.0 / (FASTEST_BPM * PULSES_PER_BEAT) <= seconds_per_pulse <= 60.0 / (SLOWEST_BPM * PULSES_PER_BEAT)
-
-
-def _falling_steadily(late: np.ndarray) -> bool:
-    """The last arrivals each earlier on the line than the one before by less than 0.7 of an
-    interval: a faster tempo (up to twice as fast). Three falling, or two by a clear step. (A
-    stall's backlog drains by about one interval a pulse; late stamps come back at once.)"""
-    falls = -np.diff(late[-4:])
-    steady = (falls > 0) & (falls < 0.7)
-    return bool((len(falls) >= 3 and np.all(steady)) or (len(falls) >= 2 and np.all(steady[-2:] & (falls[-2:] > 0.15))))
 
 
 class ClockFollower:
@@ -155,11 +144,12 @@ class ClockFollower:
                               or (len(drained) == 0 and tail[-1] > level + LATE_PULSE + 0.1 * len(tail) ** 0.5))
         # Back on the line, unless falling steadily to it: a faster tempo after a lost pulse.
         back = len(late) >= 3 and np.all(np.abs(late[-2:]) < LATE_PULSE) and not (
-            len(self._pulses) >= PULSES_PER_BEAT and _falling_steadily(late))
+            len(self._pulses) >= PULSES_PER_BEAT and falling_steadily(late))
         if len(tail) < HELD_PULSES and len(late) < STALL_PULSES and not drifted and not back:
             return
         held, self._held = self._held, []
-        lost, unconfirmed = self._lost_by_pulse(held, tail, back, drifted)
+        steady_noise = self._noise() if self._jitter_known else None
+        lost, unconfirmed = lost_by_pulse(len(held), tail, back, drifted, steady_noise, self._jitter / self._fit[0])
         if lost is not None:
             if unconfirmed:  # told with the pulses after them, from the line as counted now
                 held, self._held, lost, late = held[:-unconfirmed], held[-unconfirmed:], lost[:-unconfirmed], late[:-unconfirmed]
@@ -235,59 +225,6 @@ class ClockFollower:
     def _noise(self) -> float:
         """The spread of pulses about the line in its intervals (at least JACK's quantization's)."""
         return max(self._jitter, QUANTIZATION_SECONDS) / self._fit[0]
-
-    def _lost_by_pulse(self, held: list, tail: np.ndarray, back: bool, drifted: bool) -> tuple[list | None, int]:
-        """For each held pulse, how many pulses were lost before it (None where they tell a new
-        tempo), and how many of the last are left held, to be told with the pulses after them."""
-        if back:
-            return [0] * len(held), 0
-        stairs = self._stairs(tail)
-        if stairs is not None:  # more lost while the first was being told
-            levels, unconfirmed = stairs
-            return [int(levels[0])] * (len(held) - len(tail)) + [int(level) for level in levels] + [0] * unconfirmed, unconfirmed
-        lost = None if drifted else self._lost_before(tail)
-        return (None if lost is None else [lost] * len(held)), 0
-
-    def _stairs(self, tail: np.ndarray) -> tuple[np.ndarray, int] | None:
-        """(pulses lost before each held pulse, how many of the last are not told yet) where they
-        stand on whole intervals late and step up: a server dropping pulses (8 of 433 in one run
-        here, two in a row, four within 13 pulses) made them read as one loss and a slower tempo,
-        and the notes came pulses late. Only on a steady clock, where jitter cannot blur a step
-        into a drift. A step must stand on two pulses (the last ones, until it does, wait for the
-        next pulses); stepping on three pulses running, or more than once in three, is a slower
-        tempo (a halved one steps every pulse)."""
-        if len(tail) < 4 or not self._jitter_known or self._noise() >= STEADY_NOISE:
-            return None
-        levels = np.round(tail).astype(int)
-        if levels[0] < 1 or np.any(np.abs(tail - levels) >= 0.3) or np.any(np.diff(levels) < 0):
-            return None
-        steps = np.diff(levels) > 0
-        if levels[-1] - levels[0] > len(tail) // 3 or np.any(steps[2:] & steps[1:-1] & steps[:-2]):
-            return None
-        told = len(levels)
-        while told >= 2 and levels[told - 1] != levels[told - 2]:  # a last step standing on one pulse
-            told -= 1
-        if told < 4 or (told == len(levels) and levels[-1] == levels[0]):
-            return None  # too few told, or all on one level (one loss: _lost_before)
-        return levels[:told], len(levels) - told
-
-    def _lost_before(self, tail: np.ndarray) -> int | None:
-        """How many pulses were lost, read from the settled held pulses: level at about k intervals
-        late (k = 0: late stamps only). None where they drift (more than their jitter explains):
-        a slower tempo; a 10 % slowdown at 200 BPM reaches half an interval before the tempo check
-        has seen it twice."""
-        settled = tail[2:] if len(tail) > 4 else tail
-        level = float(np.median(settled))
-        lost = round(level)
-        if lost < 0 or abs(level - lost) >= LATE_PULSE:
-            return None
-        index = np.arange(len(settled))
-        if len(settled) < 3:
-            return lost
-        trend = float(np.polyfit(index, settled, 1)[0])
-        jitter_in_intervals = self._jitter / self._fit[0]
-        trend_limit = max(0.05, 3.0 * jitter_in_intervals / np.sqrt(np.sum((index - index.mean()) ** 2)))
-        return lost if abs(trend) < trend_limit else None
 
     def _add_counted(self, pulses: list) -> None:
         """(counter, arrival) pairs into the line, in order."""
@@ -497,59 +434,3 @@ class ClockFollower:
                 return None
             seconds_per_pulse, zero = self._fit
             return ((time - zero) / seconds_per_pulse - self._origin) / PULSES_PER_BEAT
-
-
-class FixedTempo:
-    """cadenza's own tempo: beat 0 at `origin` (monotonic seconds), always running."""
-
-    def __init__(self, bpm: float, origin: float):
-        self.bpm = bpm
-        self.origin = origin
-        self.running = True
-        self.transport_version = 0
-        self.transport_changed = threading.Event()  # never set: its transport never changes
-
-    @property
-    def seconds_per_beat(self) -> float:
-        return 60.0 / self.bpm
-
-    def watch(self, now: float) -> bool:
-        return False  # cadenza's own tempo never vanishes
-
-    def start_beat(self) -> float:
-        return 0.0
-
-    def time_of_beat(self, beat: float) -> float:
-        return self.origin + beat * self.seconds_per_beat
-
-    def beat_at(self, time: float) -> float:
-        return (time - self.origin) / self.seconds_per_beat
-
-
-QUANTIZE_CHOICES = {"off": None, "1/4": Fraction(1), "1/8": Fraction(1, 2), "1/8t": Fraction(1, 3),
-                    "1/16": Fraction(1, 4), "1/16t": Fraction(1, 6), "1/32": Fraction(1, 8)}
-
-
-@dataclass
-class Grid:
-    """Onsets snapped to `step_beats`; with `swing` (0-0.75) every second grid point comes later
-    by that fraction of a grid step (0: straight; about 0.33: a triplet feel)."""
-
-    step_beats: float
-    swing: float = 0.0
-
-    def point(self, index: int) -> float:
-        return (index + (self.swing if index % 2 else 0.0)) * self.step_beats
-
-    def snap(self, beat: float, not_before: float = -np.inf) -> float:
-        """The grid point nearest `beat` that is not earlier than `not_before`."""
-        index = int(np.floor(beat / self.step_beats))
-        candidates = [self.point(i) for i in (index - 1, index, index + 1, index + 2)]
-        allowed = [c for c in candidates if c >= not_before - 1e-9] or [self.point(self.index_after(not_before))]
-        return min(allowed, key=lambda c: abs(c - beat))
-
-    def index_after(self, beat: float) -> int:
-        index = int(np.floor(beat / self.step_beats)) - 1
-        while self.point(index) < beat - 1e-9:
-            index += 1
-        return index

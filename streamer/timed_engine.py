@@ -8,7 +8,7 @@ import time
 
 import mido
 
-from streamer.clock import FixedTempo
+from streamer.tempo import FixedTempo
 from streamer.controls import FREE_PLAY_GAP_SECONDS
 from streamer.engine import Engine
 

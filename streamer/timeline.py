@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass
 
 from models.notes import CHORD_SECONDS  # notes the model plays this close together share the first one's grid point
-from streamer.clock import PULSES_PER_BEAT, QUANTIZE_CHOICES, ClockFollower, FixedTempo, Grid
+from streamer.clock import PULSES_PER_BEAT, ClockFollower
+from streamer.tempo import QUANTIZE_CHOICES, FixedTempo, Grid
 # An answer never starts at a bar line closer than this (seconds): the first note must be sent in time.
 BAR_MARGIN_SECONDS = 0.02
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from bench.daw import PULSES_PER_BEAT
-from streamer.clock import ClockFollower, FixedTempo, Grid
+from streamer.clock import ClockFollower
+from streamer.tempo import FixedTempo, Grid
 from streamer.timeline import BeatPlacer
 
 
