@@ -45,7 +45,8 @@ def notes_per_second(model, batches, config: ModelConfig, seconds: float) -> flo
 
 
 def measure(data: str, batch_sizes, seconds: float, memory: int = 0, window: int | None = None):
-    """[(batch, floor notes/s, cadenza notes/s, sampler notes/s)] measured side by side."""
+    """[(batch, floor notes/s, cadenza notes/s, cadenza without its memory notes/s or None, sampler
+    notes/s)] measured side by side (without memory: what the heads and controls cost, apart)."""
     from models.network import build_model, compile_model
     from training.prepare import load_split
     from training.windows import WindowSampler
@@ -63,7 +64,14 @@ def measure(data: str, batch_sizes, seconds: float, memory: int = 0, window: int
         floor = notes_per_second(bare_lstm(config), floor_batches, config, seconds)
         model = build_model(config)
         compile_model(model, config)
-        results.append((batch, floor, notes_per_second(model, batches, config, seconds), sampler_rate))
+        full = notes_per_second(model, batches, config, seconds)
+        without_memory = None
+        if memory:
+            bare_config = replace(config, memory=0)
+            model = build_model(bare_config)
+            compile_model(model, bare_config)
+            without_memory = notes_per_second(model, batches, bare_config, seconds)
+        results.append((batch, floor, full, without_memory, sampler_rate))
     return results
 
 
@@ -75,9 +83,11 @@ def main(argv=None) -> None:
     parser.add_argument("--memory", type=int, default=0, help="cadenza's network with memory over N notes")
     parser.add_argument("--window", type=int, help="notes per training window [default: the preset's]")
     args = parser.parse_args(argv)
-    print(f"{'batch':>6} {'floor notes/s':>14} {'cadenza notes/s':>16} {'ratio':>6} {'sampler notes/s':>16}")
-    for batch, floor, full, sampler_rate in measure(args.data, args.batch, args.seconds, args.memory, args.window):
-        print(f"{batch:>6} {floor:>14,.0f} {full:>16,.0f} {full / floor:>6.2f} {sampler_rate:>16,.0f}", flush=True)
+    print(f"{'batch':>6} {'floor notes/s':>14} {'cadenza notes/s':>16} {'ratio':>6} {'no memory':>10} {'ratio':>6} "
+          f"{'sampler notes/s':>16}")
+    for batch, floor, full, bare, sampler_rate in measure(args.data, args.batch, args.seconds, args.memory, args.window):
+        bare_text = f"{bare:>10,.0f} {bare / floor:>6.2f}" if bare else f"{'-':>10} {'-':>6}"
+        print(f"{batch:>6} {floor:>14,.0f} {full:>16,.0f} {full / floor:>6.2f} {bare_text} {sampler_rate:>16,.0f}", flush=True)
 
 
 if __name__ == "__main__":
