@@ -85,6 +85,29 @@ def test_grid_swing_and_chords():
     assert placed == [0.0, 0.0, 0.25, 0.25, 0.25, 1.0]  # near-simultaneous notes stay one chord
 
 
+def test_a_chord_is_sent_at_one_moment_while_the_clocks_line_moves_between_its_notes():
+    """A chord's notes are sent one by one; a pulse that comes between them moves the follower's
+    line (by microseconds here), and a clean-clone run saw the first chord's notes scheduled that far
+    apart. They share the onset its first note was sent with; their ends, and the next chord, follow
+    the line as it is."""
+    clock, t, jitter = ClockFollower(), 0.0, np.random.default_rng(0)
+    for _ in range(48):
+        clock.pulse(t + jitter.uniform(-0.001, 0.001))
+        t += 0.02
+    clock.start()
+    placer = BeatPlacer(clock, Grid(0.25), beats_per_model_second=2.0)
+    first_onset, _ = placer.send_times(0.0, 1.0)
+    clock.pulse(t - 0.0009)  # an early pulse (a late one may be kept off the line): the line moves
+    assert clock.time_of_beat(0.0) != pytest.approx(first_onset, abs=1e-9)
+    chord_onset, chord_end = placer.send_times(0.0, 1.0)
+    assert chord_onset == first_onset
+    assert chord_end == pytest.approx(clock.time_of_beat(1.0), abs=1e-9)
+    next_onset, _ = placer.send_times(0.25, 1.0)
+    assert next_onset == pytest.approx(clock.time_of_beat(0.25), abs=1e-9)
+    placer.restart(0.0)  # a new start: nothing is shared across it
+    assert placer.send_times(0.0, 1.0)[0] == pytest.approx(clock.time_of_beat(0.0), abs=1e-9)
+
+
 def test_start_just_before_a_pulse_starts_on_that_pulse_even_read_after_it():
     """A DAW sends Start right before its first pulse; the engine may look only after that pulse
     has come. Play still starts at the downbeat, that pulse (it was one pulse late, issue 20)."""
