@@ -182,13 +182,11 @@ class TimedEngine(Engine):
         times = self.timeline.placer.times(beat, note_end_beat)
         if times is None:
             return 0.005
+        onset, end = times
         early = self.timeline.settings.early_seconds
-        if times[0] + early - now > lookahead:
-            return times[0] + early - now - lookahead
-        sent = self.timeline.placer.send_times(beat, note_end_beat)
-        if sent is None:
-            return 0.005
-        onset, end = sent
+        if onset + early - now > lookahead:
+            return onset + early - now - lookahead
+        onset = self.timeline.placer.sent_onset(beat, onset)
         self._ahead = None
         settings = self.settings
         if onset + early < now - settings.late_limit_seconds:  # the note itself would sound late: generation stalled

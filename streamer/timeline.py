@@ -59,7 +59,7 @@ class BeatPlacer:
         self.last_beat = None  # the last note's placed beat
         self.last_end_beat = None
         self.next_time = None  # when the last note placed sounds (monotonic seconds, before latency)
-        self._sent_chord = None  # (beat, onset) of the last note sent (see send_times)
+        self._sent_chord = None  # (beat, onset) of the last note sent (see sent_onset)
 
     def place(self, step_seconds: float, duration_seconds: float) -> tuple[float, float, float] | None:
         """(beat, onset, end) for the model's next note, times in monotonic seconds with the latency
@@ -92,17 +92,15 @@ class BeatPlacer:
             return None
         return onset - self.latency_seconds, end - self.latency_seconds
 
-    def send_times(self, beat: float, end_beat: float) -> tuple[float, float] | None:
-        """times() for a placed note being sent now. A chord's notes are sent one by one, and a
-        pulse that comes between them moves the clock's line (by microseconds): they share the
-        onset the chord's first note was sent with (a clean-clone run saw a chord's notes part)."""
-        times = self.times(beat, end_beat)
-        if times is None:
-            return None
+    def sent_onset(self, beat: float, onset: float) -> float:
+        """The onset to send a placed note at, given its `beat` and its onset by the clock's line now.
+        A chord's notes are sent one by one, and a pulse that comes between them moves the line (by
+        microseconds): they share the onset the chord's first note was sent with (a clean-clone run
+        saw a chord's notes part)."""
         if self._sent_chord is not None and self._sent_chord[0] == beat:
-            times = (self._sent_chord[1], times[1])
-        self._sent_chord = (beat, times[0])
-        return times
+            onset = self._sent_chord[1]
+        self._sent_chord = (beat, onset)
+        return onset
 
 
 class Turns:

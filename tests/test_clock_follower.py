@@ -96,16 +96,16 @@ def test_a_chord_is_sent_at_one_moment_while_the_clocks_line_moves_between_its_n
         t += 0.02
     clock.start()
     placer = BeatPlacer(clock, Grid(0.25), beats_per_model_second=2.0)
-    first_onset, _ = placer.send_times(0.0, 1.0)
+    first_onset = placer.sent_onset(0.0, placer.times(0.0, 1.0)[0])
     clock.pulse(t - 0.0009)  # an early pulse (a late one may be kept off the line): the line moves
-    assert clock.time_of_beat(0.0) != pytest.approx(first_onset, abs=1e-9)
-    chord_onset, chord_end = placer.send_times(0.0, 1.0)
-    assert chord_onset == first_onset
+    line_onset, chord_end = placer.times(0.0, 1.0)
+    assert line_onset != pytest.approx(first_onset, abs=1e-9)
+    assert placer.sent_onset(0.0, line_onset) == first_onset
     assert chord_end == pytest.approx(clock.time_of_beat(1.0), abs=1e-9)
-    next_onset, _ = placer.send_times(0.25, 1.0)
+    next_onset = placer.sent_onset(0.25, placer.times(0.25, 1.0)[0])
     assert next_onset == pytest.approx(clock.time_of_beat(0.25), abs=1e-9)
     placer.restart(0.0)  # a new start: nothing is shared across it
-    assert placer.send_times(0.0, 1.0)[0] == pytest.approx(clock.time_of_beat(0.0), abs=1e-9)
+    assert placer.sent_onset(0.0, line_onset) == line_onset
 
 
 def test_start_just_before_a_pulse_starts_on_that_pulse_even_read_after_it():
