@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import wave
 
@@ -15,7 +13,8 @@ import numpy as np
 import pytest
 
 from streamer.midi_input import PolledMidiInput
-from conftest import JACK_BACKEND, REPO, cadenza_command, pitch_entropy, run_cadenza, wait_for_port
+from conftest import (FLOOR_LOST_LIMIT, JACK_BACKEND, REPO, cadenza_command, delivery_floor, pitch_entropy, run_cadenza,
+                      wait_for_port)
 
 
 from streaming import controlled_stream, send_control, unreleased_in_take, wait_for_program
@@ -337,9 +336,8 @@ def test_calibrate_measures_a_loopback_delay(jack_midi):
     if not result.stdout.startswith("12 of 12"):
         # A clean-clone run on a degraded host had 11 of 12 back while a bare sender on the same
         # kind of server lost 14 of 300: then the host is to blame, and it is checked so here.
-        floor = json.loads(subprocess.run([sys.executable, "-m", "bench.daw", "--floor"], cwd=REPO, capture_output=True,
-                                          text=True, timeout=60).stdout.strip().splitlines()[-1])
-        if floor["lost"] > 3:
+        floor = delivery_floor()
+        if floor["lost"] > FLOOR_LOST_LIMIT:
             pytest.skip(f"this host's JACK server loses MIDI: {floor['lost']} of 300 from a bare sender ({result.stdout.strip()})")
     median = float(result.stdout.split("delay median ")[1].split(" ms")[0])
     assert 22 <= median <= 34, result.stdout  # 25 ms, give or take one of the suite's JACK periods (5.8 ms)

@@ -11,7 +11,7 @@ import mido
 import numpy as np
 import pytest
 
-from conftest import dummy_jack_server
+from conftest import FLOOR_LOST_LIMIT, delivery_floor, dummy_jack_server
 from bench.daw import PULSES_PER_BEAT, Script, session_elsewhere as session
 from bench.sync import errors_from_ideal_grid, grid_errors, still_sounding_after
 
@@ -19,9 +19,7 @@ from bench.sync import errors_from_ideal_grid, grid_errors, still_sounding_after
 # A bare sender's messages must reach a listener within this (p99) on the server for its 2 ms
 # checks to mean anything; on a healthy 2-core VM the floor is about 1.5 ms, none lost.
 FLOOR_LIMIT_MS = 3.0
-# ... and at most this many of its 300 lost. Beside one busy loop a non-real-time server loses one
-# now and then (1 in 2 of 10 runs here); the follower must cope with that: no reason to skip.
-FLOOR_LOST_LIMIT = 3
+# ... and at most FLOOR_LOST_LIMIT of its 300 lost.
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +27,8 @@ def fast_jack():
     """A server of this module's own with 64-frame periods (1.45 ms), checked first: if this host
     cannot run it in time (a bare sender's MIDI, no cadenza at all, arrives late or not at all),
     the musical-time tests say so and are skipped rather than failing on the host's account."""
-    import json
-    import subprocess
-    import sys
-
     with dummy_jack_server(f"cadenza-sync-{os.getpid()}", 64) as name:
-        checked = subprocess.run([sys.executable, "-m", "bench.daw", "--floor"], cwd=Path(__file__).parent.parent,
-                                 capture_output=True, text=True, timeout=60)
-        floor = json.loads(checked.stdout.strip().splitlines()[-1])
+        floor = delivery_floor()
         if floor["p99"] > FLOOR_LIMIT_MS or floor["lost"] > FLOOR_LOST_LIMIT:
             pytest.skip(f"this host cannot run a 64-frame JACK server in time: a bare sender's MIDI arrives "
                         f"p50 {floor['p50']:.1f} / p99 {floor['p99']:.1f} ms late, {floor['lost']} of 300 lost "
