@@ -53,6 +53,7 @@ class Script:
     vanish_beat: float | None = None  # after Start: the clock falls silent here, with no Stop (a pulled cable)
     vanish_beats: float = 4.0  # ...for this long, while the DAW plays on; then its pulses come back
     start_lead_seconds: float | None = None  # Start this long before the first pulse (None: half a pulse)
+    unsent_pulses: tuple = ()  # pulses (counted from Start's, which is 0) never sent: as a loaded server loses them
 
 
 class ClockSender:
@@ -112,7 +113,12 @@ class ClockSender:
                 ideal += unheard * seconds_per_pulse
                 beat += unheard / PULSES_PER_BEAT
                 self.sent.append(("unheard_pulses", unheard))
-            self._send("clock", [0xF8], ideal + self.rng.uniform(-1, 1) * script.jitter_seconds)
+            jittered = ideal + self.rng.uniform(-1, 1) * script.jitter_seconds
+            if round(beat * PULSES_PER_BEAT) in script.unsent_pulses:
+                with self.lock:
+                    self.sent.append(("unsent", jittered))
+            else:
+                self._send("clock", [0xF8], jittered)
             with self.lock:
                 self.sent.append(("grid", ideal))  # where the pulse belonged: the DAW's grid, without the jitter
             ideal += seconds_per_pulse

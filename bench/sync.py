@@ -51,7 +51,8 @@ def errors_from_ideal_grid(onsets: np.ndarray, result: "Session", pulses_per_ste
     pulses from Start, at the times the pulses belonged before their jitter; NaN before Start and
     after the clock's last pulse."""
     grid = np.array(result.times("grid"))
-    start_index = int(np.sum(np.array(result.times("clock")) < result.times("start")[0]))
+    start = result.times("start")[0]
+    start_index = int(np.sum(np.array(result.times("clock")) < start) + np.sum(np.array(result.times("unsent")) < start))
     points = grid[start_index::pulses_per_step]
     step = points[1] - points[0]
     nearest = np.abs(onsets[:, None] - points[None, :]).argmin(axis=1)

@@ -79,6 +79,9 @@ class ClockFollower:
         self._vanished = None  # (last arrival, seconds per pulse) while the clock is gone (see watch)
         self._returning: list = []  # arrivals of the pulses since it came back, until RETURN_PULSES
         self._slope_kept = None  # the tempo before the clock vanished, until a beat of new pulses
+        # (arrival, counter) of the last Start, Continue or jump while the counter still stands
+        # where it set the song position: pulses told lost there may have come before it.
+        self._transport_mark = None
 
     def pulse(self, arrival: float) -> None:
         with self._lock:
@@ -157,6 +160,8 @@ class ClockFollower:
             # those on it within its jitter (late stamps and a stall's backlog stay out: one
             # stamped half an interval late, let in, read as a tempo change and then as a lost pulse).
             first = self._counter
+            if self._origin is not None:
+                self._origin += self._lost_before_transport(first, lost[0])
             self._counter += lost[-1] + len(held)
             self.lost_pulses += lost[-1]
             on_line_within = min(LATE_PULSE, max(4.0 * self._noise(), ON_LINE_FLOOR))
@@ -177,6 +182,20 @@ class ClockFollower:
             self._pulses.clear()
             self._pulses.append(before[-1])
             self._add_counted(after)
+
+    def _lost_before_transport(self, first: int, lost: int) -> int:
+        """Of `lost` pulses told lost just before counter `first`, how many belonged before the last
+        Start, Continue or jump, which was told as if they had not been sent: by the line, due a
+        quarter interval or more before it arrived (a DAW sends Start up to just before its pulse).
+        A pulse lost in the half beat before Start is told only after it (HELD_PULSES), and counted
+        after the downbeat it moved every note one pulse early for good (a clean-clone run, issue 20)."""
+        if self._transport_mark is None or self._transport_mark[1] != first:
+            return 0
+        arrival = self._transport_mark[0]
+        self._transport_mark = None
+        seconds_per_pulse, zero = self._fit
+        due = zero + seconds_per_pulse * np.arange(first, first + lost)
+        return int(np.sum(due < arrival - 0.25 * seconds_per_pulse))
 
     def _split_at_change(self, line: list, recent: list) -> tuple[list, list]:
         """(counter, arrival) pairs through a tempo change: those on the old line, `line` and the
@@ -316,8 +335,8 @@ class ClockFollower:
     def _count_held(self) -> None:
         """Pulses held to be told (see _hold) when the transport changes: counted now, as they came.
         They came before it, so the song position it sets must not count them after it (held
-        through a Start, four pulses put every note 83 ms early). Pulses lost among them no
-        longer matter: Start and Continue say where the song is."""
+        through a Start, four pulses put every note 83 ms early). Pulses lost among them are
+        told with the pulses after it, and moved before it by _lost_before_transport."""
         self._counter += len(self._held)
         self._held = []
 
@@ -363,17 +382,19 @@ class ClockFollower:
         self.transport_version += 1
         self.transport_changed.set()
 
-    def start(self) -> None:
-        self._run_from(0)
+    def start(self, arrival: float | None = None) -> None:
+        """Start, arrived at `arrival` (monotonic seconds; None: when it is not known)."""
+        self._run_from(0, arrival)
 
-    def resume(self) -> None:
+    def resume(self, arrival: float | None = None) -> None:
         """Continue: play on from where it stopped, or from the last Song Position Pointer."""
-        self._run_from(self._resume_position)
+        self._run_from(self._resume_position, arrival)
 
-    def _run_from(self, position: int) -> None:
+    def _run_from(self, position: int, arrival: float | None) -> None:
         with self._lock:
             self._count_held()
             self._origin = self._counter - position  # the next pulse is `position`
+            self._mark_transport(arrival)
             self._played_from = position
             self._vanished, self._returning = None, []  # Start or Continue after a lost clock: the DAW says where
             self.running = True
@@ -385,15 +406,20 @@ class ClockFollower:
             if self.running:
                 self._resume_position = max(self._counter - self._origin, 0)
             self.running = False
+            self._transport_mark = None
             self._vanished, self._returning = None, []  # stopped for real: pulses wait for Start or Continue
             self._bump_transport()
 
-    def song_position(self, sixteenths: int) -> None:
+    def _mark_transport(self, arrival: float | None) -> None:
+        self._transport_mark = None if arrival is None else (arrival, self._counter)
+
+    def song_position(self, sixteenths: int, arrival: float | None = None) -> None:
         with self._lock:
             position = sixteenths * PULSES_PER_SIXTEENTH
             self._count_held()
             if self.running:  # a jump while playing: the next pulse is there
                 self._origin = self._counter - position
+                self._mark_transport(arrival)
                 self._played_from = position
                 self._bump_transport()
             else:

@@ -235,13 +235,13 @@ class ControlMapper:
         if message.type == "clock":
             clock.pulse(arrival)
         elif message.type == "start":
-            clock.start()
+            clock.start(arrival)
         elif message.type == "stop":
             clock.stop()
         elif message.type == "continue":
-            clock.resume()
+            clock.resume(arrival)
         else:
-            clock.song_position(message.pos)
+            clock.song_position(message.pos, arrival)
 
     def _control_change(self, control: int, value: int) -> None:
         controls, control_map = self.controls, self.map

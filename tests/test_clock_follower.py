@@ -152,6 +152,29 @@ def test_pulses_held_as_late_when_start_comes_do_not_move_the_downbeat(held, tra
     assert clock.start_beat() == pytest.approx(song_start + 8.0)
 
 
+@pytest.mark.parametrize("start_lead", [0.5, 0.05])  # intervals before the downbeat's pulse: the tests' DAW; a real one
+@pytest.mark.parametrize("lost", [(-1,), (-4,), (-2, -1), (0,), (-1, 0)])  # pulses from the downbeat's
+def test_a_pulse_lost_in_the_half_beat_before_start_does_not_move_the_downbeat(lost, start_lead):
+    """A clean-clone run placed every note one pulse early: a loaded server lost a pulse shortly
+    before Start, which the follower tells only half a beat on (HELD_PULSES), after Start had set
+    the downbeat, and so counted it after the downbeat. A pulse lost right after Start (the
+    downbeat's own) still counts in the song."""
+    seconds_per_pulse = 0.5 / PULSES_PER_BEAT
+    ideal = 10.0 + seconds_per_pulse * np.arange(8 * PULSES_PER_BEAT)
+    first = 2 * PULSES_PER_BEAT  # the downbeat's pulse
+    sent = np.ones(len(ideal), dtype=bool)
+    sent[[first + offset for offset in lost]] = False
+    clock = ClockFollower()
+    for index in range(len(ideal)):
+        if index == first:
+            clock.start(float(ideal[first] - start_lead * seconds_per_pulse))
+        if sent[index]:
+            clock.pulse(float(ideal[index]))
+    assert clock.lost_pulses == len(lost)
+    for beat in (0.0, 3.0, 5.5):
+        assert clock.time_of_beat(beat) == pytest.approx(ideal[first + int(beat * PULSES_PER_BEAT)], abs=0.001)
+
+
 def _follow_a_jittery_clock(bpm: float, jitter_seconds: float, seed: int, lose_one_a_beat: bool = False):
     """Pulses +-jitter_seconds about their ideal times (USB or network MIDI); (pulses counted lost,
     errors in seconds of where the follower places 16th-grid points 200 ms ahead, ideal pulses lost)."""
