@@ -143,7 +143,12 @@ class ClockFollower:
         # (Later than lost pulses explain: past the level the first held pulse stands at; several
         # pulses lost together, as a stall loses them, put it at two or more intervals.)
         level = max(round(float(tail[0])), 1)
-        drifted = rising and (tail[-1] - tail[0] > max(LATE_PULSE, spread)
+        # One pulse jumping a whole interval off level ones is one more lost, not yet a drift: the
+        # next pulse tells (a halved tempo jumps on every pulse, so its level ones are not level).
+        jumps = np.diff(tail[-4:])
+        step_pending = len(jumps) >= 2 and ((jumps[-1] > LATE_PULSE and np.ptp(tail[-4:-1]) < LATE_PULSE)  # jumped off level ones
+                                            or (jumps[-2] > LATE_PULSE and jumps[-1] < LATE_PULSE))  # jumped, then level
+        drifted = rising and not step_pending and (tail[-1] - tail[0] > max(LATE_PULSE, spread)
                               or (len(drained) == 0 and tail[-1] > level + LATE_PULSE + 0.1 * len(tail) ** 0.5))
         # Back on the line, unless falling steadily to it: a faster tempo after a lost pulse.
         back = len(late) >= 3 and np.all(np.abs(late[-2:]) < LATE_PULSE) and not (

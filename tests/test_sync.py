@@ -213,8 +213,10 @@ def test_turns_wait_through_a_staccato_phrase_with_rests_between_its_notes(fast_
     answer_index = _bar_pulse_after(pulses, start_index, phrase_end + 60 / script.bpm)
     # With the stream's last word (it counts the clock pulses it found lost): a miss says whose it is.
     said = result.stderr.strip().splitlines()[-1:]
+    placed = placed_onsets(log)
+    assert len(placed), f"no answer placed; {said}; {len(result.onsets())} heard"
     try:
-        assert_on_grid_point(placed_onsets(log)[0], pulses, answer_index)
+        assert_on_grid_point(placed[0], pulses, answer_index)
     except AssertionError as error:
         raise AssertionError(f"{error}; {said}") from None
     assert_sent_on_time(log)
