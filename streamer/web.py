@@ -10,8 +10,8 @@ GET /ws            one JSON message per note ({"type": "note", onset, pitch, vel
 
 Bound beyond 127.0.0.1 it needs the token printed at start (in the URL, `?token=`, or the header
 X-Cadenza-Token) on every request and WebSocket. The engine never waits on the page: notes come
-through a bounded feed, every client has a bounded queue, and a client that does not keep up is
-dropped.
+through a bounded feed; a client that stops reading (its socket takes nothing for STUCK_SECONDS)
+or falls CLIENT_QUEUE messages behind is dropped.
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ from models.errors import CadenzaError
 from streamer.control_values import BadControl, checked_change
 
 MAX_BODY_BYTES = 64 * 1024
-CLIENT_QUEUE = 256  # messages a client may fall behind before it is dropped
+CLIENT_QUEUE = 4096  # messages a client may fall behind before it is dropped (the memory it may hold)
+# A client whose socket has taken nothing for this long has stopped reading, and is dropped. Not a
+# queue's length: a page that reads fell 256 behind when the server's own thread was held up (a
+# loaded 2-core machine), and every page was dropped at once.
+STUCK_SECONDS = 2.0
+# Notes the engine may hand over while the server's thread is held up (seconds of it at any real
+# stream's rate; 5 s at the test's 830 notes/s) before the page misses some. About 2 MB at most.
+FEED_NOTES = 4096
 SEND_BUFFER_BYTES = 32 * 1024  # the kernel's buffer for a page's socket (Linux grows one to 4 MB otherwise)
 STATE_SECONDS = 0.05  # how often the state is compared for changes
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -85,7 +92,7 @@ class WebSurface:
         self.controls = controls
         self.host, self.port = host, port
         self.token = token if token is not None else (None if host in LOOPBACK else secrets.token_urlsafe(16))
-        self.feed = controls.subscribe_notes()
+        self.feed = controls.subscribe_notes(FEED_NOTES)
         self.clients: set = set()
         self.dropped_clients = 0
         self._loop = asyncio.new_event_loop()
@@ -190,7 +197,8 @@ class WebSurface:
         if connection is not None:  # a client that stops reading is seen within ~100 kB, not after megabytes
             connection.setsockopt(SOL_SOCKET, SO_SNDBUF, SEND_BUFFER_BYTES)
         await socket.prepare(request)
-        socket.outbox = asyncio.Queue(maxsize=CLIENT_QUEUE)
+        socket.outbox = asyncio.Queue()
+        socket.sending_since = None  # monotonic seconds a send has waited on the client since
         self.clients.add(socket)
         await socket.send_json({"type": "state", "now": self._stream_seconds(), **state_of(self.controls)})
         writer = asyncio.ensure_future(self._write(socket))
@@ -209,12 +217,19 @@ class WebSurface:
         return round(time.monotonic() - self.controls.started, 4)
 
     async def _write(self, socket) -> None:
+        import time
+
         while True:
             message = await socket.outbox.get()
-            await socket.send_str(message)
+            socket.sending_since = time.monotonic()
+            await socket.send_str(message)  # waits while the client's socket is full
+            socket.sending_since = None
 
     async def _broadcast(self) -> None:
-        """Notes from the feed and state changes to every client; a client whose queue is full is dropped."""
+        """Notes from the feed and state changes to every client; a client that stopped reading or
+        fell too far behind is dropped."""
+        import time
+
         last_state = None
         while True:
             messages = []
@@ -228,11 +243,13 @@ class WebSurface:
             if state != last_state:
                 last_state = state
                 messages.append(json.dumps({"type": "state", "now": self._stream_seconds(), **state}))
+            now = time.monotonic()
             for client in list(self.clients):
-                try:
+                stuck = client.sending_since is not None and now - client.sending_since > STUCK_SECONDS
+                if not stuck and client.outbox.qsize() + len(messages) <= CLIENT_QUEUE:
                     for message in messages:
                         client.outbox.put_nowait(message)
-                except asyncio.QueueFull:
+                else:
                     self.clients.discard(client)
                     self.dropped_clients += 1
                     asyncio.ensure_future(client.close())
