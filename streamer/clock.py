@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from streamer.lost_pulses import LATE_PULSE, STEADY_NOISE, falling_steadily, lost_by_pulse
+from streamer.lost_pulses import LATE_PULSE, STEADY_NOISE, falling_steadily, lost_by_pulse, step_pending
 from streamer.tempo_change import ChangeReading, read_through_change
 
 PULSES_PER_BEAT = 24
@@ -143,12 +143,7 @@ class ClockFollower:
         # (Later than lost pulses explain: past the level the first held pulse stands at; several
         # pulses lost together, as a stall loses them, put it at two or more intervals.)
         level = max(round(float(tail[0])), 1)
-        # One pulse jumping a whole interval off level ones is one more lost, not yet a drift: the
-        # next pulse tells (a halved tempo jumps on every pulse, so its level ones are not level).
-        jumps = np.diff(tail[-4:])
-        step_pending = len(jumps) >= 2 and ((jumps[-1] > LATE_PULSE and np.ptp(tail[-4:-1]) < LATE_PULSE)  # jumped off level ones
-                                            or (jumps[-2] > LATE_PULSE and jumps[-1] < LATE_PULSE))  # jumped, then level
-        drifted = rising and not step_pending and (tail[-1] - tail[0] > max(LATE_PULSE, spread)
+        drifted = rising and not step_pending(tail) and (tail[-1] - tail[0] > max(LATE_PULSE, spread)
                               or (len(drained) == 0 and tail[-1] > level + LATE_PULSE + 0.1 * len(tail) ** 0.5))
         # Back on the line, unless falling steadily to it: a faster tempo after a lost pulse.
         back = len(late) >= 3 and np.all(np.abs(late[-2:]) < LATE_PULSE) and not (
@@ -165,8 +160,7 @@ class ClockFollower:
             # those on it within its jitter (late stamps and a stall's backlog stay out: one
             # stamped half an interval late, let in, read as a tempo change and then as a lost pulse).
             first = self._counter
-            if self._origin is not None:
-                self._origin += self._lost_before_transport(first, lost[0])
+            self._put_lost_before_transport(first, lost[0])
             self._counter += lost[-1] + len(held)
             self.lost_pulses += lost[-1]
             on_line_within = min(LATE_PULSE, max(4.0 * self._noise(), ON_LINE_FLOOR))
@@ -188,19 +182,20 @@ class ClockFollower:
             self._pulses.append(before[-1])
             self._add_counted(after)
 
-    def _lost_before_transport(self, first: int, lost: int) -> int:
-        """Of `lost` pulses told lost just before counter `first`, how many belonged before the last
-        Start, Continue or jump, which was told as if they had not been sent: by the line, due a
-        quarter interval or more before it arrived (a DAW sends Start up to just before its pulse).
-        A pulse lost in the half beat before Start is told only after it (HELD_PULSES), and counted
-        after the downbeat it moved every note one pulse early for good (a clean-clone run, issue 20)."""
+    def _put_lost_before_transport(self, first: int, lost: int) -> None:
+        """Of `lost` pulses told lost just before counter `first`, those that belonged before the last
+        Start, Continue or jump (which was told as if they had not been sent) go before the song
+        position it set: by the line, due a quarter interval or more before it arrived (a DAW sends
+        Start up to just before its pulse). A pulse lost in the half beat before Start is told only
+        after it (HELD_PULSES); counted after the downbeat, it moved every note one pulse early for
+        good (a clean-clone run, issue 20)."""
         if self._transport_mark is None or self._transport_mark[1] != first:
-            return 0
+            return
         arrival = self._transport_mark[0]
         self._transport_mark = None
         seconds_per_pulse, zero = self._fit
         due = zero + seconds_per_pulse * np.arange(first, first + lost)
-        return int(np.sum(due < arrival - 0.25 * seconds_per_pulse))
+        self._origin += int(np.sum(due < arrival - 0.25 * seconds_per_pulse))
 
     def _split_at_change(self, line: list, recent: list) -> tuple[list, list]:
         """(counter, arrival) pairs through a tempo change: those on the old line, `line` and the
@@ -341,7 +336,7 @@ class ClockFollower:
         """Pulses held to be told (see _hold) when the transport changes: counted now, as they came.
         They came before it, so the song position it sets must not count them after it (held
         through a Start, four pulses put every note 83 ms early). Pulses lost among them are
-        told with the pulses after it, and moved before it by _lost_before_transport."""
+        told with the pulses after it, and put before it by _put_lost_before_transport."""
         self._counter += len(self._held)
         self._held = []
 

@@ -23,6 +23,15 @@ def falling_steadily(late: np.ndarray) -> bool:
     return bool((len(falls) >= 3 and np.all(steady)) or (len(falls) >= 2 and np.all(steady[-2:] & (falls[-2:] > 0.15))))
 
 
+def step_pending(late: np.ndarray) -> bool:
+    """The last held pulse jumped a whole interval off level ones, or jumped and the next stands
+    level: one more pulse lost, not yet a drift; the next pulses tell (a halved tempo jumps on
+    every pulse, so the pulses before its jump are not level)."""
+    jumps = np.diff(late[-4:])
+    return bool(len(jumps) >= 2 and ((jumps[-1] > LATE_PULSE and np.ptp(late[-4:-1]) < LATE_PULSE)
+                                     or (jumps[-2] > LATE_PULSE and jumps[-1] < LATE_PULSE)))
+
+
 def lost_by_pulse(held: int, tail: np.ndarray, back: bool, drifted: bool, noise: float | None,
                   jitter: float) -> tuple[list | None, int]:
     """For each of `held` pulses, how many pulses were lost before it (None where they tell a new
@@ -47,10 +56,10 @@ def lost_by_pulse(held: int, tail: np.ndarray, back: bool, drifted: bool, noise:
 
 def _one_step(tail: np.ndarray, jitter: float) -> list | None:
     """Pulses lost before each held pulse where they stand on two levels, k and k + 1 intervals
-    late, the second on two pulses or more (four in all), and two levels fit them better than a line (a slower
-    tempo drifts on; a step stands). A server losing 1 pulse in 80 lost two 8 apart, and on a
-    clock jittering +-5 ms (where _stairs does not read) they were read as one loss and a tempo
-    change: every note after them a pulse late. None where it is not so plain."""
+    late, the second on two pulses or more (four in all), and two levels fit them better than a
+    line (a slower tempo drifts on; a step stands). A server losing 1 pulse in 80 lost two 8
+    apart, and on a clock jittering +-5 ms (where _stairs does not read) they were read as one
+    loss and a tempo change: every note after them a pulse late. None where it is not so plain."""
     count = len(tail)
     if count < 4:
         return None

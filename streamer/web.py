@@ -21,6 +21,7 @@ import json
 import queue
 import secrets
 import threading
+import time
 from importlib import resources
 from socket import SO_SNDBUF, SOL_SOCKET
 
@@ -212,13 +213,9 @@ class WebSurface:
 
     def _stream_seconds(self) -> float:
         """Seconds since the stream started: the clock of every onset the page gets."""
-        import time
-
         return round(time.monotonic() - self.controls.started, 4)
 
     async def _write(self, socket) -> None:
-        import time
-
         while True:
             message = await socket.outbox.get()
             socket.sending_since = time.monotonic()
@@ -228,8 +225,6 @@ class WebSurface:
     async def _broadcast(self) -> None:
         """Notes from the feed and state changes to every client; a client that stopped reading or
         fell too far behind is dropped."""
-        import time
-
         last_state = None
         while True:
             messages = []
