@@ -78,6 +78,10 @@ class Engine:
         self.call = collections.deque(maxlen=settings.call_notes)  # the player's last notes
         self._call_version = 0
 
+    def prepare(self) -> None:
+        """What must be ready before a player or a DAW can reach the stream (called before its
+        inputs open). In free time, nothing: the first note is drawn when the stream starts."""
+
     def run(self) -> None:
         """Generate until --notes, --seconds or a stop; raise StreamError if something broke."""
         settings, controls = self.settings, self.controls

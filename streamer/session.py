@@ -69,7 +69,7 @@ def open_session(options: dict, stop: threading.Event, stack: ExitStack, log) ->
         check_record_path(options["record"])
     runtime = Runtime(options["model"], backend=options["backend"], seed=options["seed"])
     if options["primer"]:
-        runtime.prime(read_primer(options["primer"]))
+        runtime.prime(read_primer(options["primer"], card))
     sender = SenderProcess(spec, timing_log=options["timing_log"])
     stack.callback(sender.stop)  # every note off, all-notes-off everywhere, outputs closed
     sender.wait_until_ready()
@@ -83,6 +83,7 @@ def open_session(options: dict, stop: threading.Event, stack: ExitStack, log) ->
         controls.clock = ClockFollower()
     session = Session(runtime, sender, controls, engine=_engine(options, runtime, sender, controls, sampling,
                                                                    control_map, timing, card, log))
+    session.engine.prepare()  # before any input opens: a DAW may send Start at once
     surfaces = _open_surfaces(options, surface_specs, controls, control_map, card, required=bool(timing.sync), log=log)
     for surface in surfaces:
         surface.start()

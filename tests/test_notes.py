@@ -45,6 +45,33 @@ def test_sustain_pedal_holds_notes_until_release(tmp_path):
     assert np.allclose(wet["duration"][3:], 0.2, atol=0.01)
 
 
+def test_a_key_struck_again_under_the_pedal_is_held_to_the_pedal_and_cut_when_heard(tmp_path):
+    """With restrikes not cut, a held note lasts to the pedal's release, as the key was left;
+    playing it (texture.heard, a MIDI file) cuts it at the restrike, where the default
+    representation cut it when read."""
+    from training.texture import heard
+
+    midi = pretty_midi.PrettyMIDI(initial_tempo=120)
+    piano = pretty_midi.Instrument(program=0)
+    piano.notes += [pretty_midi.Note(velocity=70, pitch=60, start=0.0, end=0.2),
+                    pretty_midi.Note(velocity=60, pitch=64, start=0.25, end=0.4),
+                    pretty_midi.Note(velocity=80, pitch=60, start=0.5, end=0.7)]
+    piano.control_changes += [pretty_midi.ControlChange(64, 100, 0.05), pretty_midi.ControlChange(64, 0, 2.0)]
+    midi.instruments.append(piano)
+    path = tmp_path / "restruck.mid"
+    midi.write(str(path))
+    held = read_notes(path, Representation(restrikes_cut=False))
+    cut = read_notes(path)
+    assert Representation().restrikes_cut and Representation.from_dict({"sustain_pedal": True, "version": 1}) == Representation()
+    assert list(held["pitch"]) == [60, 64, 60]
+    assert np.allclose(held["duration"], [2.0, 1.75, 1.5], atol=0.01)
+    assert np.allclose(cut["duration"], [0.5, 1.75, 1.5], atol=0.01)
+    assert np.allclose(heard(held)["duration"], cut["duration"], atol=1e-9)
+    write_midi(held, tmp_path / "written.mid")  # a file holds what is heard
+    assert np.allclose(read_notes(tmp_path / "written.mid", Representation(sustain_pedal=False))["duration"],
+                       cut["duration"], atol=0.003)
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(min_value=0, max_value=2**31 - 1))
 def test_round_trip_through_a_midi_file(tmp_path_factory, seed):

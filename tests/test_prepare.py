@@ -37,6 +37,7 @@ def test_prepare_midi_dir_writes_caches_and_manifest(tmp_path):
     assert sum(info["notes"] for info in manifest["splits"].values()) == 12 * 25
     assert len(manifest["inputs_sha256"]) == 64
     assert manifest["representation"]["sustain_pedal"] is True
+    assert manifest["representation"]["restrikes_cut"] is True
     for split, info in manifest["splits"].items():
         cached = load_split(out, split)
         assert len(cached) == info["pieces"]
@@ -89,3 +90,31 @@ def test_corrupt_manifest_out_as_a_file_and_malformed_csv_are_handled(tmp_path):
     result = run_cadenza("prepare", "--maestro", str(maestro), "--out", str(tmp_path / "m"))
     assert result.returncode == 2 and "cannot read" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_prepare_can_hold_restruck_notes_to_the_pedal(tmp_path):
+    """`--hold-restrikes`: a note the pedal holds lasts until the pedal lifts even where its key is
+    struck again, and the manifest says so (a model trained on it records it on its card)."""
+    import pretty_midi
+
+    source = tmp_path / "midi"
+    source.mkdir()
+    for index in range(6):
+        midi = pretty_midi.PrettyMIDI(initial_tempo=120)
+        piano = pretty_midi.Instrument(program=0)
+        piano.notes += [pretty_midi.Note(velocity=70, pitch=60 + index, start=0.0, end=0.2),
+                        pretty_midi.Note(velocity=70, pitch=60 + index, start=0.5, end=0.7)]
+        piano.control_changes += [pretty_midi.ControlChange(64, 100, 0.05), pretty_midi.ControlChange(64, 0, 2.0)]
+        midi.instruments.append(piano)
+        midi.write(str(source / f"restruck{index}.mid"))
+    lengths = {}
+    for flag in ([], ["--hold-restrikes"]):
+        out = tmp_path / ("held" if flag else "cut")
+        result = run_cadenza("prepare", "--midi-dir", str(source), "--out", str(out), "--workers", "1", *flag)
+        assert result.returncode == 0, result.stderr
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["representation"]["restrikes_cut"] is not bool(flag)
+        notes = np.concatenate([load_split(out, split).notes for split in manifest["splits"]])
+        lengths[bool(flag)] = sorted(np.round(notes["duration"], 2).tolist())
+    assert lengths[False] == [0.5] * 6 + [1.5] * 6  # the first strike cut at the second
+    assert lengths[True] == [1.5] * 6 + [2.0] * 6  # held to the pedal's release

@@ -227,3 +227,19 @@ def test_density_hold_asks_only_for_streams_that_strayed():
     for _ in range(20):  # the second comes back to 10 notes/s: let go
         hold.observe(np.array([0.1, 0.1]))
     assert np.all(np.isnan(hold.targets))
+
+
+def test_a_model_is_not_scored_on_data_prepared_another_way(tmp_path):
+    """The shipped card records how its training data was prepared; scoring it on data whose
+    lengths were prepared otherwise (cut at restrikes or not) gives wrong figures silently, so it
+    is refused with the flag that fixes it."""
+    from models.errors import CadenzaError
+    from models.notes import Representation
+    from models.runtime import DEFAULT_MODEL_DIR, read_card
+    from training.model_eval import ModelEvaluation, model_data
+
+    trained = Representation.from_dict(read_card(DEFAULT_MODEL_DIR)["training"]["representation"])
+    other = Representation(restrikes_cut=not trained.restrikes_cut)
+    (tmp_path / "manifest.json").write_text(json.dumps({"representation": other.to_dict()}))
+    with pytest.raises(CadenzaError, match="prepare it again with (--hold-restrikes|no --hold-restrikes)"):
+        model_data(ModelEvaluation(DEFAULT_MODEL_DIR, tmp_path), "test")

@@ -298,6 +298,18 @@ def test_a_clock_jittering_five_ms_at_200_bpm_keeps_the_notes_on_the_daws_grid(f
     assert_first_chord_sent_together(log)
 
 
+def test_start_sent_as_soon_as_the_port_appears_finds_the_first_chord_drawn(fast_jack, tmp_path):
+    """A DAW may press play as soon as it sees cadenza's port. The notes for the downbeat are drawn
+    before the control input opens; drawn after it, a Start within half a second found none, and
+    the first chord went out note by note as drawn."""
+    script = Script(start_beat=0.0, stop_beat=None, end_beat=4.0)
+    log = tmp_path / "timing.log"
+    result = session(script, ["--sync", "midi-clock", "--quantize", "1/16", "--timing-log", str(log)], seed=3)
+    assert result.exit_code == 0, result.stderr
+    assert_sent_on_time(log)
+    assert_first_chord_sent_together(log)
+
+
 def test_a_pulse_lost_just_before_start_does_not_put_the_song_a_pulse_early(fast_jack, tmp_path):
     """A clean-clone run placed every note one pulse (20.6 ms) early: its loaded server lost a pulse
     shortly before Start, which the follower could tell only half a beat later, after the downbeat.

@@ -4,7 +4,7 @@ two-sample test on sets with known answers, and the piano's restrike limit in th
 import numpy as np
 import pytest
 
-from models.notes import make_notes, onsets
+from models.notes import NOTE_DTYPE, make_notes, onsets
 from training import texture
 from training.features import feature_table
 from training.two_sample import classifier_test
@@ -145,3 +145,24 @@ def test_a_top_repeat_below_one_makes_the_top_line_strike_its_last_note_again_le
         pieces = generate_pieces(runtime, sampling, 32, 300)
         shares[top_repeat] = float(np.mean([texture.top_line_repeats(piece) for piece in pieces]))
     assert shares[0.3] < 0.6 * shares[1.0], shares
+
+
+def test_a_tilted_note_is_drawn_in_a_batch_as_in_one_stream():
+    """Rejection sampling keeps a note with its acceptance, once: pitches weighted 0.5 come out at
+    0.5 s / (1 - 0.5 s) of the notes, where s is their share untilted. Judging kept notes again
+    in every round any stream of the batch needed kept them about 0.5 ** 8 of the time instead,
+    so `render` and `evaluate` (a batch) drew another sampler than a live stream (one)."""
+    from models.runtime import Runtime
+
+    streams, start = 2048, np.array([(64, 0.0, 0.4, 70)], dtype=NOTE_DTYPE)[0]
+    high = np.ones(128)
+    high[60:] = 0.5
+    shares = {}
+    for label, weights in (("free", None), ("tilted", high)):
+        runtime = Runtime(batch=streams, seed=1, backend="tflite")
+        runtime.reset(start=start)
+        notes = runtime.sample(pitch_weights=weights)
+        shares[label] = float(np.mean(notes["pitch"] >= 60))
+    expected = 0.5 * shares["free"] / (1 - 0.5 * shares["free"])
+    assert 0.2 < shares["free"] < 0.9, shares
+    assert abs(shares["tilted"] - expected) < 0.05, (shares, expected)

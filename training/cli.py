@@ -16,9 +16,12 @@ from models.primer import read_primer
 @click.option("--midi-dir", type=click.Path(path_type=Path), help="Any folder tree of .mid/.midi files (90/5/5 split by path hash).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the caches and manifest.json.")
 @click.option("--no-sustain", is_flag=True, help="Ignore the sustain pedal (notes end at their key release).")
+@click.option("--hold-restrikes", is_flag=True,
+              help="Hold a note the pedal holds until the pedal lifts even where its key is struck again "
+                   "(playing it cuts it there); by default it ends at the restrike.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel processes [default: all cores].")
 @click.option("--force", is_flag=True, help="Re-parse even if the cache is up to date.")
-def prepare(maestro, midi_dir, out, no_sustain, workers, force):
+def prepare(maestro, midi_dir, out, no_sustain, hold_restrikes, workers, force):
     """Parse MIDI into per-split note caches (train/validation/test) and a manifest."""
     from models.notes import Representation
     from training import prepare as ingest
@@ -33,7 +36,7 @@ def prepare(maestro, midi_dir, out, no_sustain, workers, force):
         source = {"kind": "midi-dir", "path": str(midi_dir.resolve())}
     if not files:
         raise CadenzaError(f"no .mid or .midi files found in {maestro or midi_dir}")
-    manifest = ingest.prepare(files, out, source, Representation(sustain_pedal=not no_sustain), workers, force=force)
+    manifest = ingest.prepare(files, out, source, Representation(sustain_pedal=not no_sustain, restrikes_cut=not hold_restrikes), workers, force=force)
     if manifest["up_to_date"]:
         click.echo(f"{out}: up to date ({manifest['files']} files); nothing to do")
         return
@@ -204,14 +207,15 @@ def render(model, backend, count, notes, instrument, primer, include_primer, see
     from models.runtime import DEFAULT_MODEL_DIR, read_card
     from training.render import RenderSettings, render as run_render
 
-    chosen = sampling_from_options(read_card(model or DEFAULT_MODEL_DIR), sampling)
+    card = read_card(model or DEFAULT_MODEL_DIR)
+    chosen = sampling_from_options(card, sampling)
     if wav:
         soundfont = check_soundfont(soundfont)
     if "/" in name or "\\" in name or name in (".", ".."):
         raise CadenzaError(f"--name {name!r} must be a plain file name prefix, without folders")
     settings = RenderSettings(out=out, count=count, notes=notes, sampling=chosen,
                               program=resolve_instrument(instrument), seed=seed, model=model, backend=backend,
-                              primer=read_primer(primer) if primer else None, primer_path=str(primer) if primer else None,
+                              primer=read_primer(primer, card) if primer else None, primer_path=str(primer) if primer else None,
                               include_primer=include_primer, wav=wav, plots=plots, soundfont=soundfont, name=name,
                               progress=sys.stderr.isatty())
     summary = run_render(settings)
