@@ -64,9 +64,11 @@ def model_data(evaluation: ModelEvaluation, split: str) -> PreparedSplit:
     manifest = Path(evaluation.data) / "manifest.json"
     prepared = Representation.from_dict(json.loads(manifest.read_text()).get("representation") if manifest.exists() else None)
     if trained != prepared:
-        flag = "--hold-restrikes" if not trained.restrikes_cut else "no --hold-restrikes"
+        flags = [flag for flag, wanted in (("--no-sustain", not trained.sustain_pedal),
+                                           ("--hold-restrikes", not trained.restrikes_cut)) if wanted]
         raise CadenzaError(f"{evaluation.data} was prepared as {prepared.to_dict()}, the model trained on "
-                           f"{trained.to_dict()}: prepare it again with {flag}")
+                           f"{trained.to_dict()}: prepare it again with "
+                           + (" ".join(flags) or "neither --no-sustain nor --hold-restrikes"))
     return load_split(evaluation.data, split)
 
 
