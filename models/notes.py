@@ -64,11 +64,14 @@ class Representation:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "Representation":
-        """As a card or manifest records it; one written before version 2 cut at restrikes."""
-        values = dict(values or {})
-        if values.get("version", 1) < 2:
-            values.setdefault("restrikes_cut", True)
+        """As a manifest records it (one written before version 2 has no `restrikes_cut`: it cut)."""
+        values = values or {}
         return cls(sustain_pedal=values.get("sustain_pedal", True), restrikes_cut=values.get("restrikes_cut", True))
+
+    @classmethod
+    def of_card(cls, card: dict) -> "Representation":
+        """How the training data of the model with this card was read."""
+        return cls.from_dict(card.get("training", {}).get("representation"))
 
 
 def make_notes(pitch, step, duration, velocity) -> np.ndarray:

@@ -13,9 +13,8 @@ from models.notes import MidiError, Representation, read_notes
 def read_primer(path: Path, card: dict | None = None) -> np.ndarray:
     """The primer's notes, read as the model's training data was (its card's representation), or a
     one-line error if it is unreadable or has none."""
-    representation = Representation.from_dict((card or {}).get("training", {}).get("representation", {"version": 2}))
     try:
-        notes = read_notes(path, representation)
+        notes = read_notes(path, Representation.of_card(card or {}))
     except MidiError as error:
         raise CadenzaError(f"primer {path}: {error}") from None
     if len(notes) == 0:

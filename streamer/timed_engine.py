@@ -37,11 +37,8 @@ class TimedEngine(Engine):
             return  # cadenza's own tempo starts when its first note is ready (see _run_timed)
         self._apply_steering()
         lookahead = self.settings.lookahead_seconds + self.timeline.settings.early_seconds
-        while len(self._armed) < MAX_ARMED_NOTES:
-            before = len(self._armed)
-            self._arm(lookahead)
-            if len(self._armed) == before:
-                break
+        while self._arm(lookahead):
+            pass
 
     def run(self) -> None:
         try:
@@ -165,12 +162,14 @@ class TimedEngine(Engine):
         self._ahead = None
         self.timeline.placer.restart(beat)
 
-    def _arm(self, lookahead: float) -> None:
+    def _arm(self, lookahead: float) -> bool:
         """Draw one more note to have ready for Start, while those ready sound within `lookahead`
-        of the first (at the network's own pace) and are fewer than MAX_ARMED_NOTES."""
+        of the first (at the network's own pace) and are fewer than MAX_ARMED_NOTES; whether it drew."""
         armed = self._armed
         if len(armed) < MAX_ARMED_NOTES and sum(float(note["step"]) for note in armed[1:]) < lookahead:
             armed.append(self._draw())
+            return True
+        return False
 
     def _place_one(self, end_beat: float | None) -> None:
         """Draw the next note and place it on its beat (self._ahead); notes of a finished turn end it."""

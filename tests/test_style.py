@@ -238,8 +238,9 @@ def test_a_model_is_not_scored_on_data_prepared_another_way(tmp_path):
     from models.runtime import DEFAULT_MODEL_DIR, read_card
     from training.model_eval import ModelEvaluation, model_data
 
-    trained = Representation.from_dict(read_card(DEFAULT_MODEL_DIR)["training"]["representation"])
+    card = read_card(DEFAULT_MODEL_DIR)
+    trained = Representation.of_card(card)
     other = Representation(restrikes_cut=not trained.restrikes_cut)
     (tmp_path / "manifest.json").write_text(json.dumps({"representation": other.to_dict()}))
     with pytest.raises(CadenzaError, match="prepare it again with (--hold-restrikes|neither --no-sustain nor --hold-restrikes)"):
-        model_data(ModelEvaluation(DEFAULT_MODEL_DIR, tmp_path), "test")
+        model_data(ModelEvaluation(DEFAULT_MODEL_DIR, tmp_path), "test", card)

@@ -54,13 +54,12 @@ def resolve_model(path: Path) -> Path:
     raise CadenzaError(f"{path} is neither an exported model (card.json) nor a training run with best.keras")
 
 
-def model_data(evaluation: ModelEvaluation, split: str) -> PreparedSplit:
-    """The split the model is scored or prompted on, refused when it was prepared another way than
-    the model's training data (lengths cut at restrikes or not): its figures would be wrong silently."""
+def model_data(evaluation: ModelEvaluation, split: str, card: dict) -> PreparedSplit:
+    """The split the model with `card` is scored or prompted on, refused when it was prepared another
+    way than the model's training data (lengths cut at restrikes or not): its figures would be wrong silently."""
     from models.notes import Representation
-    from models.runtime import read_card
 
-    trained = Representation.from_dict(read_card(evaluation.model_dir).get("training", {}).get("representation"))
+    trained = Representation.of_card(card)
     manifest = Path(evaluation.data) / "manifest.json"
     prepared = Representation.from_dict(json.loads(manifest.read_text()).get("representation") if manifest.exists() else None)
     if trained != prepared:
@@ -106,7 +105,7 @@ def stateful_nll(runtime: Runtime, split: PreparedSplit, max_notes: int | None, 
 def run_stateful(evaluation: ModelEvaluation, max_notes: int | None, log=print) -> dict:
     """Write the stateful figures into evaluation/<split>.json (kept beside what is there)."""
     runtime = Runtime(evaluation.model_dir, backend=evaluation.backend, seed=0)
-    result = stateful_nll(runtime, model_data(evaluation, evaluation.split), max_notes, log=log)
+    result = stateful_nll(runtime, model_data(evaluation, evaluation.split, runtime.card), max_notes, log=log)
     path = evaluation.out_dir / f"{evaluation.split}.json"
     existing = json.loads(path.read_text()) if path.exists() else {}
     existing["stateful"] = result | {"bins": {"time": runtime.config.time_bins, "velocity": runtime.config.velocity_bins}}
@@ -168,7 +167,7 @@ def run_continuation(evaluation: ModelEvaluation, sampling: Sampling, settings, 
     from training.continuation import coherence, continue_calls, draw_calls, format_coherence
 
     runtime = Runtime(evaluation.model_dir, backend=evaluation.backend, seed=settings.seed)
-    calls = draw_calls(model_data(evaluation, evaluation.split), settings)
+    calls = draw_calls(model_data(evaluation, evaluation.split, runtime.card), settings)
     started = time.perf_counter()
     generated = continue_calls(runtime, sampling, calls.prompts, settings.continuation_notes)
     result = coherence(calls, generated) | {
