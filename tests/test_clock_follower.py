@@ -436,3 +436,48 @@ def _follow_recorded(name: str) -> tuple[ClockFollower, list, int]:
         elif kind == "stop":
             break
     return clock, arrivals, started_at
+
+
+@pytest.mark.parametrize("start_lead", [0.5, 0.05])  # intervals before the downbeat's pulse
+@pytest.mark.parametrize("lost", [(-1,), (-2, -1), (-3, -2, -1)])  # pulses from the downbeat's
+def test_a_pulse_lost_just_before_start_does_not_put_the_first_note_a_pulse_early(lost, start_lead):
+    """The engine places the first chord the moment Start comes, long before a loss can be told
+    (HELD_PULSES). Pulses the line says were due before Start and never came were lost: without
+    counting them there, the downbeat stood on the last lost pulse's time (the bench measured a
+    first note 20.4-20.9 ms early at 120 BPM in 2 of 36 sessions, both on a server losing pulses);
+    told later, they are not counted twice."""
+    seconds_per_pulse = 0.5 / PULSES_PER_BEAT
+    ideal = 10.0 + seconds_per_pulse * np.arange(8 * PULSES_PER_BEAT)
+    first = 2 * PULSES_PER_BEAT
+    clock = ClockFollower()
+    for index in range(first):
+        if index - first not in lost:
+            clock.pulse(float(ideal[index]))
+    clock.start(float(ideal[first] - start_lead * seconds_per_pulse))
+    assert clock.time_of_beat(0.0) == pytest.approx(ideal[first], abs=0.001)
+    for index in range(first, len(ideal)):
+        clock.pulse(float(ideal[index]))
+    assert clock.lost_pulses == len(lost)
+    for beat in (0.0, 3.0, 5.5):
+        assert clock.time_of_beat(beat) == pytest.approx(ideal[first + int(beat * PULSES_PER_BEAT)], abs=0.001)
+
+
+@pytest.mark.parametrize("bpm", [60, 120, 200])
+def test_start_on_a_jittering_clock_with_no_pulse_lost_puts_the_downbeat_on_its_pulse(bpm):
+    """Counting pulses lost before Start must not take a late pulse's jitter (+-5 ms; at 200 BPM
+    0.4 of an interval) for a loss, wherever in the interval before its pulse Start comes."""
+    seconds_per_pulse = 60 / bpm / PULSES_PER_BEAT
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        ideal = 10.0 + seconds_per_pulse * np.arange(6 * PULSES_PER_BEAT)
+        stamps = ideal + rng.uniform(-0.005, 0.005, len(ideal))
+        first = 4 * PULSES_PER_BEAT
+        clock = ClockFollower()
+        for index in range(len(ideal)):
+            if index == first:
+                # Start goes out on the DAW's MIDI thread, jittered as the pulses are, between them.
+                start = ideal[first] - rng.uniform(0.05, 0.9) * seconds_per_pulse + rng.uniform(-0.005, 0.005)
+                clock.start(float(np.clip(start, stamps[first - 1] + 1e-4, stamps[first] - 1e-4)))
+                assert abs(clock.time_of_beat(0.0) - ideal[first]) < 0.5 * seconds_per_pulse, seed
+            clock.pulse(float(stamps[index]))
+        assert clock.lost_pulses == 0, seed
