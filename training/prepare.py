@@ -7,6 +7,8 @@ import json
 import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,14 +131,21 @@ def _run_workers(files, representation, workers, progress):
     # any thread here holds a lock (tqdm's monitor, numpy's BLAS pool, the import machinery) can
     # leave a worker waiting on it forever. Two clean-clone runs hung that way with plain fork
     # (the second with the bar made after the fork).
+    # An executor, not multiprocessing.Pool: one clean-clone run's 15-file prepare hung for good,
+    # its one live worker waiting on the task queue's lock, which its other worker, gone, had held.
+    # The executor watches its workers: one that dies is an error, not a hang.
     context = multiprocessing.get_context("forkserver")
-    with context.Pool(workers) as pool:
-        bar = tqdm(total=len(files), unit="file", disable=not progress, desc="prepare", dynamic_ncols=True)
-        for index, notes, reason, checksum in pool.imap_unordered(_read_source, tasks, chunksize=4):
-            results[index] = (notes, reason, checksum)
-            note_count += 0 if notes is None else len(notes)
-            bar.update(1)
-            bar.set_postfix(notes=f"{note_count:,}", refresh=False)
+    bar = tqdm(total=len(files), unit="file", disable=not progress, desc="prepare", dynamic_ncols=True)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            for index, notes, reason, checksum in pool.map(_read_source, tasks, chunksize=4):
+                results[index] = (notes, reason, checksum)
+                note_count += 0 if notes is None else len(notes)
+                bar.update(1)
+                bar.set_postfix(notes=f"{note_count:,}", refresh=False)
+    except BrokenProcessPool as error:
+        raise CadenzaError(f"a prepare worker died ({error}); nothing was written: run it again, "
+                           "or with --workers 1") from error
     bar.close()
     return results
 
