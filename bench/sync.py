@@ -51,15 +51,19 @@ def errors_from_ideal_grid(onsets: np.ndarray, result: "Session", pulses_per_ste
     pulses from Start, at the times the pulses belonged before their jitter; NaN before Start and
     after the clock's last pulse."""
     grid = np.array(result.times("grid"))
-    start = result.times("start")[0]
-    start_index = int(np.sum(np.array(result.times("clock")) < start) + np.sum(np.array(result.times("unsent")) < start))
-    points = grid[start_index::pulses_per_step]
+    points = grid[downbeat_grid_index(result)::pulses_per_step]
     step = points[1] - points[0]
     nearest = np.abs(onsets[:, None] - points[None, :]).argmin(axis=1)
     errors = onsets - points[nearest]
     # After the clock's last pulse there is no grid (the stream plays on until it sees the clock gone).
     errors[(onsets < points[0] - step / 2) | (onsets > points[-1] + step / 2)] = np.nan
     return errors
+
+
+def downbeat_grid_index(result: "Session") -> int:
+    """The index, among every pulse the DAW's grid holds (sent or left out), of the pulse Start marked."""
+    start = result.times("start")[0]
+    return int(np.sum(np.array(result.times("clock")) < start) + np.sum(np.array(result.times("unsent")) < start))
 
 
 def still_sounding_after(heard: list, moment: float) -> tuple[int, float | None]:
@@ -190,8 +194,7 @@ def _first_notes(seed: int, clock_lead_seconds: float) -> tuple[float, float, fl
     script = Script(start_lead_seconds=0.0005, stop_beat=None, end_beat=4.0)
     latency = ["--latency-ms", f"{-clock_lead_seconds * 1e3:g}"] if clock_lead_seconds else []
     result, placed = _with_timing_log(script, ["--sync", "midi-clock", "--quantize", "1/16", *latency], seed=seed)
-    first_pulse = int(np.sum(np.array(result.times("clock")) < result.times("start")[0]))
-    downbeat = result.times("grid")[first_pulse] + clock_lead_seconds
+    downbeat = result.times("grid")[downbeat_grid_index(result)] + clock_lead_seconds
     chord_size = int(np.sum(placed == placed[0]))  # the notes placed on the downbeat
     heard = np.sort(result.onsets())
     return ((placed[0] - downbeat) * 1e3, (heard[0] - downbeat) * 1e3, (heard[chord_size - 1] - downbeat) * 1e3,

@@ -411,7 +411,7 @@ class ClockFollower:
         20.9 ms at 120 BPM, on a server losing pulses). Due means by more than the clock's jitter
         explains, and a quarter interval at least: a DAW sends Start up to just before its pulse.
         A clock that paused longer than MISSING_AT_START_LIMIT pulses is left to restart its line."""
-        if arrival is None or self._fit is None or self._vanished is not None or self._last_arrival is None:
+        if arrival is None or self._fit is None or self._vanished is not None:
             return
         if len(self._pulses) < self._fewest_to_judge_by():
             return

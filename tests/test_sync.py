@@ -88,11 +88,16 @@ def assert_sent_on_time(log: Path, after: float = -np.inf) -> None:
         round(float(np.median(late_ms)), 2), np.round(np.sort(moments_ms)[-5:], 2), len(moments_ms))
 
 
+def _first_moment_sent_late_ms(log: Path) -> list[float]:
+    """How late each note-on of the first moment (the first chord after Start) left its sender (ms)."""
+    lines = [(scheduled, sent) for scheduled, sent, data in timing_lines(log) if data[0] & 0xF0 == 0x90 and data[2]]
+    return [_sent_late_ms(scheduled, sent) for scheduled, sent in lines if scheduled == lines[0][0]]
+
+
 def assert_first_chord_sent_together(log: Path) -> None:
     """The notes of the first chord after Start (all placed on the downbeat) left within 2 ms of
     their time: drawn before Start, not one by one after it."""
-    lines = [(scheduled, sent) for scheduled, sent, data in timing_lines(log) if data[0] & 0xF0 == 0x90 and data[2]]
-    chord_ms = [_sent_late_ms(scheduled, sent) for scheduled, sent in lines if scheduled == lines[0][0]]
+    chord_ms = _first_moment_sent_late_ms(log)
     assert len(chord_ms) > 1 and max(chord_ms) <= 2.0, np.round(chord_ms, 2)
 
 
@@ -309,12 +314,6 @@ def test_start_sent_as_soon_as_the_port_appears_finds_the_first_chord_drawn(fast
     assert result.exit_code == 0, result.stderr
     assert_sent_on_time(log)
     assert_first_chord_sent_together(log)
-
-
-def _first_moment_sent_late_ms(log: Path) -> list[float]:
-    """How late each note-on of the first moment (the first chord after Start) left its sender (ms)."""
-    lines = [(scheduled, sent) for scheduled, sent, data in timing_lines(log) if data[0] & 0xF0 == 0x90 and data[2]]
-    return [_sent_late_ms(scheduled, sent) for scheduled, sent in lines if scheduled == lines[0][0]]
 
 
 @pytest.mark.parametrize("clock_lead_ms", [5, 10])
