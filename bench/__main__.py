@@ -236,7 +236,8 @@ def bench_whole_note(model_dirs: list) -> None:
             chosen = variants[name][1]
             samples[name] += _time_calls(lambda: runtime.sample(
                 chosen.temperature, top_p=chosen.top_p, head_temperature=chosen.head_temperature(),
-                top_p_fields=chosen.top_p_fields, top_repeat=chosen.top_repeat, echo=chosen.echo), 100)
+                top_p_fields=chosen.top_p_fields, top_repeat=chosen.top_repeat,
+                bass_repeat=chosen.bass_repeat, echo=chosen.echo), 100)
     first = next(iter(samples))
     for name, times in samples.items():
         memory = runtimes[name].config.memory

@@ -45,6 +45,10 @@ def sampling_options(function):
                      help="How much of its probability a chord keeps that starts on the last chord's top note "
                           "(1: as the network has it; lower: the melody strikes its last note again less) "
                           "[default: the model card's]."),
+        click.option("--bass-repeat", type=BoundedFloat(0, 1, min_open=True),
+                     help="The same for the bass: how much of its probability a note keeps that strikes the last chord's "
+                          "lowest note again as its own chord's lowest (lower: the left hand hammers one key less) "
+                          "[default: the model card's]."),
         click.option("--echo", type=BoundedFloat(0, 1),
                      help="The chance that the melody carries on a figure it played before (or the player did), "
                           "where the network finds it plausible: motifs that come back (0: never) [default: the model card's]."),
@@ -56,7 +60,7 @@ def sampling_options(function):
 
 
 SAMPLING_OPTION_NAMES = ("temperature", "top_p", "top_p_fields", "step_temperature", "pitch_temperature", "duration_temperature",
-                         "velocity_temperature", "dynamics", "answer", "top_repeat", "echo", "density", "key_name", "register_text")
+                         "velocity_temperature", "dynamics", "answer", "top_repeat", "bass_repeat", "echo", "density", "key_name", "register_text")
 
 
 def sampling_from_options(card: dict, options: dict) -> Sampling:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from models.config import FIELD_ORDER, ZERO_BIN_LIMIT_SECONDS, Bins, ModelConfig
+from models.bass import ChordBass
 from models.echo import NO_PITCH, TopLineEcho
 from models.controls import CONTROL_SIZE
 from models.graph import HEADS, TFLiteStep, load_step, read_card
@@ -76,6 +77,7 @@ class Runtime:
         self.previous = {name: values.astype(np.int32) for name, values in self.bins.encode(self.start_notes).items()}
         self.since_struck = np.full((self.batch, 128), np.inf)  # seconds since each key was last struck
         self.echo = TopLineEcho(self.batch)  # each stream's top line (its chord_top: the last chord's highest pitch)
+        self.bass = ChordBass(self.batch)
 
     def _start_notes(self, start) -> np.ndarray:
         """The note before each stream's first [B]. Training begins every window at a real note of a
@@ -122,6 +124,7 @@ class Runtime:
         self.since_struck += notes["step"][:, None]
         self.since_struck[np.arange(self.batch), pitch] = 0.0
         self.echo.strike(pitch, notes["step"])
+        self.bass.strike(pitch, notes["step"])
 
     def _forced(self, notes: np.ndarray) -> np.ndarray:
         encoded = self.bins.encode(notes)
@@ -146,7 +149,7 @@ class Runtime:
 
     def sample(self, temperature=1.0, top_p: float | None = None, head_temperature: dict | None = None,
                top_p_fields=FIELD_ORDER, pitch_weights: np.ndarray | None = None, top_repeat: float = 1.0,
-               echo: float = 0.0) -> np.ndarray:
+               echo: float = 0.0, bass_repeat: float = 1.0) -> np.ndarray:
         """Draw the next note of every stream (NOTE_DTYPE, shape [B]); it becomes the streams' context.
 
         `temperature` (scalar or [B]) applies to every field, `head_temperature` overrides it per
@@ -155,7 +158,9 @@ class Runtime:
         ([128] or [B, 128], each 0-1) tilt the pitch: notes are drawn from the network's
         distribution times them (a register to keep to: models.sampling.register_weights);
         `top_repeat` (0-1) times the probability of a chord that starts on the last chord's top
-        note (the top line striking its last note again). `echo` (0-1): the chance that a note
+        note (the top line striking its last note again), `bass_repeat` the same for a note that
+        would strike the last chord's lowest note again as its own chord's lowest (the bass line
+        striking its last note again: models/bass.py). `echo` (0-1): the chance that a note
         that could carry on a figure its top line played before (models/echo.py) is offered that
         pitch, taken where the network finds it plausible. The log-probabilities the draws used
         (before any tilt) are in `last_log_prob`.
@@ -174,8 +179,8 @@ class Runtime:
         if echo > 0:
             self._offer_echo(outputs, inputs, temperature_matrix, nucleus, echo)
         outputs = self._redraw_restrikes(outputs, inputs, temperature_matrix, nucleus)
-        if pitch_weights is not None or top_repeat < 1.0:
-            outputs = self._tilt(outputs, inputs, temperature_matrix, nucleus, pitch_weights, top_repeat)
+        if pitch_weights is not None or top_repeat < 1.0 or bass_repeat < 1.0:
+            outputs = self._tilt(outputs, inputs, temperature_matrix, nucleus, pitch_weights, top_repeat, bass_repeat)
         self.previous = {name: outputs[name].astype(np.int32) for name in HEADS}
         self.last_log_prob = {name: outputs["log_prob"][:, column] for column, name in enumerate(FIELD_ORDER)}
         notes = self.notes_from_bins(outputs)
@@ -246,11 +251,12 @@ class Runtime:
             outputs[name][rows] = again[name]
 
     def _tilt(self, outputs: dict, inputs: dict, temperature: np.ndarray, nucleus: np.ndarray,
-              pitch_weights: np.ndarray | None, top_repeat: float) -> dict:
+              pitch_weights: np.ndarray | None, top_repeat: float, bass_repeat: float = 1.0) -> dict:
         """Draws from the network's distribution times an acceptance, by rejection: a note is kept
         with its acceptance, else drawn whole again from the same state (the graph draws; only the
         rejected streams are run again). The acceptance is its pitch's weight, times `top_repeat`
-        where it starts a chord on the last chord's top note. After TILT_REDRAWS tries a note is
+        where it starts a chord on the last chord's top note, times `bass_repeat` where it strikes
+        the last chord's lowest note again as its own chord's lowest. After TILT_REDRAWS tries a note is
         kept as drawn: a weight far below 1 on everything the network would play is a request it
         cannot meet, and the stream must not stall on it."""
         weights = np.broadcast_to(np.asarray(1.0 if pitch_weights is None else pitch_weights, np.float64), (self.batch, 128))
@@ -260,8 +266,11 @@ class Runtime:
         rows = np.arange(self.batch)
         for _ in range(TILT_REDRAWS):
             pitch = outputs["pitch"][rows].astype(np.int64)
-            repeats_top = (self.bins.bin_to_time(outputs["step"][rows]) >= CHORD_SECONDS) & (pitch == self.echo.chord_top[rows])
-            acceptance = weights[rows, pitch] * np.where(repeats_top, top_repeat, 1.0)
+            step_seconds = self.bins.bin_to_time(outputs["step"][rows])
+            repeats_top = (step_seconds >= CHORD_SECONDS) & (pitch == self.echo.chord_top[rows])
+            repeats_bass = self.bass.repeats(rows, pitch, step_seconds)
+            acceptance = (weights[rows, pitch] * np.where(repeats_top, top_repeat, 1.0)
+                          * np.where(repeats_bass, bass_repeat, 1.0))
             rows = rows[self.rng.random(len(rows)) >= acceptance]
             if not len(rows):
                 break

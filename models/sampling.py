@@ -53,6 +53,9 @@ class Sampling:
     # The share of its probability a chord keeps that starts on the last chord's top note (1: as
     # the network has it). Below 1 the top line strikes its last note again less often.
     top_repeat: float = 1.0
+    # The same for a note that would strike the last chord's lowest note again as its own chord's
+    # lowest (models/bass.py). Below 1 the bass line strikes its last note again less often.
+    bass_repeat: float = 1.0
     # The chance that a note able to carry on a figure its top line played before is offered that
     # pitch (models/echo.py); 0: never.
     echo: float = 0.0
@@ -96,6 +99,8 @@ class Sampling:
             raise CadenzaError(f"echo {self.echo} is outside 0-1")
         if not 0 < self.top_repeat <= 1:
             raise CadenzaError(f"top-repeat {self.top_repeat} is outside (0, 1]")
+        if not 0 < self.bass_repeat <= 1:
+            raise CadenzaError(f"bass-repeat {self.bass_repeat} is outside (0, 1]")
         if self.answer not in ANSWERS:
             raise CadenzaError(f"answer {self.answer!r} is not one of {', '.join(ANSWERS)}")
         if self.dynamics is not None and not 1 <= self.dynamics <= 127:

@@ -47,6 +47,7 @@ class StreamSettings:
     call_notes: int = CALL_NOTES  # the player's last notes are the call an answer follows (its key too)
     register: tuple | None = None  # (lowest, highest) pitch to keep to; None: free, or the call's in an answer
     top_repeat: float = 1.0  # Sampling.top_repeat
+    bass_repeat: float = 1.0  # Sampling.bass_repeat
     echo: float = 0.0  # Sampling.echo
 
     @property
@@ -144,7 +145,8 @@ class Engine:
         return self.runtime.sample(self.controls.temperature, top_p=self.settings.top_p,
                                    head_temperature={k: v * ratio for k, v in self.settings.head_temperature.items()},
                                    top_p_fields=self.settings.top_p_fields, pitch_weights=self._pitch_weights,
-                                   top_repeat=self.settings.top_repeat, echo=self.settings.echo)[0]
+                                   top_repeat=self.settings.top_repeat, bass_repeat=self.settings.bass_repeat,
+                                   echo=self.settings.echo)[0]
 
     def _apply_live_controls(self) -> None:
         if self.controls.silence.is_set():

@@ -109,7 +109,7 @@ def _engine(options, runtime, sender, controls, sampling, control_map, timing, c
                               top_p_fields=sampling.top_p_fields,
                               head_temperature=sampling.head_temperature(), start_temperature=sampling.temperature,
                               response_gap_seconds=control_map.response_gap_seconds, register=sampling.register,
-                              top_repeat=sampling.top_repeat, echo=sampling.echo)
+                              top_repeat=sampling.top_repeat, bass_repeat=sampling.bass_repeat, echo=sampling.echo)
     if not timing.timed:
         return Engine(runtime, sender, controls, settings)
     from streamer.timed_engine import TimedEngine

@@ -64,7 +64,8 @@ def generate(runtime: Runtime, settings: RenderSettings) -> tuple[np.ndarray, fl
     for step in tqdm(range(settings.notes), desc="render", unit="step", disable=not settings.progress, dynamic_ncols=True):
         pieces[step] = runtime.sample(sampling.temperature, top_p=sampling.top_p, head_temperature=head_temperature,
                                       top_p_fields=sampling.top_p_fields, pitch_weights=pitch_weights,
-                                      top_repeat=sampling.top_repeat, echo=sampling.echo)
+                                      top_repeat=sampling.top_repeat, bass_repeat=sampling.bass_repeat,
+                                      echo=sampling.echo)
         if hold is not None and hold.observe(pieces[step]["step"]):
             runtime.set_controls(with_densities(controls, hold.targets))
     seconds = time.perf_counter() - started

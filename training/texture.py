@@ -142,6 +142,12 @@ def top_line_repeats(notes: np.ndarray) -> float:
     return float(np.mean(intervals == 0)) if len(intervals) else 0.0
 
 
+def bass_line_repeats(notes: np.ndarray) -> float:
+    """Share of bass-line steps that strike its last pitch again."""
+    intervals = np.diff(bass_line(notes))
+    return float(np.mean(intervals == 0)) if len(intervals) else 0.0
+
+
 def interval_patterns(line: np.ndarray, length: int) -> list:
     """Every run of `length` successive intervals of a line, as tuples, in order."""
     intervals = np.diff(line)
@@ -176,6 +182,7 @@ def texture_figures(pieces: list) -> dict:
         "median_duration": round(float(np.median(durations)), 4),
         "polyphony_over_time": round(float(np.mean([polyphony_over_time(p) for p in pieces])), 3),
         "top_line_repeats": round(float(np.mean([top_line_repeats(p) for p in pieces])), 4),
+        "bass_line_repeats": round(float(np.mean([bass_line_repeats(p) for p in pieces])), 4),
         "motif_recurrence": round(float(np.mean([motif_recurrence(p) for p in pieces])), 4),
     }
 
