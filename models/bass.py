@@ -3,9 +3,11 @@
 The bass line is the lowest note of each chord (training.texture.bass_line). Free-running, the
 network's left hand strikes the bass it just played again far more often than a pianist's does
 (validation, 160 x 400 notes: 9 % of the bass line's steps against MAESTRO's 3.5 %), and the
-classifier two-sample test leans on the bass line's intervals more than on any other feature. A
-chord's notes come in any order, so whether a note drawn now makes its chord's bass the last
-chord's again is judged on the notes of the chord played so far.
+classifier two-sample test leans on the bass line's intervals more than on any other feature.
+The error is the network's pitch given the step: teacher-forced, given the true history and step,
+it draws such a note about twice as often as the pianists played one, so the sampler draws it
+again with its step kept. A chord's notes come in any order, so whether a note drawn now makes
+its chord's bass the last chord's again is judged on the notes of the chord played so far.
 """
 
 from __future__ import annotations

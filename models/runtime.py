@@ -253,11 +253,13 @@ class Runtime:
     def _tilt(self, outputs: dict, inputs: dict, temperature: np.ndarray, nucleus: np.ndarray,
               pitch_weights: np.ndarray | None, top_repeat: float, bass_repeat: float = 1.0) -> dict:
         """Draws from the network's distribution times an acceptance, by rejection: a note is kept
-        with its acceptance, else drawn whole again from the same state (the graph draws; only the
+        with its acceptance, else drawn again from the same state (the graph draws; only the
         rejected streams are run again). The acceptance is its pitch's weight, times `top_repeat`
         where it starts a chord on the last chord's top note, times `bass_repeat` where it strikes
-        the last chord's lowest note again as its own chord's lowest. After TILT_REDRAWS tries a note is
-        kept as drawn: a weight far below 1 on everything the network would play is a request it
+        the last chord's lowest note again as its own chord's lowest. A rejected note is drawn whole
+        again, but for a bass struck again (with `bass_repeat` below 1): it keeps its step and draws
+        the rest, so the tilt corrects the pitch given the step (where the network errs:
+        models/bass.py) and leaves the pace alone. After TILT_REDRAWS tries a note is kept as drawn: a weight far below 1 on everything the network would play is a request it
         cannot meet, and the stream must not stall on it."""
         weights = np.broadcast_to(np.asarray(1.0 if pitch_weights is None else pitch_weights, np.float64), (self.batch, 128))
         # Only the notes drawn again are judged again: a note once kept is final. (Judged again,
@@ -271,10 +273,15 @@ class Runtime:
             repeats_bass = self.bass.repeats(rows, pitch, step_seconds)
             acceptance = (weights[rows, pitch] * np.where(repeats_top, top_repeat, 1.0)
                           * np.where(repeats_bass, bass_repeat, 1.0))
-            rows = rows[self.rng.random(len(rows)) >= acceptance]
+            rejected = self.rng.random(len(rows)) >= acceptance
+            # A bass struck again keeps its step, a one-note chord struck again (both lines repeat) too;
+            # with bass_repeat 1 nothing changes (the top line's notes are drawn whole, as they were).
+            keep_step = repeats_bass & (bass_repeat < 1.0)
+            rows, keep_step = rows[rejected], keep_step[rejected]
             if not len(rows):
                 break
             forced = np.full((len(rows), len(FIELD_ORDER)), -1, np.int32)
+            forced[keep_step, FIELD_ORDER.index("step")] = outputs["step"][rows[keep_step]]
             self._draw_again(outputs, inputs, rows, forced, temperature, nucleus)
             outputs = self._redraw_restrikes(outputs, inputs, temperature, nucleus)
         return outputs

@@ -187,6 +187,12 @@ def test_evaluate_style_stateful_and_sweep_on_a_tiny_model(steered_model, tmp_pa
     assert set(style["features"]) >= {"pitch_class_histogram", "key_fit", "polyphony", "note_length_histogram",
                                       "motif_recurrence", "legato_histogram", "polyphony_over_time"}
     assert 0 <= style["classifier"]["auc"] <= 1 and 0 <= style["classifier"]["ceiling"]["auc"] <= 1
+    # The classifier test on four generated sets (the default --draws): the first is the headline's.
+    draws = style["classifier"]["draws"]
+    assert [draw["seed"] for draw in draws] == [0, 1, 2, 3] and draws[0]["auc"] == style["classifier"]["auc"]
+    assert style["classifier"]["auc_mean"] == pytest.approx(np.mean([draw["auc"] for draw in draws]), abs=1e-4)
+    assert style["classifier"]["auc_range"] == [min(d["auc"] for d in draws), max(d["auc"] for d in draws)]
+    assert "over 4 generated sets (seeds 0-3): AUC" in result.stdout
     assert style["classifier"]["separating"] and set(style["texture"]) == {"real", "generated"}
     assert 0 <= style["mean_overlap"] <= 1 and len(style["drift"]["curves"]["notes_per_second"]) == 4
     assert set(style["steering"]["density"]) == {"4", "8", "16"} and 0 <= style["steering"]["in_scale"] <= 1

@@ -110,13 +110,16 @@ def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_l
 @click.option("--pieces", type=click.IntRange(1, 10000), default=160, show_default=True, help="--style: generated and real excerpts.")
 @click.option("--notes", type=click.IntRange(16, 100000), default=400, show_default=True, help="--style: notes per excerpt.")
 @click.option("--drift-notes", type=click.IntRange(64, 1000000), default=10000, show_default=True,
-              help="--style: length of each of the 8 drift streams.")
+              help="--style: length of each of the 96 drift streams.")
+@click.option("--draws", type=click.IntRange(1, 100), default=4, show_default=True,
+              help="--style: generated sets the classifier test is run on, each its own seed (one set moves the AUC "
+                   "by about +-0.015); their mean AUC is the figure to judge by.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Results folder [default: MODEL/evaluation].")
 @sampling_options
 @click.option("--no-plots", is_flag=True)
 def evaluate(model, split_name, data, style, sweep, stateful, continuation, prompts, max_notes, pieces, notes, drift_notes,
-             seed, out, no_plots, **sampling):
+             draws, seed, out, no_plots, **sampling):
     """Evaluate a model. MODEL is a training run (teacher-forced metrics on windows, beside a unigram
     baseline) or, with --style/--sweep/--stateful/--continuation, an exported model or a run (exported first)."""
     if not (style or sweep or stateful or continuation):
@@ -140,7 +143,7 @@ def evaluate(model, split_name, data, style, sweep, stateful, continuation, prom
     model_dir = model_eval.resolve_model(model)
     data = Path(data or _run_data(model) or "data/maestro")
     evaluation = model_eval.ModelEvaluation(model_dir, data, split_name, out=out, plots=not no_plots)
-    settings = StyleSettings(pieces=pieces, notes=notes, seed=seed, drift_notes=drift_notes)
+    settings = StyleSettings(pieces=pieces, notes=notes, seed=seed, drift_notes=drift_notes, draws=draws)
     chosen = sampling_from_options(read_card(model_dir), sampling)
     log = lambda message: click.echo(message, err=True)  # noqa: E731
     if stateful:

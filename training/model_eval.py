@@ -132,7 +132,8 @@ def run_style(evaluation: ModelEvaluation, sampling: Sampling, settings: StyleSe
     if evaluation.out is None:  # the model's own evaluation: its card carries the headline figures
         figures = {key: summary[key] for key in ("mean_overlap", "min_overlap", "min_overlap_feature",
                                                  "mean_ceiling_overlap", "sampling", "texture")}
-        figures["classifier"] = {key: summary["classifier"][key] for key in ("auc", "accuracy", "ceiling")}
+        figures["classifier"] = {key: summary["classifier"][key] for key in ("auc", "accuracy", "ceiling", "auc_mean", "auc_range")
+                                 if key in summary["classifier"]}
         figures["density_change_over_stream"] = summary["drift"]["density_change"]
         figures["steering"] = summary["steering"]
         update_card(Path(evaluation.model_dir), lambda card: card.setdefault("metrics", {}).setdefault(
