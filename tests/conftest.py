@@ -107,6 +107,20 @@ def jack_midi(jack_server):
     return midi_backend("jack")
 
 
+def shipped_model_figure(figure, **sampling_changes) -> float:
+    """`figure(notes)` averaged over 32 streams of 300 notes drawn free-running by the shipped
+    model at its card's sampling with `sampling_changes` (the same seed every call)."""
+    from dataclasses import replace
+
+    from models.runtime import Runtime
+    from models.sampling import Sampling
+    from training.style import generate_pieces
+
+    runtime = Runtime(seed=0, backend="tflite")
+    sampling = replace(Sampling.from_card(runtime.card), **sampling_changes)
+    return float(np.mean([figure(piece) for piece in generate_pieces(runtime, sampling, 32, 300)]))
+
+
 def cadenza_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "cadenza_cli", *args]
 

@@ -3,10 +3,9 @@ on the shipped model: the left hand strikes its last bass note again less."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
+from conftest import shipped_model_figure
 from models.bass import ChordBass
 from models.notes import make_notes
 from training import texture
@@ -63,17 +62,9 @@ def test_the_figure_counts_the_bass_lines_repeated_notes():
 def test_a_bass_repeat_below_one_makes_the_bass_line_strike_its_last_note_again_less():
     """Free-running, the bass line struck its last note again on 9 % of its steps (MAESTRO
     validation 3.5 %). A note that would do it keeps `bass_repeat` of its probability."""
-    from models.runtime import Runtime
-    from models.sampling import Sampling
-    from training.style import generate_pieces
-
-    shares = {}
-    for bass_repeat in (1.0, 0.3):
-        runtime = Runtime(seed=0, backend="tflite")
-        # The top line's tilt off: a one-note chord struck again repeats both lines at once.
-        sampling = replace(Sampling.from_card(runtime.card), bass_repeat=bass_repeat, top_repeat=1.0)
-        pieces = generate_pieces(runtime, sampling, 32, 300)
-        shares[bass_repeat] = float(np.mean([texture.bass_line_repeats(piece) for piece in pieces]))
+    # The top line's tilt off: a one-note chord struck again repeats both lines at once.
+    shares = {bass_repeat: shipped_model_figure(texture.bass_line_repeats, bass_repeat=bass_repeat, top_repeat=1.0)
+              for bass_repeat in (1.0, 0.3)}
     assert shares[0.3] < 0.6 * shares[1.0], shares
 
 

@@ -4,6 +4,7 @@ two-sample test on sets with known answers, and the piano's restrike limit in th
 import numpy as np
 import pytest
 
+from conftest import shipped_model_figure
 from models.notes import NOTE_DTYPE, make_notes, onsets
 from training import texture
 from training.features import feature_table
@@ -132,19 +133,9 @@ def test_sampler_never_restrikes_a_key_within_50_ms():
 def test_a_top_repeat_below_one_makes_the_top_line_strike_its_last_note_again_less():
     """Issue 17: the top line repeated its last note on 16 % of its steps (MAESTRO about 5 %).
     A chord that starts on the last chord's top note keeps `top_repeat` of its probability."""
-    from dataclasses import replace
-
-    from models.runtime import Runtime
-    from models.sampling import Sampling
-    from training.style import generate_pieces
-
-    shares = {}
-    for top_repeat in (1.0, 0.3):
-        runtime = Runtime(seed=0, backend="tflite")
-        # The bass tilt off: a one-note chord struck again repeats the top line and the bass line at once.
-        sampling = replace(Sampling.from_card(runtime.card), top_repeat=top_repeat, bass_repeat=1.0)
-        pieces = generate_pieces(runtime, sampling, 32, 300)
-        shares[top_repeat] = float(np.mean([texture.top_line_repeats(piece) for piece in pieces]))
+    # The bass tilt off: a one-note chord struck again repeats the top line and the bass line at once.
+    shares = {top_repeat: shipped_model_figure(texture.top_line_repeats, top_repeat=top_repeat, bass_repeat=1.0)
+              for top_repeat in (1.0, 0.3)}
     assert shares[0.3] < 0.6 * shares[1.0], shares
 
 
