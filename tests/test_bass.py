@@ -100,3 +100,14 @@ def test_a_bass_struck_again_is_drawn_again_with_its_step_kept():
     assert repeats[0.1] < 0.3 * repeats[1.0], repeats
     # The same uniforms drew the same first notes; a redrawn bass kept its step.
     assert np.mean(drawn[0.1]["step"] != drawn[1.0]["step"]) < 0.01
+
+
+def test_the_relative_pitch_probe_anchors_each_note_on_the_top_of_the_chord_before():
+    """bench.relative_pitch: the anchor of note t+1 is the top of the chord before it, as the
+    sampler sees it (the chord being played if the note starts a new one)."""
+    from bench.relative_pitch import last_chord_tops
+
+    pitch = np.array([[48, 64, 50, 67, 72, 40]])
+    steps = np.array([[0.0, SAME_CHORD, NEW_CHORD, SAME_CHORD, SAME_CHORD, NEW_CHORD]])
+    # chords: {48, 64} top 64, {50, 67, 72} top 72, {40}
+    assert last_chord_tops(pitch, steps).tolist() == [[48, 64, 64, 64, 72]]
