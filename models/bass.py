@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.echo import NO_PITCH
 from models.notes import CHORD_SECONDS
 
-NO_PITCH = -1
 ABOVE_ALL = 128  # the lowest pitch of a chord with no notes yet
 
 

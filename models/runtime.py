@@ -259,8 +259,9 @@ class Runtime:
         the last chord's lowest note again as its own chord's lowest. A rejected note is drawn whole
         again, but for a bass struck again (with `bass_repeat` below 1): it keeps its step and draws
         the rest, so the tilt corrects the pitch given the step (where the network errs:
-        models/bass.py) and leaves the pace alone. After TILT_REDRAWS tries a note is kept as drawn: a weight far below 1 on everything the network would play is a request it
-        cannot meet, and the stream must not stall on it."""
+        models/bass.py) and leaves the pace alone. After TILT_REDRAWS tries a note is kept as
+        drawn: a weight far below 1 on everything the network would play is a request it cannot
+        meet, and the stream must not stall on it."""
         weights = np.broadcast_to(np.asarray(1.0 if pitch_weights is None else pitch_weights, np.float64), (self.batch, 128))
         # Only the notes drawn again are judged again: a note once kept is final. (Judged again,
         # a kept note met its acceptance once per round that any stream of the batch needed, so a

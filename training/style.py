@@ -209,9 +209,8 @@ def evaluate_style(runtime, sampling: Sampling, real: Excerpts, second_real: Exc
                    with_drift: bool = True, ceiling: dict | None = None) -> tuple[dict, dict]:
     """(summary for style.json, the raw material for plots). `ceiling`: the real-against-real
     figures when already measured (they do not depend on the sampling)."""
-    runtime.rng = np.random.default_rng(settings.seed)
-    generated = Excerpts.generated(generate_pieces(runtime, sampling, settings.pieces, settings.notes))
-    real_table, generated_table = feature_table(real.notes), feature_table(generated.notes)
+    generated, generated_table = _generated_set(runtime, sampling, settings, settings.seed)
+    real_table = feature_table(real.notes)
     ceiling = ceiling or real_ceiling(real, second_real, real_table, settings.seed)
     summary = summarize(compare_sets(real_table, generated_table), ceiling["features"])
     summary["classifier"] = classifier_test(real_table, generated_table, real.pieces, generated.pieces, settings.seed)
@@ -229,6 +228,13 @@ def evaluate_style(runtime, sampling: Sampling, real: Excerpts, second_real: Exc
     return summary, material
 
 
+def _generated_set(runtime, sampling: Sampling, settings: StyleSettings, seed: int) -> tuple[Excerpts, dict]:
+    """`settings.pieces` excerpts of `settings.notes` notes drawn with `seed`, and their feature table."""
+    runtime.rng = np.random.default_rng(seed)
+    generated = Excerpts.generated(generate_pieces(runtime, sampling, settings.pieces, settings.notes))
+    return generated, feature_table(generated.notes)
+
+
 def classifier_draws(runtime, sampling: Sampling, real: Excerpts, real_table: dict, first: dict,
                      settings: StyleSettings) -> dict:
     """The classifier test on `settings.draws` generated sets, the first one `first` (already run;
@@ -236,9 +242,8 @@ def classifier_draws(runtime, sampling: Sampling, real: Excerpts, real_table: di
     draws = [{"seed": settings.seed, "auc": first["auc"], "accuracy": first["accuracy"]}]
     for offset in range(1, settings.draws):
         seed = settings.seed + offset
-        runtime.rng = np.random.default_rng(seed)
-        generated = Excerpts.generated(generate_pieces(runtime, sampling, settings.pieces, settings.notes))
-        test = classifier_test(real_table, feature_table(generated.notes), real.pieces, generated.pieces, seed)
+        generated, generated_table = _generated_set(runtime, sampling, settings, seed)
+        test = classifier_test(real_table, generated_table, real.pieces, generated.pieces, seed)
         draws.append({"seed": seed, "auc": test["auc"], "accuracy": test["accuracy"]})
     aucs = [draw["auc"] for draw in draws]
     return {"draws": draws, "auc_mean": round(float(np.mean(aucs)), 4),

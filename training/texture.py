@@ -136,16 +136,20 @@ def bass_line_intervals(notes: np.ndarray) -> np.ndarray:
     return _interval_histogram(bass_line(notes))
 
 
+def _repeat_share(line: np.ndarray) -> float:
+    """Share of a line's steps that strike its last pitch again."""
+    intervals = np.diff(line)
+    return float(np.mean(intervals == 0)) if len(intervals) else 0.0
+
+
 def top_line_repeats(notes: np.ndarray) -> float:
     """Share of top-line steps that strike its last pitch again."""
-    intervals = np.diff(top_line(notes))
-    return float(np.mean(intervals == 0)) if len(intervals) else 0.0
+    return _repeat_share(top_line(notes))
 
 
 def bass_line_repeats(notes: np.ndarray) -> float:
     """Share of bass-line steps that strike its last pitch again."""
-    intervals = np.diff(bass_line(notes))
-    return float(np.mean(intervals == 0)) if len(intervals) else 0.0
+    return _repeat_share(bass_line(notes))
 
 
 def interval_patterns(line: np.ndarray, length: int) -> list:
