@@ -68,7 +68,8 @@ def _step_inputs(runtime, batch: int = 1) -> dict:
             "top_p": np.full((batch, 4), 2.0, np.float32), "uniform": np.full((batch, 4), 0.5, np.float32),
             "forced": np.full((batch, 4), -1, np.int32),
             **({"memory": np.zeros((batch, *runtime.card["memory_shape"]), np.float32)}
-               if runtime.card.get("memory_shape") else {})}
+               if runtime.card.get("memory_shape") else {}),
+            **({"chord_tops": np.full((batch, 2), 60, np.int32)} if runtime.config.interval_bias else {})}
 
 
 def _time_calls(function, count: int) -> list:

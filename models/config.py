@@ -35,6 +35,9 @@ class ModelConfig:
     # `memory_heads` heads. Windows should then be at least as long, so training sees the whole span.
     memory: int = 0
     memory_heads: int = 4
+    # A learned bias on each pitch by its interval from the note before and from the last chord's
+    # top (models/intervals.py); the graph then also takes each stream's chord tops.
+    interval_bias: bool = False
     head_units: int = 128  # hidden layer of each field's head
     field_embedding: int = 16  # how a head sees the fields already drawn for the same note
     # Controls, measured on the real notes ahead: density and dynamics over the next

@@ -10,7 +10,8 @@ drawn from), the most likely category of each field given the ones before it [B,
 state. Forcing every field scores a known note; the columns of the [B, 4] inputs and outputs
 follow FIELD_ORDER. A model with memory also takes the ring of remembered notes `memory`
 [B, memory, units] (models.config.memory_shape), read in place, and returns this note's row
-`memory_row` [B, units] for the runtime to write into it.
+`memory_row` [B, units] for the runtime to write into it. A model with an interval bias also
+takes each stream's chord tops `chord_tops` [B, 2] int32 (models/intervals.py).
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ def folded_weights(model, config: ModelConfig) -> dict:
             folded["memory"][weight] = getattr(attention, weight).numpy()
         folded["memory"]["output"] = attention.output_kernel.numpy()
         folded["memory"]["distance_bias"] = attention.distance_bias.numpy().T.copy()  # [distance, head]
+    if config.interval_bias:
+        layer = model.get_layer("pitch_intervals")
+        folded["intervals"] = (layer.from_note.numpy(), layer.from_top.numpy())
     for column, name in enumerate(FIELD_ORDER):
         hidden_layer, logits_layer = model.get_layer(name).layers
         kernel, bias = hidden_layer.kernel.numpy(), hidden_layer.bias.numpy()
@@ -116,6 +120,7 @@ def make_step_module(model, config: ModelConfig):
     """A tf.Module whose `step` and `initial_state` functions compute what the trained layers do."""
     import tensorflow as tf
 
+    from models.intervals import TfOps, interval_bias, starts_chord_table
     from models.memory import attention_step, next_count
 
     batch_vector = lambda name, dtype=tf.int32: tf.TensorSpec([None], dtype, name=name)  # noqa: E731
@@ -136,6 +141,8 @@ def make_step_module(model, config: ModelConfig):
                                  "drawn": {k: constant(v) for k, v in head["drawn"].items()},
                                  "logits": tuple(constant(w) for w in head["logits"])}
                           for name, head in weights["heads"].items()}
+            self.intervals = tuple(constant(table) for table in weights["intervals"]) if "intervals" in weights else None
+            starts_table = starts_chord_table(Bins(config).time_centers)
 
             signature = [batch_vector(n) for n in HEADS] + [
                 tf.TensorSpec([None, *state_shape(config)], tf.float32, name="state"),
@@ -143,10 +150,19 @@ def make_step_module(model, config: ModelConfig):
                 per_field("temperature"), per_field("top_p"), per_field("uniform"), per_field("forced", tf.int32)]
             if config.memory:
                 signature.append(tf.TensorSpec([None, *memory_shape(config)], tf.float32, name="memory"))
-            self.step = tf.function(self._step, input_signature=signature)
+            if config.interval_bias:
+                signature.append(tf.TensorSpec([None, 2], tf.int32, name="chord_tops"))
+            self.step = tf.function(self._step if config.memory else self._step_without_memory,
+                                    input_signature=signature)
+            self.starts_table = starts_table
+
+        def _step_without_memory(self, pitch, step, duration, velocity, state, controls, temperature, top_p, uniform,
+                                 forced, chord_tops=None):
+            return self._step(pitch, step, duration, velocity, state, controls, temperature, top_p, uniform, forced,
+                              None, chord_tops)
 
         def _step(self, pitch, step, duration, velocity, state, controls, temperature, top_p, uniform, forced,
-                  memory=None):
+                  memory=None, chord_tops=None):
             previous = {"pitch": pitch, "step": step, "duration": duration, "velocity": velocity}
             looked_up = tf.add_n([tf.gather(self.input_tables[name], previous[name]) for name in HEADS])
             hidden, new_state = controls, []
@@ -172,6 +188,9 @@ def make_step_module(model, config: ModelConfig):
                 pre = [tf.matmul(hidden, head["state_kernel"])]
                 pre += [tf.gather(table, outputs[earlier]) for earlier, table in head["drawn"].items()]
                 logits = tf.matmul(tf.nn.relu(tf.add_n(pre) + head["bias"]), head["logits"][0]) + head["logits"][1]
+                if name == "pitch" and self.intervals is not None:  # the starts table is a constant of the graph
+                    logits += interval_bias(TfOps(tf), self.intervals, pitch, chord_tops, outputs["step"],
+                                            tf.constant(self.starts_table))
                 choice, log_prob, best = draw_field(tf, logits, temperature[:, column], top_p[:, column],
                                                     uniform[:, column], forced[:, column])
                 outputs[name] = choice

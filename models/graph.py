@@ -22,13 +22,17 @@ CARD_FORMAT = "cadenza-step-v3"  # v3: top_p per field [B, 4], state rows per mo
 STEP_INPUTS = set(HEADS) | {"state", "controls", "temperature", "top_p", "uniform", "forced"}
 STEP_OUTPUTS = set(HEADS) | {"state", "log_prob", "most_likely"}
 MEMORY_INPUTS, MEMORY_OUTPUTS = {"memory"}, {"memory_row"}  # with memory (models/memory.py)
+INTERVAL_INPUTS = {"chord_tops"}  # with an interval bias (models/intervals.py)
 
 
 def step_names(card: dict) -> tuple[set, set]:
     """The step graph's input and output names for this card."""
+    inputs, outputs = set(STEP_INPUTS), set(STEP_OUTPUTS)
     if card.get("memory_shape"):
-        return STEP_INPUTS | MEMORY_INPUTS, STEP_OUTPUTS | MEMORY_OUTPUTS
-    return STEP_INPUTS, STEP_OUTPUTS
+        inputs, outputs = inputs | MEMORY_INPUTS, outputs | MEMORY_OUTPUTS
+    if card.get("config", {}).get("interval_bias"):
+        inputs |= INTERVAL_INPUTS
+    return inputs, outputs
 
 
 def read_card(model_dir: Path) -> dict:

@@ -10,8 +10,11 @@ from keras import layers
 # Inputs are keyed "pitch" etc. but named "pitch_input": the output layers own the plain names.
 warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
 
-from models.config import FIELD_ORDER, ModelConfig
+import numpy as np
+
+from models.config import FIELD_ORDER, Bins, ModelConfig
 from models.controls import CONTROL_SIZE
+from models.intervals import INTERVALS, interval_bias, starts_chord_table
 from models.memory import PastAttention
 
 HEADS = ("pitch", "step", "duration", "velocity")
@@ -24,7 +27,9 @@ def head_sizes(config: ModelConfig) -> dict:
 def build_model(config: ModelConfig, field_order: tuple = FIELD_ORDER, conditioned: bool = True) -> keras.Model:
     """Sequence to sequence: at every position, the NEXT note's four fields, drawn one after another.
 
-    With `config.memory`, the LSTM's output also reads from the last `memory` notes (models/memory.py).
+    With `config.memory`, the LSTM's output also reads from the last `memory` notes (models/memory.py);
+    with `config.interval_bias`, the pitch's logits get a bias by interval from the note before and
+    the last chord's top (models/intervals.py), given as "chord_tops" [B, T, 2].
 
     Inputs: the current note's four fields ("pitch" ...), the controls for what comes next
     ("controls", [B, T, CONTROL_SIZE]), and the next note's true fields ("next_step" ...) for the
@@ -35,6 +40,8 @@ def build_model(config: ModelConfig, field_order: tuple = FIELD_ORDER, condition
     """
     inputs = {name: keras.Input(shape=(None,), dtype="int32", name=f"{name}_input") for name in HEADS}
     inputs["controls"] = keras.Input(shape=(None, CONTROL_SIZE), dtype="float32", name="controls_input")
+    if config.interval_bias:
+        inputs["chord_tops"] = keras.Input(shape=(None, 2), dtype="int32", name="chord_tops_input")
     for name in field_order[:-1]:
         inputs[f"next_{name}"] = keras.Input(shape=(None,), dtype="int32", name=f"next_{name}_input")
     embedded = [
@@ -57,9 +64,42 @@ def build_model(config: ModelConfig, field_order: tuple = FIELD_ORDER, condition
     for name in field_order:
         head_input = context[0] if len(context) == 1 else layers.Concatenate(name=f"{name}_context")(context)
         outputs[name] = field_head(config, name, sizes[name])(head_input)
+        if name == "pitch" and config.interval_bias:
+            starts = starts_chord_table(Bins(config).time_centers)
+            outputs[name] = IntervalBias(starts, name="pitch_intervals")(
+                [outputs[name], inputs["pitch"], inputs["chord_tops"], inputs["next_step"]])
         if conditioned and name != field_order[-1]:
             context.append(layers.Embedding(sizes[name], config.field_embedding, name=f"{name}_drawn")(inputs[f"next_{name}"]))
     return keras.Model(inputs, outputs, name="cadenza")
+
+
+@keras.saving.register_keras_serializable(package="cadenza")
+class IntervalBias(layers.Layer):
+    """[pitch logits [B, T, 128], pitch [B, T], chord_tops [B, T, 2], next step bin [B, T]] ->
+    the logits plus each pitch's bias by its interval from the note before and from the last
+    chord's top (models/intervals.py: a table [2 (joins, starts), INTERVALS] per anchor, stored
+    divided by TABLE_SCALE). The tables start at zero: the same function as without them."""
+
+    def __init__(self, starts_table, **kwargs):
+        super().__init__(**kwargs)
+        self.starts_table = [int(value) for value in starts_table]
+
+    def build(self, input_shapes):
+        self.from_note = self.add_weight(name="from_note", shape=(2, INTERVALS), initializer="zeros")
+        self.from_top = self.add_weight(name="from_top", shape=(2, INTERVALS), initializer="zeros")
+
+    def call(self, inputs):
+        ops = keras.ops
+        logits, pitch, tops, step = (inputs[0], *(ops.cast(value, "int32") for value in inputs[1:]))
+        starts = ops.convert_to_tensor(np.array(self.starts_table, np.int32))
+        return logits + interval_bias(ops, (self.from_note, self.from_top), pitch, tops, step, starts)
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+    def get_config(self):
+        return {**super().get_config(), "starts_table": self.starts_table}
+
 
 
 def field_head(config: ModelConfig, name: str, size: int) -> keras.Sequential:

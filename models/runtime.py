@@ -9,6 +9,7 @@ import numpy as np
 from models.config import FIELD_ORDER, ZERO_BIN_LIMIT_SECONDS, Bins, ModelConfig
 from models.bass import ChordBass
 from models.echo import NO_PITCH, TopLineEcho
+from models.intervals import StreamChordTops
 from models.controls import CONTROL_SIZE
 from models.graph import HEADS, TFLiteStep, load_step, read_card
 from models.notes import CHORD_SECONDS, NOTE_DTYPE, make_notes
@@ -78,6 +79,8 @@ class Runtime:
         self.since_struck = np.full((self.batch, 128), np.inf)  # seconds since each key was last struck
         self.echo = TopLineEcho(self.batch)  # each stream's top line (its chord_top: the last chord's highest pitch)
         self.bass = ChordBass(self.batch)
+        # With an interval bias, the graph also takes where each stream's line is (models/intervals.py).
+        self.chord_tops = StreamChordTops(self.start_notes["pitch"]) if self.config.interval_bias else None
 
     def _start_notes(self, start) -> np.ndarray:
         """The note before each stream's first [B]. Training begins every window at a real note of a
@@ -109,6 +112,8 @@ class Runtime:
         inputs = {**self.previous, "state": self.state, "controls": self.controls}
         if self.memory is not None:
             inputs["memory"] = self.memory
+        if self.chord_tops is not None:
+            inputs["chord_tops"] = self.chord_tops.tops
         return inputs
 
     def _advance(self, outputs: dict) -> None:
@@ -125,6 +130,8 @@ class Runtime:
         self.since_struck[np.arange(self.batch), pitch] = 0.0
         self.echo.strike(pitch, notes["step"])
         self.bass.strike(pitch, notes["step"])
+        if self.chord_tops is not None:
+            self.chord_tops.strike(pitch, notes["step"])
 
     def _forced(self, notes: np.ndarray) -> np.ndarray:
         encoded = self.bins.encode(notes)

@@ -18,23 +18,30 @@ TINY = ModelConfig(lstm_layers=2, lstm_units=16, pitch_embedding=8, time_embeddi
                    time_bins=16, velocity_bins=8, dropout=0.1, head_units=12, field_embedding=4)
 # With memory over 4 notes: the sequences below run past the point where the memory is full.
 TINY_MEMORY = replace(TINY, memory=4, memory_heads=2)
+# The shipped shape: memory and a bias on the pitch by interval (models/intervals.py).
+TINY_INTERVALS = replace(TINY_MEMORY, interval_bias=True)
+CONFIGS = {"lstm": TINY, "memory": TINY_MEMORY, "intervals": TINY_INTERVALS}
 
 
-@pytest.fixture(scope="module", params=["lstm", "memory"])
+@pytest.fixture(scope="module", params=list(CONFIGS))
 def exported(request, tmp_path_factory):
     import keras
 
     from models.export import export_model
     from models.network import build_model
 
-    config = TINY_MEMORY if request.param == "memory" else TINY
+    config = CONFIGS[request.param]
     keras.utils.set_random_seed(3)
     model = build_model(config)
+    rng = np.random.default_rng(5)
     if config.memory:  # a fresh memory reads nothing (its output starts at zero): give it weights that read
         attention = model.get_layer("memory")
-        rng = np.random.default_rng(5)
         for weight in (attention.output_kernel, attention.distance_bias):
             weight.assign(rng.normal(size=weight.shape).astype("float32"))
+    if config.interval_bias:  # the tables too start at zero
+        intervals = model.get_layer("pitch_intervals")
+        for weight in (intervals.from_note, intervals.from_top):
+            weight.assign(rng.normal(scale=0.05, size=weight.shape).astype("float32"))
     out = tmp_path_factory.mktemp("export") / f"tiny_{request.param}"
     export_model(model, config, out, {"training": {"note": "random weights"}})
     return model, out
@@ -64,10 +71,13 @@ def test_forced_step_log_probs_match_the_keras_network(exported, backend):
     from scipy.special import log_softmax
 
     model, out = exported
-    sequence, controls = _random_sequence(20, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    sequence, controls = _random_sequence(20, rng)
+    tops = rng.integers(0, 128, (2, 20, 2)).astype(np.int32)  # any chord tops: both sides read the same
     inputs = {k: v[:, :-1] for k, v in sequence.items()} | {"controls": controls}
     inputs |= {f"next_{name}": sequence[name][:, 1:] for name in FIELD_ORDER[:-1]}
-    full = model(inputs, training=False)
+    with_tops = "pitch_intervals" in [layer.name for layer in model.layers]
+    full = model(inputs | ({"chord_tops": tops} if with_tops else {}), training=False)
     step = load_step(out, backend)
     card = read_card(out)
     state = np.zeros((2, *card["state_shape"]), np.float32)
@@ -78,6 +88,8 @@ def test_forced_step_log_probs_match_the_keras_network(exported, backend):
         inputs = _step_inputs(sequence, controls, state, t, forced)
         if memory is not None:
             inputs["memory"] = memory
+        if with_tops:
+            inputs["chord_tops"] = tops[:, t].copy()
         outputs = step(inputs)
         state = outputs["state"]
         if memory is not None:  # the ring: note t in row t % memory
@@ -109,12 +121,16 @@ def _distribution(runtime, state, controls, prefix):
 
 
 def _memory_inputs(runtime, batch: int) -> dict:
-    """A model with memory also reads a ring of remembered notes: the same random one for every row."""
+    """A model with memory also reads a ring of remembered notes: the same random one for every row;
+    one with an interval bias, chord tops (the same for every row)."""
     shape = runtime.card.get("memory_shape")
-    if not shape:
-        return {}
-    ring = np.random.default_rng(7).normal(size=(1, *shape)).astype(np.float32)
-    return {"memory": np.repeat(ring, batch, axis=0)}
+    inputs = {}
+    if shape:
+        ring = np.random.default_rng(7).normal(size=(1, *shape)).astype(np.float32)
+        inputs["memory"] = np.repeat(ring, batch, axis=0)
+    if runtime.config.interval_bias:
+        inputs["chord_tops"] = np.tile(np.array([[64, 55]], np.int32), (batch, 1))
+    return inputs
 
 
 def test_draws_follow_the_conditional_distributions(exported):

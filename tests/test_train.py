@@ -132,9 +132,10 @@ def test_own_notes_replace_a_share_of_the_history_with_the_networks_own_draws(pr
     bias[:] = -50.0
     bias[60] = 50.0
     head.set_weights([np.zeros_like(kernel), bias])
-    inputs, _ = WindowSampler(load_split(prepared, "train"), config).batch(8, np.random.default_rng(0))
+    sampler = WindowSampler(load_split(prepared, "train"), config)
+    inputs, _ = sampler.batch(8, np.random.default_rng(0))
     inputs["pitch"][inputs["pitch"] == 60] = 61  # so that every note the network gave is seen
-    mixed = mix_in_own_notes(model, inputs, 0.3, np.random.default_rng(1))
+    mixed = mix_in_own_notes(model, inputs, 0.3, np.random.default_rng(1), sampler)
     own = mixed["pitch"] == 60
     assert not own[:, 0].any() and 0.2 < own[:, 1:].mean() < 0.4, own.mean()
     for name in ("step", "duration", "velocity"):  # the whole note is the network's
@@ -142,7 +143,7 @@ def test_own_notes_replace_a_share_of_the_history_with_the_networks_own_draws(pr
         assert np.all(unchanged[~own]) and not np.all(unchanged[own])
     for name in ("controls", "next_step", "next_pitch", "next_duration"):
         np.testing.assert_array_equal(mixed[name], inputs[name])
-    np.testing.assert_array_equal(mix_in_own_notes(model, inputs, 0.0, np.random.default_rng(1))["pitch"], inputs["pitch"])
+    np.testing.assert_array_equal(mix_in_own_notes(model, inputs, 0.0, np.random.default_rng(1), sampler)["pitch"], inputs["pitch"])
 
 
 def test_warm_start_rebuilds_an_exported_network_exactly_and_refuses_another_shape(tmp_path, monkeypatch):
@@ -178,6 +179,19 @@ def test_warm_start_rebuilds_an_exported_network_exactly_and_refuses_another_sha
     wider = replace(with_memory, memory=8)
     with pytest.raises(CadenzaError, match="memory"):
         load_exported_weights(build_model(wider), wider, tmp_path / "remembering")
+    # An interval bias is added to a model without one (it starts at zero), and read back from one with it.
+    relative = replace(with_memory, interval_bias=True)
+    load_exported_weights(build_model(relative), relative, tmp_path / "remembering")
+    remembering_intervals = build_model(relative)
+    for weight in remembering_intervals.get_layer("pitch_intervals").weights + remembering_intervals.get_layer("memory").weights:
+        weight.assign(rng.normal(scale=0.1, size=weight.shape).astype("float32"))
+    export_model(remembering_intervals, relative, tmp_path / "relative")
+    rebuilt = build_model(relative)
+    load_exported_weights(rebuilt, relative, tmp_path / "relative")
+    np.testing.assert_allclose(rebuilt.get_layer("pitch_intervals").get_weights()[1],
+                               remembering_intervals.get_layer("pitch_intervals").get_weights()[1])
+    with pytest.raises(CadenzaError, match="interval bias"):
+        load_exported_weights(build_model(with_memory), with_memory, tmp_path / "relative")
     # A check that can fail: the same rebuild with one weight disturbed is refused.
     import training.warm_start as warm_start
 

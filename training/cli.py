@@ -61,6 +61,8 @@ def prepare(maestro, midi_dir, out, no_sustain, hold_restrikes, workers, force):
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True))
 @click.option("--memory", type=click.IntRange(min=0), help="Attend over the last N notes beside the LSTM (0: none).")
 @click.option("--memory-heads", type=click.IntRange(min=1))
+@click.option("--interval-bias", is_flag=True,
+              help="Give the pitch a learned bias by its interval from the note before and the last chord's top.")
 @click.option("--init-from", type=click.Path(path_type=Path),
               help="Start from an exported model's weights (fine-tuning; what the config adds starts fresh).")
 @click.option("--density-scope", type=click.Choice(["upcoming", "window"]),
@@ -77,7 +79,7 @@ def prepare(maestro, midi_dir, out, no_sustain, hold_restrikes, workers, force):
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out from its last checkpoint (with --learning-rate: anneal again from it).")
 def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_layers, lstm_units, learning_rate,
-          memory, memory_heads, init_from, density_scope, own_notes, patience, max_minutes, validation_windows, seed, strategy, resume):
+          memory, memory_heads, interval_bias, init_from, density_scope, own_notes, patience, max_minutes, validation_windows, seed, strategy, resume):
     """Train a model on a prepared dataset, checkpointing every epoch."""
     require_tensorflow("training")
     from training.train import TrainSettings, preset_config, train as run_training
@@ -87,7 +89,8 @@ def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_l
 
     config = preset_config(preset, batch_size=batch_size, window=window, lstm_layers=lstm_layers,
                            lstm_units=lstm_units, learning_rate=learning_rate, memory=memory,
-                           memory_heads=memory_heads, density_scope=density_scope)
+                           memory_heads=memory_heads, density_scope=density_scope,
+                           interval_bias=interval_bias or None)
     settings = TrainSettings(data=data, out=out, epochs=epochs, steps_per_epoch=steps_per_epoch,
                              validation_windows=validation_windows, patience=patience, max_minutes=max_minutes,
                              seed=seed, strategy=strategy, resume=resume, init_from=init_from,

@@ -16,6 +16,7 @@ import numpy as np
 from models.config import FIELD_ORDER, Bins, ModelConfig
 from models.controls import CONTROL_SIZE
 from training.prepare import PreparedSplit
+from training.windows import add_chord_tops
 
 TIME_HEADS = ("step", "duration")
 
@@ -105,7 +106,7 @@ def evaluate_sequence_model(model, config: ModelConfig, split: PreparedSplit, ba
         # No controls given (the headline setting); the later heads see the true earlier fields.
         inputs["controls"] = np.zeros((*index.shape, CONTROL_SIZE), np.float32)
         inputs |= {f"next_{name}": targets[name] for name in FIELD_ORDER[:-1]}
-        outputs = model(inputs, training=False)
+        outputs = model(add_chord_tops(inputs, config, bins), training=False)
         log_probs = {head: _log_softmax(np.asarray(outputs[head])[mask]) for head in outputs}
         tally.add_categorical(bins, log_probs, {k: v[mask] for k, v in targets.items()}, {k: v[mask] for k, v in raw.items()})
     return tally
@@ -239,5 +240,5 @@ def _plot_stretch(model, config: ModelConfig, split: PreparedSplit, path: Path, 
     inputs = {k: v[None, :-1] for k, v in encoded.items()}
     inputs["controls"] = np.zeros((1, len(piece) - 1, CONTROL_SIZE), np.float32)
     inputs |= {f"next_{name}": encoded[name][None, 1:] for name in FIELD_ORDER[:-1]}
-    predicted = np.asarray(model(inputs, training=False)["pitch"])[0].argmax(axis=-1)
+    predicted = np.asarray(model(add_chord_tops(inputs, config, bins), training=False)["pitch"])[0].argmax(axis=-1)
     plotting.pitch_stretch(piece["pitch"][1:], predicted, path, f"{split.sources[0]} (first {len(predicted)} notes)")

@@ -25,7 +25,7 @@ from models.config import FIELD_ORDER, PRESETS, ModelConfig
 from models.errors import CadenzaError
 from training.distributed import configure_strategy, train_across_workers, worker_index
 from training.prepare import load_split
-from training.windows import WindowSampler
+from training.windows import WindowSampler, add_chord_tops
 
 
 @dataclass
@@ -325,7 +325,7 @@ def _train_on_batches(model, sampler: WindowSampler, settings: TrainSettings, co
             for _ in range(settings.steps_per_epoch):
                 batch_inputs, batch_targets = batches.get()
                 if settings.own_notes > 0:
-                    batch_inputs = mix_in_own_notes(model, batch_inputs, settings.own_notes, mixing_rng)
+                    batch_inputs = mix_in_own_notes(model, batch_inputs, settings.own_notes, mixing_rng, sampler)
                 logs = model.train_on_batch(batch_inputs, batch_targets, return_dict=True)
             logs = {name: float(value) for name, value in logs.items()}
             validated = model.evaluate(inputs, targets, batch_size=config.batch_size * 4, verbose=0, return_dict=True)
@@ -340,7 +340,7 @@ def _train_on_batches(model, sampler: WindowSampler, settings: TrainSettings, co
         done.set()
 
 
-def mix_in_own_notes(model, inputs: dict, rate: float, rng: np.random.Generator) -> dict:
+def mix_in_own_notes(model, inputs: dict, rate: float, rng: np.random.Generator, sampler: WindowSampler) -> dict:
     """The history with a share `rate` of its notes replaced by the network's own (parallel
     scheduled sampling): free-running, the network hears its own notes, never MAESTRO's, and
     teacher forcing alone never showed it one. Each replaced note is what the network drew for that
@@ -358,7 +358,7 @@ def mix_in_own_notes(model, inputs: dict, rate: float, rng: np.random.Generator)
         drawn = np.argmax(field_logits + gumbel, axis=-1).astype(inputs[name].dtype)
         mixed[name] = inputs[name].copy()
         mixed[name][:, 1:] = np.where(own[:, 1:], drawn, inputs[name][:, 1:])
-    return mixed
+    return add_chord_tops(mixed, sampler.config, sampler.bins)  # where the line is, in the history as mixed
 
 
 def _may_continue(state: dict, settings: TrainSettings) -> bool:

@@ -9,8 +9,9 @@ before training starts; a mismatch refuses to train.
 
 An export with memory also holds each field's embedding times the attention's `value_notes`; it is
 split together with the LSTM's rows, so one embedding serves both. What the new config adds
-(memory to a model without it, a longer window, another learning rate) starts fresh; memory's output
-starts at zero, so the warm-started network plays exactly like the model it came from.
+(memory or an interval bias to a model without it, a longer window, another learning rate) starts
+fresh; memory's output and the interval tables start at zero, so the warm-started network plays
+exactly like the model it came from.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def _captured(model_dir: Path, config: ModelConfig) -> dict:
     for column, name in enumerate(FIELD_ORDER):
         names += [f"{name}_state_kernel"] + [f"{name}_drawn_{earlier}" for earlier in FIELD_ORDER[:column]]
         names += [f"{name}_bias", f"{name}_logits_kernel", f"{name}_logits_bias"]
+        if name == "pitch" and config.interval_bias:
+            names += ["intervals_from_note", "intervals_from_top"]
     if len(captured) != len(names):
         raise CadenzaError(f"{model_dir}: cannot read its weights back (another export format); "
                            "start from its training run's last.keras instead")
@@ -110,6 +113,10 @@ def load_exported_weights(model, config: ModelConfig, model_dir: Path) -> None:
         stacked = weights[f"lstm_kernel_{index}"]
         model.get_layer(f"lstm_{index}").set_weights([stacked[:units], stacked[units:], weights[f"lstm_bias_{index}"]])
     _load_heads(model, config, weights)
+    if source.interval_bias and config.interval_bias:
+        model.get_layer("pitch_intervals").set_weights([weights["intervals_from_note"], weights["intervals_from_top"]])
+    elif source.interval_bias:
+        raise CadenzaError(f"--init-from {model_dir}: it has an interval bias and this run's network has none")
     _check_matches(model, config, model_dir)
 
 
@@ -149,7 +156,8 @@ def _check_matches(model, config: ModelConfig, model_dir: Path, length: int = 24
     controls = np.zeros((2, length, CONTROL_SIZE), np.float32)
     inputs = {name: values[:, :-1] for name, values in sequence.items()} | {"controls": controls}
     inputs |= {f"next_{name}": sequence[name][:, 1:] for name in FIELD_ORDER[:-1]}
-    full = model(inputs, training=False)
+    tops = rng.integers(0, 128, (2, length, 2)).astype(np.int32)  # any tops: both sides read the same
+    full = model(inputs | ({"chord_tops": tops} if config.interval_bias else {}), training=False)
     step = load_step(model_dir, "tflite")
     card = read_card(model_dir)
     state = np.zeros((2, *card["state_shape"]), np.float32)
@@ -161,6 +169,8 @@ def _check_matches(model, config: ModelConfig, model_dir: Path, length: int = 24
                        "controls": controls[:, position].copy(), "temperature": np.ones((2, 4), np.float32),
                        "top_p": np.full((2, 4), 2.0, np.float32), "uniform": np.full((2, 4), 0.5, np.float32),
                        "forced": forced.astype(np.int32)}
+        if card["config"].get("interval_bias"):
+            step_inputs["chord_tops"] = tops[:, position].copy()
         outputs = step(step_inputs | ({"memory": ring.copy()} if ring is not None else {}))
         if ring is not None:  # the runtime's ring: note n in row n % memory
             ring[:, position % ring.shape[1]] = outputs["memory_row"]

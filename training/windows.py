@@ -7,7 +7,17 @@ import numpy as np
 from models.config import FIELD_ORDER, Bins, ModelConfig
 from models.controls import UpcomingControls, encode_controls
 from models.errors import CadenzaError
+from models.intervals import chord_tops
 from training.prepare import PreparedSplit
+
+
+def add_chord_tops(inputs: dict, config: ModelConfig, bins: Bins) -> dict:
+    """With config.interval_bias, the network's inputs (pitch and step bins [B, T]) also get
+    "chord_tops" [B, T, 2] (models/intervals.py), from the binned steps as the runtime sees them.
+    In place; returns `inputs`."""
+    if config.interval_bias:
+        inputs["chord_tops"] = chord_tops(inputs["pitch"], bins.bin_to_time(inputs["step"]))
+    return inputs
 
 
 class WindowSampler:
@@ -96,6 +106,7 @@ class WindowSampler:
         inputs = {name: values[:, :-1] for name, values in features.items()}
         targets = {name: values[:, 1:] for name, values in features.items()}
         inputs["controls"] = self.controls(raw, rng, self.config.control_dropout if dropout is None else dropout)
+        add_chord_tops(inputs, self.config, self.bins)
         for name in FIELD_ORDER[:-1]:
             inputs[f"next_{name}"] = targets[name]
         if extra_next:  # bench/field_order.py: every field, for other orders
