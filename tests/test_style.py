@@ -193,7 +193,14 @@ def test_evaluate_style_stateful_and_sweep_on_a_tiny_model(steered_model, tmp_pa
     assert style["classifier"]["auc_mean"] == pytest.approx(np.mean([draw["auc"] for draw in draws]), abs=1e-4)
     assert style["classifier"]["auc_range"] == [min(d["auc"] for d in draws), max(d["auc"] for d in draws)]
     assert "over 4 generated sets (seeds 0-3): AUC" in result.stdout
-    assert style["classifier"]["separating"] and set(style["texture"]) == {"real", "generated"}
+    assert style["classifier"]["separating"]
+    # The texture of every set, the first the headline's, and their mean.
+    texture = style["texture"]
+    assert set(texture) == {"real", "generated", "generated_draws", "generated_mean"}
+    assert len(texture["generated_draws"]) == 4 and texture["generated_draws"][0] == texture["generated"]
+    shares = [draw["short_note_fraction"] for draw in texture["generated_draws"]]
+    assert texture["generated_mean"]["short_note_fraction"] == pytest.approx(np.mean(shares), abs=1e-4)
+    assert "over 4 generated sets (mean): short note fraction" in result.stdout
     assert 0 <= style["mean_overlap"] <= 1 and len(style["drift"]["curves"]["notes_per_second"]) == 4
     assert set(style["steering"]["density"]) == {"4", "8", "16"} and 0 <= style["steering"]["in_scale"] <= 1
     assert all(0 <= row["chord_fraction"] <= 1 for row in style["steering"]["density"].values())
