@@ -112,6 +112,15 @@ class Bins:
     def bin_to_time(self, bins: np.ndarray) -> np.ndarray:
         return self.time_centers[np.asarray(bins)]
 
+    def time_within_bin(self, bins: np.ndarray, position: np.ndarray) -> np.ndarray:
+        """Seconds at `position` (0-1) across each time bin, log-uniformly: a bin stands for a span of
+        lengths, and its centre alone would put every note of it on one length (bin 0, "under
+        ZERO_BIN_LIMIT_SECONDS", is 0). Each reads back as its own bin."""
+        bins = np.asarray(bins)
+        half_width = np.log(self.time_centers[2] / self.time_centers[1]) / 2  # the bins are evenly spaced in log
+        inside = (2 * np.asarray(position) - 1) * half_width * (1 - 1e-6)
+        return np.where(bins > 0, self.time_centers[bins] * np.exp(inside), 0.0)
+
     def velocity_to_bin(self, velocity: np.ndarray) -> np.ndarray:
         velocity = np.clip(np.asarray(velocity, dtype=np.float64), 1, 127)
         return np.round((velocity - 1) * (self.velocity_bins - 1) / 126).astype(np.int32)
