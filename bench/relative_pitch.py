@@ -9,7 +9,9 @@ per note) says how much a pitch head that sees intervals could take from this ne
 any other change. Measured on the shipped network (December 2, validation): 2.655 -> 2.622 (the
 note before), 2.633 (the last chord's top), 2.610 (both); the bias on striking the note before
 again is about -1.5 nats (the sampler's restrike redraw takes part of that already), a second up
-or down +0.14-0.36. About 3 minutes on 2 cores. Needs TensorFlow and `data/maestro`.
+or down +0.14-0.36. The network shipped since has such biases of its own (`--interval-bias`,
+models/intervals.py): on it (December 3) validation 2.588, and 2.587-2.589 with biases fitted on
+top: nothing left to take. About 3 minutes on 2 cores. Needs TensorFlow and `data/maestro`.
 """
 
 from __future__ import annotations
