@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from models.intervals import chord_tops  # noqa: E402
 from models.notes import CHORD_SECONDS  # noqa: E402
 
 INTERVALS = 255  # -127 .. +127 semitones
@@ -32,18 +33,11 @@ WINDOWS_PER_CALL = 32
 def last_chord_tops(pitch: np.ndarray, step_seconds: np.ndarray) -> np.ndarray:
     """[B, T-1]: for note t+1 of each window ([B, T] MIDI numbers, seconds), the top (highest
     pitch) of the chord before it as the sampler sees it when drawing that note: the chord being
-    played if note t+1 starts a new one, else the chord before the one it joins."""
-    anchors = np.zeros((pitch.shape[0], pitch.shape[1] - 1), np.int64)
-    for row, (pitches, steps) in enumerate(zip(pitch, step_seconds)):
-        current_top = last_top = int(pitches[0])
-        for position in range(1, len(pitches)):
-            starts = steps[position] >= CHORD_SECONDS
-            anchors[row, position - 1] = current_top if starts else last_top
-            if starts:
-                last_top, current_top = current_top, int(pitches[position])
-            else:
-                current_top = max(current_top, int(pitches[position]))
-    return anchors
+    played if note t+1 starts a new one, else the chord before the one it joins (the anchor the
+    shipped network's interval bias reads from models.intervals.chord_tops)."""
+    tops = chord_tops(pitch, step_seconds)[:, :-1]  # after note t: (its chord's top, the one before's)
+    starts = np.asarray(step_seconds)[:, 1:] >= CHORD_SECONDS
+    return np.where(starts, tops[..., 0], tops[..., 1]).astype(np.int64)
 
 
 def teacher_forced(model, sampler, windows: int, seed: int) -> dict:

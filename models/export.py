@@ -142,7 +142,7 @@ def make_step_module(model, config: ModelConfig):
                                  "logits": tuple(constant(w) for w in head["logits"])}
                           for name, head in weights["heads"].items()}
             self.intervals = tuple(constant(table) for table in weights["intervals"]) if "intervals" in weights else None
-            starts_table = starts_chord_table(Bins(config).time_centers)
+            self.starts_table = starts_chord_table(Bins(config).time_centers)
 
             signature = [batch_vector(n) for n in HEADS] + [
                 tf.TensorSpec([None, *state_shape(config)], tf.float32, name="state"),
@@ -154,7 +154,6 @@ def make_step_module(model, config: ModelConfig):
                 signature.append(tf.TensorSpec([None, 2], tf.int32, name="chord_tops"))
             self.step = tf.function(self._step if config.memory else self._step_without_memory,
                                     input_signature=signature)
-            self.starts_table = starts_table
 
         def _step_without_memory(self, pitch, step, duration, velocity, state, controls, temperature, top_p, uniform,
                                  forced, chord_tops=None):

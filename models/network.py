@@ -101,7 +101,6 @@ class IntervalBias(layers.Layer):
         return {**super().get_config(), "starts_table": self.starts_table}
 
 
-
 def field_head(config: ModelConfig, name: str, size: int) -> keras.Sequential:
     """A field's logits from the state and the fields drawn before it: one hidden layer."""
     return keras.Sequential([layers.Dense(config.head_units, activation="relu", name=f"{name}_hidden"),
