@@ -3,7 +3,7 @@
 One call of `step` plays one note of B streams, all in the graph: it takes the previous note
 (pitch, step bin, duration bin, velocity bin, each int32 [B]), the state [B, rows, units]
 (models.config.state_shape), the controls [B, CONTROL_SIZE], and per stream the temperature of
-each field [B, 4], top-p per field [B, 4], uniform noise [B, 4] and `forced` [B, 4] (a bin, or -1
+each field [B, 4] (the pitch's tempers its class alone: tempered_by_pitch_class), top-p per field [B, 4], uniform noise [B, 4] and `forced` [B, 4] (a bin, or -1
 to draw). It draws the next note's fields in FIELD_ORDER, each conditioned on those before it, and
 returns them, their log-probabilities [B, 4] (under the tempered, truncated distribution they were
 drawn from), the most likely category of each field given the ones before it [B, 4], and the new
@@ -33,6 +33,9 @@ CARD_FILE = "card.json"
 LICENSE = "CC BY-NC-SA 4.0 (inherited from the MAESTRO v3.0.0 training data)"
 # Stands for log(0) where a category lies outside the nucleus: finite, so one-hot sums stay exact.
 OUTSIDE_NUCLEUS_LOG_PROB = -1e30
+PITCH_CLASS_ROWS = 11  # 128 pitches padded to 11 octaves of 12 classes
+# What the pitch column of `temperature` tempers (the card says so; cards without it: the whole pitch).
+PITCH_TEMPERATURE_SCOPE = "pitch_class"
 
 
 def draw_field(tf, logits, temperature, top_p, uniform, forced):
@@ -59,6 +62,23 @@ def draw_field(tf, logits, temperature, top_p, uniform, forced):
     chosen = tf.gather(kept_log_probs, choice, batch_dims=1)
     most_likely = tf.cast(tf.argmax(logits, axis=1), tf.int32)
     return choice, chosen, most_likely
+
+
+def tempered_by_pitch_class(tf, logits, temperature):
+    """Pitch logits [B, 128] whose pitch class (C, C#, ...) is tempered, its octave not: the draw at
+    temperature 1 from them takes a class with probability p(class)^(1/temperature) (normalised) and
+    the octave within it as the network has it, p(pitch | class).
+
+    A temperature on the whole pitch sharpens the register as much as the key: below 1 the lines
+    kept to fewer octaves, the hands closed in and the leaps between them thinned over a stream
+    (the README's "The pitch temperature by class"). log q(pitch) = logit + (1/T - 1) * log of the
+    class's summed probability (up to a constant), so at temperature 1 nothing changes.
+    """
+    padding = tf.fill(tf.stack([tf.shape(logits)[0], PITCH_CLASS_ROWS * 12 - 128]), -1e9)
+    by_octave = tf.reshape(tf.concat([logits, padding], axis=1), [-1, PITCH_CLASS_ROWS, 12])
+    class_mass = tf.reduce_logsumexp(by_octave, axis=1)  # [B, 12]: log of each class's summed exp(logit)
+    per_pitch = tf.tile(class_mass, [1, PITCH_CLASS_ROWS])[:, :128]
+    return logits + (1.0 / temperature - 1.0)[:, None] * per_pitch
 
 
 def folded_weights(model, config: ModelConfig) -> dict:
@@ -190,7 +210,11 @@ def make_step_module(model, config: ModelConfig):
                 if name == "pitch" and self.intervals is not None:  # the starts table is a constant of the graph
                     logits += interval_bias(TfOps(tf), self.intervals, pitch, chord_tops, outputs["step"],
                                             tf.constant(self.starts_table))
-                choice, log_prob, best = draw_field(tf, logits, temperature[:, column], top_p[:, column],
+                field_temperature = temperature[:, column]
+                if name == "pitch":
+                    logits = tempered_by_pitch_class(tf, logits, field_temperature)
+                    field_temperature = tf.ones_like(field_temperature)
+                choice, log_prob, best = draw_field(tf, logits, field_temperature, top_p[:, column],
                                                     uniform[:, column], forced[:, column])
                 outputs[name] = choice
                 log_probs.append(log_prob)
@@ -232,14 +256,17 @@ def build_card(config: ModelConfig, extra: dict) -> dict:
             "velocity": [int(v) for v in bins.velocity_centers],
             "zero_bin_below_seconds": 0.005,
         },
+        "pitch_temperature_scope": PITCH_TEMPERATURE_SCOPE,
         "license": LICENSE,
         "source_commit": source_commit(),
         **extra,
     }
 
 
-def export_model(model, config: ModelConfig, out: Path, card_extra: dict | None = None) -> Path:
-    """Write SavedModel + TFLite + card.json to `out`, replacing it only once all three are complete."""
+def export_model(model, config: ModelConfig, out: Path, card_extra: dict | None = None, keep_from: Path | None = None) -> Path:
+    """Write SavedModel + TFLite + card.json to `out`, replacing it only once all three are complete.
+
+    `keep_from`: an exported model folder whose other entries (its evaluation/) the new one keeps."""
     import tensorflow as tf
 
     if config.preset == "seed":
@@ -262,6 +289,10 @@ def export_model(model, config: ModelConfig, out: Path, card_extra: dict | None 
     output_order = list(tf.nest.flatten({k: k for k in concrete.structured_outputs}))
     card = build_card(config, {"tflite_output_order": output_order, **(card_extra or {})})
     (temporary / CARD_FILE).write_text(json.dumps(card, indent=2))
+    for entry in Path(keep_from).iterdir() if keep_from else ():
+        if entry.name not in (SAVEDMODEL_DIR, TFLITE_FILE, CARD_FILE):
+            copy = shutil.copytree if entry.is_dir() else shutil.copy2
+            copy(entry, temporary / entry.name)
     if out.exists():
         old = out.with_name(f".{out.name}.old")
         shutil.rmtree(old, ignore_errors=True)

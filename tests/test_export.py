@@ -163,6 +163,49 @@ def test_draws_follow_the_conditional_distributions(exported):
         assert chisquare(observed[keep], wanted[keep] * observed.sum() / wanted[keep].sum()).pvalue > 1e-3
 
 
+def test_the_pitch_temperature_tempers_the_class_and_leaves_the_octave(exported):
+    """At pitch temperature 0.5 the class is drawn from p(class)^2 (normalised) and the octave within
+    it from p(pitch | class), as the network has it; the whole pitch tempered (p^2), the register
+    narrowed with the key. Chi-squared on 20,000 draws, and the log-probability the graph reports."""
+    from scipy.stats import chisquare
+
+    _, out = exported
+    assert read_card(out)["pitch_temperature_scope"] == "pitch_class"
+    runtime = Runtime(out, backend="tflite", batch=1, seed=0)
+    rng = np.random.default_rng(4)
+    state = rng.normal(size=(1, *read_card(out)["state_shape"])).astype(np.float32)
+    controls = np.zeros((1, CONTROL_SIZE), np.float32)
+    plain = _distribution(runtime, state, controls, [7])
+    classes = np.arange(128) % 12
+    class_mass = np.bincount(classes, weights=plain, minlength=12)
+    sharper = class_mass ** 2 / (class_mass ** 2).sum()
+    expected = sharper[classes] * plain / class_mass[classes]
+    draws, column = 20000, FIELD_ORDER.index("pitch")
+    forced = np.full((draws, 4), -1, np.int32)
+    forced[:, :column] = 7
+    temperature = np.ones((draws, 4), np.float32)
+    temperature[:, column] = 0.5
+    outputs = runtime.step_function({
+        "pitch": np.full(draws, 60, np.int32), "step": np.full(draws, 3, np.int32),
+        "duration": np.full(draws, 5, np.int32), "velocity": np.full(draws, 4, np.int32),
+        "state": np.repeat(state, draws, axis=0), "controls": np.repeat(controls, draws, axis=0),
+        "temperature": temperature, "top_p": np.full((draws, 4), 2.0, np.float32),
+        "uniform": rng.random((draws, 4), dtype=np.float32), "forced": forced, **_memory_inputs(runtime, draws)})
+    drawn = outputs["pitch"]
+    assert np.allclose(outputs["log_prob"][:, column], np.log(expected[drawn]), atol=1e-4)
+    counts = np.bincount(drawn, minlength=128)
+    whole_pitch = plain ** 2 / (plain ** 2).sum()
+
+    def fits(wanted):
+        common = wanted * draws >= 5
+        observed = np.append(counts[common], counts[~common].sum())
+        cells = np.append(wanted[common], wanted[~common].sum()) * draws
+        return chisquare(observed[cells > 0], cells[cells > 0] * observed.sum() / cells[cells > 0].sum()).pvalue
+
+    assert fits(expected) > 1e-3
+    assert fits(whole_pitch) < 1e-6  # the test can tell the two apart
+
+
 @pytest.mark.parametrize("backend", ["savedmodel", "tflite"])
 def test_score_gives_back_the_log_probs_sample_used(exported, backend):
     _, out = exported
@@ -227,6 +270,36 @@ def test_fresh_streams_start_from_the_cards_real_notes_and_a_score_from_a_fixed_
     scored = Runtime(with_table, backend="tflite", seed=5)
     assert np.array_equal(scored.score(notes)["pitch"], Runtime(with_table, backend="tflite", seed=6).score(notes)["pitch"])
     assert np.all(scored.start_notes["velocity"] == START_NOTE[3])
+
+
+def test_an_exported_model_exports_again_through_todays_graph_keeping_its_records(exported, tmp_path):
+    """`cadenza export MODEL --out MODEL`: an older export (here: its card without the pitch
+    temperature's scope, as every model before it) goes through today's graph, scoring the same,
+    its card's records and its evaluation/ kept."""
+    from conftest import run_cadenza
+
+    _, out = exported
+    older = tmp_path / "older"
+    shutil.copytree(out, older)
+    card = json.loads((older / "card.json").read_text())
+    del card["pitch_temperature_scope"]
+    card["sampling"] = {"pitch_temperature": 0.85}
+    (older / "card.json").write_text(json.dumps(card))
+    (older / "evaluation").mkdir()
+    (older / "evaluation" / "style.json").write_text('{"auc": 0.9}')
+    rng = np.random.default_rng(3)
+    notes = make_notes(rng.integers(40, 90, 30), rng.uniform(0, 0.4, 30), rng.uniform(0.05, 1, 30), rng.integers(30, 110, 30))
+    before = Runtime(older, backend="tflite").score(notes[None])
+    result = run_cadenza("export", str(older), "--out", str(older), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    again = read_card(older)
+    assert again["pitch_temperature_scope"] == "pitch_class"
+    assert again["sampling"] == {"pitch_temperature": 0.85} and again["training"] == card["training"]
+    assert again["exported_again"]["from_commit"] == card["source_commit"]
+    assert (older / "evaluation" / "style.json").read_text() == '{"auc": 0.9}'
+    after = Runtime(older, backend="tflite").score(notes[None])
+    for name in FIELD_ORDER:  # at temperature 1 the graph computes what it did
+        assert np.allclose(after[name], before[name], atol=1e-4), name
 
 
 def test_score_respects_lengths_and_top_p_truncates(exported):

@@ -180,7 +180,10 @@ def _run_data(path: Path) -> str | None:
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for savedmodel/, model.tflite, card.json.")
 def export(run, out):
-    """Export a run's best checkpoint as a stateful single-step graph with its model card."""
+    """Export a run's best checkpoint as a stateful single-step graph with its model card.
+
+    RUN may also be an exported model: it is exported again through today's step graph, its card's
+    records and evaluation/ kept (--out may be the same folder)."""
     require_tensorflow("export")
     from training.export_run import export_run
 

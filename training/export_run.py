@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
-from models.config import Bins
+from models.config import Bins, ModelConfig
 from models.errors import CadenzaError
-from models.export import export_model
+from models.export import CARD_FILE, export_model
+from models.graph import read_card
 from training.evaluate import Unigram, load_run
 from training.prepare import load_split
 
@@ -100,7 +102,28 @@ def card_details(run: Path, saved: dict, config) -> dict:
     }
 
 
+def export_again(model_dir: Path, out: Path) -> Path:
+    """An exported model through today's step graph: its network read back from the graph it has
+    (as `train --init-from` does, checked against it), exported again with its card's records (its
+    training, sampling, metrics) and its other files (evaluation/) kept. `out` may be `model_dir`."""
+    from models.export import build_card
+    from models.network import build_model
+    from training.warm_start import load_exported_weights
+
+    model_dir = Path(model_dir)
+    card = read_card(model_dir)
+    config = ModelConfig.from_dict(card["config"])
+    model = build_model(config)
+    load_exported_weights(model, config, model_dir)
+    graph_fields = set(build_card(config, {})) | {"tflite_output_order"}
+    records = {name: value for name, value in card.items() if name not in graph_fields}
+    records["exported_again"] = {"from_commit": card.get("source_commit", "unknown"), "date": time.strftime("%Y-%m-%d")}
+    return export_model(model, config, out, records, keep_from=model_dir)
+
+
 def export_run(run: Path, out: Path) -> Path:
+    if (Path(run) / CARD_FILE).exists():  # an exported model, not a run: through today's graph
+        return export_again(run, out)
     model, config, saved = load_run(run)
     if config.preset == "seed":
         raise CadenzaError("the seed preset is for comparison only; it has no step graph to export")
