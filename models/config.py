@@ -93,6 +93,10 @@ SEED_CONFIG = ModelConfig(
 PRESETS = {"default": ModelConfig(), "seed": SEED_CONFIG}
 
 
+# How finely the card records the lengths the top time bin stands for (Bins.top_bin_tail).
+TAIL_QUANTILES = 64
+
+
 class Bins:
     """Categorical bins for step, duration (seconds) and velocity (MIDI 1-127)."""
 
@@ -112,14 +116,37 @@ class Bins:
     def bin_to_time(self, bins: np.ndarray) -> np.ndarray:
         return self.time_centers[np.asarray(bins)]
 
-    def time_within_bin(self, bins: np.ndarray, position: np.ndarray) -> np.ndarray:
+    def time_within_bin(self, bins: np.ndarray, position: np.ndarray, top_tail=None) -> np.ndarray:
         """Seconds at `position` (0-1) across each time bin, log-uniformly: a bin stands for a span of
         lengths, and its centre alone would put every note of it on one length (bin 0, "under
-        ZERO_BIN_LIMIT_SECONDS", is 0). Each reads back as its own bin."""
-        bins = np.asarray(bins)
+        ZERO_BIN_LIMIT_SECONDS", is 0). Each reads back as its own bin.
+
+        The top bin stands for every length from its lower edge up (training clips them to it):
+        `top_tail`, quantiles of the training data's lengths in it (seconds, ascending; the card's
+        `duration_tail`, see top_bin_tail), places a note there as the data has them. Without it
+        the top bin spans its own width, as the others do."""
+        bins, position = np.asarray(bins), np.asarray(position)
         half_width = np.log(self.time_centers[2] / self.time_centers[1]) / 2  # the bins are evenly spaced in log
-        inside = (2 * np.asarray(position) - 1) * half_width * (1 - 1e-6)
-        return np.where(bins > 0, self.time_centers[bins] * np.exp(inside), 0.0)
+        inside = (2 * position - 1) * half_width * (1 - 1e-6)
+        seconds = np.where(bins > 0, self.time_centers[bins] * np.exp(inside), 0.0)
+        if top_tail is not None and len(top_tail):
+            tail = np.interp(position, np.linspace(0, 1, len(top_tail)), top_tail)
+            seconds = np.where(bins == len(self.time_centers) - 1, np.maximum(tail, self.top_bin_edge), seconds)
+        return seconds
+
+    @property
+    def top_bin_edge(self) -> float:
+        """Seconds: the lower edge of the top time bin (training clips every longer length into it)."""
+        return float(self._time_edges[-1])
+
+    def top_bin_tail(self, seconds: np.ndarray, quantiles: int = TAIL_QUANTILES) -> list:
+        """Quantiles (seconds, ascending) of the lengths `seconds` that fall in the top bin, at the
+        middles of `quantiles` equal shares (the rarest extremes left out), for time_within_bin."""
+        seconds = np.asarray(seconds, np.float64)
+        beyond = seconds[seconds >= self.top_bin_edge]
+        if not len(beyond):
+            return []
+        return [round(float(q), 4) for q in np.quantile(beyond, (np.arange(quantiles) + 0.5) / quantiles)]
 
     def velocity_to_bin(self, velocity: np.ndarray) -> np.ndarray:
         velocity = np.clip(np.asarray(velocity, dtype=np.float64), 1, 127)

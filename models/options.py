@@ -21,6 +21,11 @@ class BoundedFloat(click.FloatRange):
         return number
 
 
+# Models exported since the pitch temperature went by class (the card's pitch_temperature_scope).
+PITCH_TEMPERATURE_NOTE = (" It tempers the pitch class (how clear the key is); the octave is drawn as the network "
+                          "has it, so a low one does not close the hands in.")
+
+
 def sampling_options(function):
     """--temperature, --top-p, --<field>-temperature, --density, --key, --register...; left out, the card's choice."""
     options = [
@@ -29,7 +34,7 @@ def sampling_options(function):
         click.option("--top-p", type=BoundedFloat(0, 1, min_open=True), help="Nucleus sampling (1 = off)."),
         click.option("--top-p-fields", help="The fields the nucleus cuts, e.g. 'pitch' or 'step,pitch' [default: the model card's]."),
         *[click.option(f"--{name}-temperature", type=BoundedFloat(*TEMPERATURE_RANGE),
-                       help=f"Temperature of the {name} field alone.")
+                       help=f"Temperature of the {name} field alone." + PITCH_TEMPERATURE_NOTE * (name == "pitch"))
           for name in ("step", "pitch", "duration", "velocity")],
         click.option("--density", help=f"Target notes per second ({DENSITY_RANGE[0]:g}-{DENSITY_RANGE[1]:g}), "
                                        "'auto' (the data's typical value), 'random' (one per stream, as the data's pieces vary), "

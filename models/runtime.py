@@ -63,6 +63,8 @@ class Runtime:
         self.min_restrike_seconds = MIN_RESTRIKE_SECONDS
         self._part_step = None  # loaded when a redraw first needs it
         self._start_table = start_table(self.card)
+        # The lengths the top duration bin stands for (Bins.top_bin_tail); cards before it: none.
+        self.duration_tail = self.card.get("duration_tail", {}).get("seconds")
         self.reset(batch)
 
     @property
@@ -325,7 +327,7 @@ class Runtime:
         # below; MAESTRO test's notes, binned and decoded at the centres: 2.4 % under 32 ms, against
         # 1.8 % as played). Steps stay on their centres: the chords and the graph read them so.
         # Duration bin 0 is "under ZERO_BIN_LIMIT_SECONDS": a note must still sound, for a moment.
-        within = self.bins.time_within_bin(bins["duration"], self._length_rng.random(len(notes)))
+        within = self.bins.time_within_bin(bins["duration"], self._length_rng.random(len(notes)), self.duration_tail)
         notes["duration"] = np.maximum(within, SHORTEST_NOTE_SECONDS)
         notes["velocity"] = self.bins.bin_to_velocity(bins["velocity"])
         return notes

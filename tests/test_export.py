@@ -407,3 +407,43 @@ def test_a_notes_length_lies_anywhere_in_its_bin_and_reads_back_as_it(exported):
     assert 0.3 < np.mean(lengths < 0.032) < 0.7  # the bin of 31.9 ms lies across 32 ms
     assert lengths.max() / lengths.min() > 1.09  # the whole width of the bin (10 %)
     assert np.all(bins.time_within_bin(np.zeros(3, int), np.array([0.0, 0.5, 1.0])) == 0)
+
+
+def test_the_top_length_bin_plays_the_lengths_it_stands_for(exported, tmp_path):
+    """Training clips every length from the top bin's lower edge (3.8 s) up into it, so a note drawn
+    there was played at 3.8-4.2 s, and no note ever sounded longer; MAESTRO's longest 0.9 % ring on
+    to 5 s, 10 s and more. The card records the training data's lengths in that bin, and the runtime
+    draws from them."""
+    from training.export_run import duration_tail
+
+    bins = Bins(ModelConfig())
+    top = len(bins.time_centers) - 1
+    rng = np.random.default_rng(1)
+    lengths = np.concatenate([rng.uniform(0.05, 3.0, 9000), bins.top_bin_edge * np.exp(rng.exponential(0.5, 1000))])
+    notes = np.zeros(len(lengths), NOTE_DTYPE)
+    notes["duration"] = lengths
+    tail = duration_tail(notes, ModelConfig())
+    assert tail["share_of_notes"] == 0.1 and tail["from_seconds"] == round(bins.top_bin_edge, 4)
+    assert len(tail["seconds"]) == 64 and np.all(np.diff(tail["seconds"]) >= 0)
+    played = bins.time_within_bin(np.full(20000, top), rng.random(20000), tail["seconds"])
+    assert np.all(bins.time_to_bin(played) == top)  # still the top bin
+    beyond = lengths[lengths >= bins.top_bin_edge]
+    assert abs(np.median(played) / np.median(beyond) - 1) < 0.03
+    assert abs(np.quantile(played, 0.9) / np.quantile(beyond, 0.9) - 1) < 0.05
+    assert bins.time_within_bin(np.full(100, top), rng.random(100)).max() < 4.3  # no tail: the bin's width
+    other = bins.time_within_bin(np.full(100, 40), np.linspace(0, 1, 100), tail["seconds"])
+    assert np.array_equal(other, bins.time_within_bin(np.full(100, 40), np.linspace(0, 1, 100)))  # other bins as before
+
+    _, out = exported  # the runtime reads the card's tail
+    with_tail = tmp_path / "with_tail"
+    shutil.copytree(out, with_tail)
+    card = json.loads((with_tail / "card.json").read_text())
+    tiny_bins = Bins(TINY)
+    card["duration_tail"] = duration_tail(notes, TINY)
+    (with_tail / "card.json").write_text(json.dumps(card))
+    runtime = Runtime(with_tail, backend="tflite", batch=500, seed=0)
+    drawn = runtime.notes_from_bins({"pitch": np.full(500, 60), "step": np.full(500, 3), "velocity": np.full(500, 4),
+                                     "duration": np.full(500, TINY.time_bins - 1)})
+    assert np.all(drawn["duration"] >= tiny_bins.top_bin_edge)
+    assert np.median(drawn["duration"]) > 1.3 * tiny_bins.time_centers[-1]
+    assert Runtime(out, backend="tflite").duration_tail is None  # a card without it: as before

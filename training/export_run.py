@@ -38,6 +38,15 @@ def control_details(train, config) -> dict:
     }
 
 
+def duration_tail(notes, config) -> dict:
+    """The lengths the top duration bin stands for, measured on the training notes: training clips
+    every length from the bin's lower edge up into it, and the runtime plays a note drawn there as
+    long as these say (Bins.time_within_bin), not at the bin's 4 s."""
+    bins = Bins(config)
+    return {"seconds": bins.top_bin_tail(notes["duration"]), "from_seconds": round(bins.top_bin_edge, 4),
+            "share_of_notes": round(float((notes["duration"] >= bins.top_bin_edge).mean()), 5)}
+
+
 # Enough real notes that streams started together start differently; each is a row of the card.
 START_NOTES = 256
 
@@ -80,6 +89,7 @@ def card_details(run: Path, saved: dict, config) -> dict:
     return {
         "controls": control_details(train, config),
         "start_notes": start_notes(train.notes),
+        "duration_tail": duration_tail(train.notes, config),
         "training": {
             "data": _portable_source(manifest.get("source", {"path": str(data)})),
             "splits": manifest.get("splits"),
