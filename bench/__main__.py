@@ -204,10 +204,18 @@ def bench_training() -> None:
     if not (data / "train.npz").exists():
         row("training throughput", "skipped", "needs data/maestro (cadenza prepare)")
         return
-    for batch, floor, full, sampler_rate in measure(str(data), (64, 256), 20.0):
+    from models.graph import read_card
+
+    shipped = read_card(REPO / "models" / "default")["config"]  # the shipped design: its memory, window, interval bias
+    for result in measure(str(data), (64, 256), 20.0, shipped.get("memory", 0), shipped["window"],
+                          shipped.get("interval_bias", False)):
+        batch, floor, full = result["batch"], result["floor"], result["cadenza"]
         row(f"training, batch {batch}: cadenza / bare-LSTM floor (notes/s)", f"{full:,.0f} / {floor:,.0f}",
             f"ratio {full / floor:.2f} (aim >= 0.80)")
-        row(f"window sampler, batch {batch} (notes/s)", f"{sampler_rate:,.0f}")
+        for part in ("without memory", "without interval bias"):
+            if part in result:
+                row(f"  the same {part} (notes/s)", f"{result[part]:,.0f}", f"ratio {result[part] / floor:.2f}")
+        row(f"window sampler, batch {batch} (notes/s)", f"{result['sampler']:,.0f}")
 
 
 def bench_whole_note(model_dirs: list) -> None:

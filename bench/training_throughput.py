@@ -1,7 +1,9 @@
 """Training throughput (predicted notes per second) of the default network beside a bare-LSTM floor.
 
-`python -m bench.training_throughput [--batch 64 256 512] [--seconds 20] [--memory 256 --window 256]`
-(the shipped design: memory over 256 notes on 256-note windows; the floor has no memory). Both train on the same
+`python -m bench.training_throughput [--batch 64 256 512] [--seconds 20] [--memory 256 --window 256]
+[--interval-bias]` (the shipped design: memory over 256 notes on 256-note windows and the interval
+bias; the floor has neither). Each part the design adds is also timed taken away, so its cost
+is split. All train on the same
 pre-drawn MAESTRO windows in this one run, so the ratio is fair on a noisy machine; the window
 sampler's own cost is timed apart. The floor is the same 2 x LSTM with one plain pitch head: what
 the recurrent core alone costs.
@@ -44,34 +46,36 @@ def notes_per_second(model, batches, config: ModelConfig, seconds: float) -> flo
     return steps * config.batch_size * config.window / (time.perf_counter() - started)
 
 
-def measure(data: str, batch_sizes, seconds: float, memory: int = 0, window: int | None = None):
-    """[(batch, floor notes/s, cadenza notes/s, cadenza without its memory notes/s or None, sampler
-    notes/s)] measured side by side (without memory: what the heads and controls cost, apart)."""
+def measure(data: str, batch_sizes, seconds: float, memory: int = 0, window: int | None = None,
+            interval_bias: bool = False) -> list:
+    """One dict per batch: the floor's notes/s, cadenza's, cadenza's with each part it has taken
+    away ("without memory", "without interval bias"), and the window sampler's, measured side by side."""
     from models.network import build_model, compile_model
     from training.prepare import load_split
     from training.windows import WindowSampler
 
-    base = replace(ModelConfig(), memory=memory, window=window or ModelConfig().window)
+    base = replace(ModelConfig(), memory=memory, window=window or ModelConfig().window, interval_bias=interval_bias)
     sampler = WindowSampler(load_split(data, "train"), base)
     rng = np.random.default_rng(0)
+    parts = {"without memory": {"memory": 0}, "without interval bias": {"interval_bias": False}}
     results = []
     for batch in batch_sizes:
         config = replace(base, batch_size=batch)
         started = time.perf_counter()
         batches = [sampler.batch(batch, rng) for _ in range(8)]
-        sampler_rate = 8 * batch * config.window / (time.perf_counter() - started)
+        row = {"batch": batch, "sampler": 8 * batch * config.window / (time.perf_counter() - started)}
         floor_batches = [({"pitch": x["pitch"]}, {"pitch": y["pitch"]}) for x, y in batches]
-        floor = notes_per_second(bare_lstm(config), floor_batches, config, seconds)
-        model = build_model(config)
-        compile_model(model, config)
-        full = notes_per_second(model, batches, config, seconds)
-        without_memory = None
-        if memory:
-            bare_config = replace(config, memory=0)
-            model = build_model(bare_config)
-            compile_model(model, bare_config)
-            without_memory = notes_per_second(model, batches, bare_config, seconds)
-        results.append((batch, floor, full, without_memory, sampler_rate))
+        row["floor"] = notes_per_second(bare_lstm(config), floor_batches, config, seconds)
+        for name, change in {"cadenza": {}, **parts}.items():
+            if change and all(getattr(config, field) == value for field, value in change.items()):
+                continue  # the design has no such part
+            variant = replace(config, **change)
+            model = build_model(variant)
+            compile_model(model, variant)
+            # Without the interval bias the network takes no chord tops: the same windows without them.
+            inputs = [({k: v for k, v in x.items() if k != "chord_tops" or variant.interval_bias}, y) for x, y in batches]
+            row[name] = notes_per_second(model, inputs, variant, seconds)
+        results.append(row)
     return results
 
 
@@ -82,12 +86,13 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--memory", type=int, default=0, help="cadenza's network with memory over N notes")
     parser.add_argument("--window", type=int, help="notes per training window [default: the preset's]")
+    parser.add_argument("--interval-bias", action="store_true", help="cadenza's network with the interval bias")
     args = parser.parse_args(argv)
-    print(f"{'batch':>6} {'floor notes/s':>14} {'cadenza notes/s':>16} {'ratio':>6} {'no memory':>10} {'ratio':>6} "
-          f"{'sampler notes/s':>16}")
-    for batch, floor, full, bare, sampler_rate in measure(args.data, args.batch, args.seconds, args.memory, args.window):
-        bare_text = f"{bare:>10,.0f} {bare / floor:>6.2f}" if bare else f"{'-':>10} {'-':>6}"
-        print(f"{batch:>6} {floor:>14,.0f} {full:>16,.0f} {full / floor:>6.2f} {bare_text} {sampler_rate:>16,.0f}", flush=True)
+    for row in measure(args.data, args.batch, args.seconds, args.memory, args.window, args.interval_bias):
+        figures = [f"floor {row['floor']:,.0f} notes/s", f"cadenza {row['cadenza']:,.0f} ({row['cadenza'] / row['floor']:.2f})"]
+        figures += [f"{name} {row[name]:,.0f} ({row[name] / row['floor']:.2f})"
+                    for name in ("without memory", "without interval bias") if name in row]
+        print(f"batch {row['batch']}: " + ", ".join(figures) + f"; sampler {row['sampler']:,.0f} notes/s", flush=True)
 
 
 if __name__ == "__main__":
