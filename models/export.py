@@ -2,16 +2,17 @@
 
 One call of `step` plays one note of B streams, all in the graph: it takes the previous note
 (pitch, step bin, duration bin, velocity bin, each int32 [B]), the state [B, rows, units]
-(models.config.state_shape), the controls [B, CONTROL_SIZE], and per stream the temperature of
-each field [B, 4] (the pitch's tempers its class alone: tempered_by_pitch_class), top-p per field [B, 4], uniform noise [B, 4] and `forced` [B, 4] (a bin, or -1
-to draw). It draws the next note's fields in FIELD_ORDER, each conditioned on those before it, and
-returns them, their log-probabilities [B, 4] (under the tempered, truncated distribution they were
-drawn from), the most likely category of each field given the ones before it [B, 4], and the new
-state. Forcing every field scores a known note; the columns of the [B, 4] inputs and outputs
-follow FIELD_ORDER. A model with memory also takes the ring of remembered notes `memory`
-[B, memory, units] (models.config.memory_shape), read in place, and returns this note's row
-`memory_row` [B, units] for the runtime to write into it. A model with an interval bias also
-takes each stream's chord tops `chord_tops` [B, 2] int32 (models/intervals.py).
+(models.config.state_shape), the controls [B, CONTROL_SIZE], and per stream the temperature of each
+field [B, 4] (the pitch's tempers its class alone: tempered_by_pitch_class), top-p per field
+[B, 4], uniform noise [B, 4] and `forced` [B, 4] (a bin, or -1 to draw). It draws the next note's
+fields in FIELD_ORDER, each conditioned on those before it, and returns them, their log-
+probabilities [B, 4] (under the tempered, truncated distribution they were drawn from), the most
+likely category of each field given the ones before it [B, 4], and the new state. Forcing every
+field scores a known note; the columns of the [B, 4] inputs and outputs follow FIELD_ORDER. A model
+with memory also takes the ring of remembered notes `memory` [B, memory, units]
+(models.config.memory_shape), read in place, and returns this note's row `memory_row` [B, units]
+for the runtime to write into it. A model with an interval bias also takes each stream's chord tops
+`chord_tops` [B, 2] int32 (models/intervals.py).
 """
 
 from __future__ import annotations
