@@ -245,10 +245,8 @@ def bench_whole_note(model_dirs: list) -> None:
     for _ in range(20):
         for name, runtime in runtimes.items():
             chosen = variants[name][1]
-            samples[name] += _time_calls(lambda: runtime.sample(
-                chosen.temperature, top_p=chosen.top_p, head_temperature=chosen.head_temperature(),
-                top_p_fields=chosen.top_p_fields, top_repeat=chosen.top_repeat,
-                bass_repeat=chosen.bass_repeat, echo=chosen.echo), 100)
+            options = chosen.draw_options()
+            samples[name] += _time_calls(lambda: runtime.sample(chosen.temperature, **options), 100)
     first = next(iter(samples))
     for name, times in samples.items():
         memory = runtimes[name].config.memory

@@ -65,6 +65,13 @@ class Sampling:
         values = {name: getattr(self, f"{name}_temperature") for name in FIELD_ORDER}
         return {name: value for name, value in values.items() if value is not None}
 
+    def draw_options(self) -> dict:
+        """The keyword arguments of Runtime.sample this sampling sets, beside its temperature and a
+        register's pitch weights (which the steering computes): `runtime.sample(sampling.temperature,
+        pitch_weights=..., **sampling.draw_options())`."""
+        return {"top_p": self.top_p, "head_temperature": self.head_temperature(), "top_p_fields": self.top_p_fields,
+                "top_repeat": self.top_repeat, "bass_repeat": self.bass_repeat, "echo": self.echo}
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -58,14 +58,11 @@ def generate(runtime: Runtime, settings: RenderSettings) -> tuple[np.ndarray, fl
     controls, hold, pitch_weights = _steering(runtime, settings)
     runtime.set_controls(with_densities(controls, hold.targets) if hold is not None else controls)
     sampling = settings.sampling
-    head_temperature = sampling.head_temperature()
+    options = sampling.draw_options()
     pieces = np.zeros((settings.notes, settings.count), dtype=NOTE_DTYPE)
     started = time.perf_counter()
     for step in tqdm(range(settings.notes), desc="render", unit="step", disable=not settings.progress, dynamic_ncols=True):
-        pieces[step] = runtime.sample(sampling.temperature, top_p=sampling.top_p, head_temperature=head_temperature,
-                                      top_p_fields=sampling.top_p_fields, pitch_weights=pitch_weights,
-                                      top_repeat=sampling.top_repeat, bass_repeat=sampling.bass_repeat,
-                                      echo=sampling.echo)
+        pieces[step] = runtime.sample(sampling.temperature, pitch_weights=pitch_weights, **options)
         if hold is not None and hold.observe(pieces[step]["step"]):
             runtime.set_controls(with_densities(controls, hold.targets))
     seconds = time.perf_counter() - started
