@@ -5,8 +5,8 @@ One call of `step` plays one note of B streams, all in the graph: it takes the p
 (models.config.state_shape), the controls [B, CONTROL_SIZE], and per stream the temperature of each
 field [B, 4] (the pitch's tempers its class alone: tempered_by_pitch_class), top-p per field
 [B, 4], uniform noise [B, 4] and `forced` [B, 4] (a bin, or -1 to draw). It draws the next note's
-fields in FIELD_ORDER, each conditioned on those before it, and returns them, their log-
-probabilities [B, 4] (under the tempered, truncated distribution they were drawn from), the most
+fields in FIELD_ORDER, each conditioned on those before it, and returns them, their log-probabilities
+[B, 4] (under the tempered, truncated distribution they were drawn from), the most
 likely category of each field given the ones before it [B, 4], and the new state. Forcing every
 field scores a known note; the columns of the [B, 4] inputs and outputs follow FIELD_ORDER. A model
 with memory also takes the ring of remembered notes `memory` [B, memory, units]

@@ -10,6 +10,7 @@ from pathlib import Path
 import mido
 import numpy as np
 import pytest
+from scipy.stats import theilslopes
 
 from conftest import FLOOR_LOST_LIMIT, delivery_floor, dummy_jack_server
 from bench.daw import PULSES_PER_BEAT, Script, session_elsewhere as session
@@ -435,10 +436,17 @@ def test_clock_out_leads_at_cadenzas_own_tempo(fast_jack, tmp_path):
     sent = [line.split()[2] for line in log.read_text().splitlines()]  # Start may leave before the listener joins
     assert sent.count("FA") == 1 and sent.index("FA") < sent.index("F8"), sent[:3]
     assert [m.type for _, m in result.heard].count("stop") == 1
+    # cadenza's part: its pulses left the sender at their times.
+    pulses_late_ms = np.array([_sent_late_ms(scheduled, sent) for scheduled, sent, data in timing_lines(log) if data[0] == 0xF8])
+    assert np.median(pulses_late_ms) <= SENT_MEDIAN_LIMIT_MS and np.percentile(pulses_late_ms, 90) <= SENT_LIMIT_MS, (
+        np.round(np.sort(pulses_late_ms)[-5:], 2))
     pulses = np.array([t for t, m in result.heard if m.type == "clock"])
     # Each pulse's index from its time, so that one the loaded test server drops cannot bend the line.
     index = np.concatenate([[0], np.cumsum(np.round(np.diff(pulses) / np.median(np.diff(pulses))))])
-    bpm = 60 / (np.polyfit(index, pulses, 1)[0] * PULSES_PER_BEAT)
+    # The median of the pairwise slopes (Theil-Sen), not a least-squares line: a clean-clone run once
+    # heard 100.75 BPM, a run of pulses delivered late by the loaded test server bending the line
+    # (a DAW follows the tempo the rest keep); what cadenza sent is checked above.
+    bpm = 60 / (theilslopes(pulses, index)[0] * PULSES_PER_BEAT)
     assert abs(bpm - 100) < 0.5, bpm
     # The listener joins after the first pulses: the grid's phase comes from the pulses as sent.
     scheduled = [float(line.split()[0]) for line in log.read_text().splitlines() if line.split()[2] == "F8"]
