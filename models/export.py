@@ -39,14 +39,21 @@ PITCH_CLASS_ROWS = 11  # 128 pitches padded to 11 octaves of 12 classes
 PITCH_TEMPERATURE_SCOPE = "pitch_class"
 
 
-def draw_field(tf, logits, temperature, top_p, uniform, forced):
-    """One category per row by inverse CDF on `uniform`, after temperature and nucleus (top-p).
+def tempered(tf, logits, temperature):
+    """Logits [B, C] at a temperature [B]: every category alike."""
+    return logits / temperature[:, None]
 
-    Returns (category int32 [B], its log-probability [B], the most likely category [B]); where
-    `forced` >= 0 that category is taken instead and scored. Only ops that TFLite's builtins have (TopK, Cumsum, ArgMax).
+
+def draw_field(tf, logits, temperature, top_p, uniform, forced, temper=tempered):
+    """One category per row by inverse CDF on `uniform`, after temperature and nucleus (top-p);
+    `temper(tf, logits, temperature)` applies the temperature (tempered_by_pitch_class: the pitch's).
+
+    Returns (category int32 [B], its log-probability [B], the network's most likely category [B],
+    whatever the temperature); where `forced` >= 0 that category is taken instead and scored. Only
+    ops that TFLite's builtins have (TopK, Cumsum, ArgMax).
     """
     size = logits.shape[-1]
-    log_probs = tf.nn.log_softmax(logits / temperature[:, None])
+    log_probs = tf.nn.log_softmax(temper(tf, logits, temperature))
     probs = tf.exp(log_probs)
     ranked = tf.math.top_k(probs, k=size).values
     mass_before = tf.cumsum(ranked, axis=1, exclusive=True)
@@ -66,9 +73,9 @@ def draw_field(tf, logits, temperature, top_p, uniform, forced):
 
 
 def tempered_by_pitch_class(tf, logits, temperature):
-    """Pitch logits [B, 128] whose pitch class (C, C#, ...) is tempered, its octave not: the draw at
-    temperature 1 from them takes a class with probability p(class)^(1/temperature) (normalised) and
-    the octave within it as the network has it, p(pitch | class).
+    """Pitch logits [B, 128] at a temperature [B] that tempers the pitch class (C, C#, ...), not its
+    octave: a draw from them takes a class with probability p(class)^(1/temperature) (normalised)
+    and the octave within it as the network has it, p(pitch | class). For draw_field's `temper`.
 
     A temperature on the whole pitch sharpens the register as much as the key: below 1 the lines
     kept to fewer octaves, the hands closed in and the leaps between them thinned over a stream
@@ -211,12 +218,9 @@ def make_step_module(model, config: ModelConfig):
                 if name == "pitch" and self.intervals is not None:  # the starts table is a constant of the graph
                     logits += interval_bias(TfOps(tf), self.intervals, pitch, chord_tops, outputs["step"],
                                             tf.constant(self.starts_table))
-                field_temperature = temperature[:, column]
-                if name == "pitch":
-                    logits = tempered_by_pitch_class(tf, logits, field_temperature)
-                    field_temperature = tf.ones_like(field_temperature)
-                choice, log_prob, best = draw_field(tf, logits, field_temperature, top_p[:, column],
-                                                    uniform[:, column], forced[:, column])
+                choice, log_prob, best = draw_field(tf, logits, temperature[:, column], top_p[:, column],
+                                                    uniform[:, column], forced[:, column],
+                                                    tempered_by_pitch_class if name == "pitch" else tempered)
                 outputs[name] = choice
                 log_probs.append(log_prob)
                 most_likely.append(best)

@@ -193,6 +193,7 @@ def test_the_pitch_temperature_tempers_the_class_and_leaves_the_octave(exported)
         "uniform": rng.random((draws, 4), dtype=np.float32), "forced": forced, **_memory_inputs(runtime, draws)})
     drawn = outputs["pitch"]
     assert np.allclose(outputs["log_prob"][:, column], np.log(expected[drawn]), atol=1e-4)
+    assert np.all(outputs["most_likely"][:, column] == np.argmax(plain))  # the network's, whatever the temperature
     counts = np.bincount(drawn, minlength=128)
     whole_pitch = plain ** 2 / (plain ** 2).sum()
 

@@ -127,7 +127,9 @@ def export_again(model_dir: Path, out: Path) -> Path:
     load_exported_weights(model, config, model_dir)
     graph_fields = set(build_card(config, {})) | {"tflite_output_order"}
     records = {name: value for name, value in card.items() if name not in graph_fields}
-    records["exported_again"] = {"from_commit": card.get("source_commit", "unknown"), "date": time.strftime("%Y-%m-%d")}
+    # The commit its weights were first exported at, however often the graph is exported again since.
+    first = card.get("exported_again", {}).get("from_commit") or card.get("source_commit", "unknown")
+    records["exported_again"] = {"from_commit": first, "date": time.strftime("%Y-%m-%d")}
     return export_model(model, config, out, records, keep_from=model_dir)
 
 
