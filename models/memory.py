@@ -60,20 +60,26 @@ class PastAttention(layers.Layer):
         ops = keras.ops
         hidden, notes = inputs
         before = ops.pad(hidden[:, :-1], [[0, 0], [1, 0], [0, 0]])  # the LSTM's output before each note (0 at the start)
-        query = self._split(ops.matmul(hidden, self.query))
+        depth = self.query.shape[-1] // self.heads
+        # Scaled here, on [B, T, U/2], rather than the scores [B, H, T, T]: the scores are the big
+        # tensor, and every pass over them (scale, bias, mask) is most of this layer's time on a CPU.
+        query = self._split(ops.matmul(hidden, self.query) * (1.0 / float(depth) ** 0.5))
         key = self._split(ops.matmul(before, self.key))
         value = self._split(ops.matmul(hidden, self.value) + ops.matmul(notes, self.value_notes))
-        depth = ops.cast(ops.shape(query)[-1], "float32")
-        scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2))) / ops.sqrt(depth)  # [B, H, T, T]
-        length = ops.shape(hidden)[1]
-        distance = ops.arange(length)[:, None] - ops.arange(length)[None, :]
-        inside = ops.logical_and(distance >= 0, distance < self.memory)
-        bias = ops.take(self.distance_bias, ops.clip(distance, 0, self.memory - 1), axis=1)  # [H, T, T]
-        scores = ops.where(inside[None, None], scores + bias[None], MASKED_SCORE)
+        scores = ops.einsum("bhqd,bhkd->bhqk", query, key) + self._distance_bias(ops.shape(hidden)[1])[None]
         read = ops.matmul(ops.softmax(scores, axis=-1), value)  # [B, H, T, d]
         shape = ops.shape(read)
         read = ops.reshape(ops.transpose(read, (0, 2, 1, 3)), (shape[0], shape[2], -1))
         return hidden + ops.matmul(read, self.output_kernel)
+
+    def _distance_bias(self, length):
+        """[H, T, T] each head's bias by distance from query to key, MASKED_SCORE beyond the memory
+        or ahead of the query: the mask and the bias in one tensor, added to the scores in one pass."""
+        ops = keras.ops
+        distance = ops.arange(length)[:, None] - ops.arange(length)[None, :]
+        inside = ops.logical_and(distance >= 0, distance < self.memory)
+        bias = ops.take(self.distance_bias, ops.clip(distance, 0, self.memory - 1), axis=1)
+        return ops.where(inside[None], bias, MASKED_SCORE)
 
     def get_config(self):
         return {**super().get_config(), "memory": self.memory, "heads": self.heads}

@@ -58,3 +58,21 @@ class _NumpyOps:
     where = staticmethod(np.where)
     arange = staticmethod(lambda count, dtype="int32": np.arange(count, dtype=dtype))
     reshape = staticmethod(np.reshape)
+
+
+def test_each_pitch_reads_its_own_entry_for_every_anchor_at_the_edges_too():
+    """The bias read as rows (one per note) is, pitch by pitch, the table's entry at that pitch's
+    interval from either anchor: random tables, every anchor 0-127, both step classes."""
+    rng = np.random.default_rng(1)
+    tables = rng.normal(size=(2, 2, INTERVALS)).astype(np.float32)
+    starts_table = np.array([0, 1], np.int32)
+    anchors = np.arange(128)
+    previous = rng.integers(0, 128, 128)
+    for step in (0, 1):
+        tops = np.stack([anchors, anchors[::-1]], axis=1)  # the anchor: tops[:, 0] to start, tops[:, 1] to join
+        bias = interval_bias(_NumpyOps(), tables, previous, tops, np.full(128, step), starts_table)
+        anchor = tops[:, 0] if step else tops[:, 1]
+        keys = np.arange(128)
+        expected = TABLE_SCALE * (tables[0][step][INTERVALS // 2 + keys[None] - previous[:, None]]
+                                  + tables[1][step][INTERVALS // 2 + keys[None] - anchor[:, None]])
+        np.testing.assert_allclose(bias, expected, rtol=1e-6)
