@@ -5,8 +5,8 @@
 bias; the floor has neither). Each part the design adds is also timed taken away, so its cost
 is split. All train on the same pre-drawn MAESTRO windows in this one run, taking turns in short
 rounds (`--rounds`), and each ratio is the median of the rounds' ratios, so it holds on a noisy
-machine; the window sampler's own cost is timed apart. The floor is the same 2 x LSTM with one plain pitch head: what
-the recurrent core alone costs.
+machine; the window sampler's own cost is timed apart. The floor is the same 2 x LSTM with one
+plain pitch head: what the recurrent core alone costs.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 import mido
 import numpy as np
 
-from models.config import FIELD_ORDER
 from models.controls import with_densities
 from models.notes import NOTE_DTYPE
 from models.sampling import (CALL_NOTES, DensityHold, Sampling, controls_for, follow_call, random_densities,
@@ -32,10 +31,9 @@ class StreamSettings:
     max_note_seconds: float = 8.0
     notes: int | None = None  # stop after this many notes
     seconds: float | None = None  # stop after this long
-    top_p: float | None = None
-    top_p_fields: tuple = FIELD_ORDER  # the fields the nucleus cuts
-    # Per-field temperatures at the start temperature; a live temperature change scales them alike.
-    head_temperature: dict = field(default_factory=dict)
+    # Runtime.sample's options from the stream's Sampling (Sampling.draw_options). Its per-field
+    # temperatures are at the start temperature; a live temperature change scales them alike.
+    draw_options: dict = field(default_factory=dict)
     start_temperature: float = 1.0
     channel: int = 0
     lead_in_seconds: float = 0.05
@@ -46,9 +44,6 @@ class StreamSettings:
     key_memory_notes: int = 32  # --key auto follows the pitch classes of the player's last notes
     call_notes: int = CALL_NOTES  # the player's last notes are the call an answer follows (its key too)
     register: tuple | None = None  # (lowest, highest) pitch to keep to; None: free, or the call's in an answer
-    top_repeat: float = 1.0  # Sampling.top_repeat
-    bass_repeat: float = 1.0  # Sampling.bass_repeat
-    echo: float = 0.0  # Sampling.echo
 
     @property
     def free_play_gap_seconds(self) -> float:
@@ -142,11 +137,10 @@ class Engine:
     def _draw(self):
         """The model's next note (NOTE_DTYPE), at the live temperature."""
         ratio = self.controls.temperature / self.settings.start_temperature
-        return self.runtime.sample(self.controls.temperature, top_p=self.settings.top_p,
-                                   head_temperature={k: v * ratio for k, v in self.settings.head_temperature.items()},
-                                   top_p_fields=self.settings.top_p_fields, pitch_weights=self._pitch_weights,
-                                   top_repeat=self.settings.top_repeat, bass_repeat=self.settings.bass_repeat,
-                                   echo=self.settings.echo)[0]
+        options = self.settings.draw_options
+        head_temperature = {name: value * ratio for name, value in options.get("head_temperature", {}).items()}
+        return self.runtime.sample(self.controls.temperature, pitch_weights=self._pitch_weights,
+                                   **{**options, "head_temperature": head_temperature})[0]
 
     def _apply_live_controls(self) -> None:
         if self.controls.silence.is_set():

@@ -105,11 +105,9 @@ def _engine(options, runtime, sender, controls, sampling, control_map, timing, c
     from streamer.engine import Engine, StreamSettings
 
     settings = StreamSettings(lookahead_seconds=options["lookahead"], max_note_seconds=options["max_note_seconds"],
-                              notes=options["notes"], seconds=options["seconds"], top_p=sampling.top_p,
-                              top_p_fields=sampling.top_p_fields,
-                              head_temperature=sampling.head_temperature(), start_temperature=sampling.temperature,
-                              response_gap_seconds=control_map.response_gap_seconds, register=sampling.register,
-                              top_repeat=sampling.top_repeat, bass_repeat=sampling.bass_repeat, echo=sampling.echo)
+                              notes=options["notes"], seconds=options["seconds"], draw_options=sampling.draw_options(),
+                              start_temperature=sampling.temperature,
+                              response_gap_seconds=control_map.response_gap_seconds, register=sampling.register)
     if not timing.timed:
         return Engine(runtime, sender, controls, settings)
     from streamer.timed_engine import TimedEngine
