@@ -72,6 +72,7 @@ def _log(message: str) -> None:
               help="Serve a page to watch and steer the stream (default 127.0.0.1:8765; beyond loopback it needs the printed token).")
 @click.option("--osc-out", metavar="HOST:PORT", help="Send /cadenza/note pitch velocity seconds at each onset to this OSC address.")
 @click.option("--timing-log", type=click.Path(path_type=Path, dir_okay=False), hidden=True)
+@click.option("--input-log", type=click.Path(path_type=Path, dir_okay=False), hidden=True)
 def stream(**options):
     """Improvise live: to a virtual MIDI port, an existing port and/or FluidSynth. Ctrl-C stops."""
     # From here on every terminating signal a user can send (Ctrl-C, kill, a closed terminal,

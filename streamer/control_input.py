@@ -13,10 +13,10 @@ class MidiControlInput:
     kind = "MIDI control"
 
     def __init__(self, backend, controls: Controls, control_map: ControlMap, name: str | None = None,
-                 poll_seconds: float = 0.005, start_poll_seconds: float | None = None):
+                 poll_seconds: float = 0.005, start_poll_seconds: float | None = None, record: list | None = None):
         """poll_seconds: how often an empty input is looked at; start_poll_seconds: how often while
         a clock it follows waits for Start (a DAW sends Start right before the downbeat, and the
-        first note can only leave once Start was read)."""
+        first note can only leave once Start was read); record: see PolledMidiInput."""
         self.mapper = ControlMapper(controls, control_map)
         self._poll_seconds, self._start_poll_seconds = poll_seconds, start_poll_seconds or poll_seconds
         from streamer.jack import jack_period_seconds
@@ -29,7 +29,7 @@ class MidiControlInput:
         try:
             self.port = PolledMidiInput(backend, name or "cadenza-control", self.mapper.handle, virtual=not name,
                                         client_name="cadenza-control", poll_seconds=self._poll_interval,
-                                        stamp_bias_seconds=(period or 0.0) / 2)
+                                        stamp_bias_seconds=(period or 0.0) / 2, record=record)
         except (OSError, IOError, SystemError, RuntimeError) as error:
             raise CadenzaError(f"cannot open control port {name or 'cadenza-control'!r}: {error}".splitlines()[0]) from None
         # The name a controller or DAW sends to: a second cadenza's virtual input is renamed by the

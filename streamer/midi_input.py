@@ -47,13 +47,16 @@ class PolledMidiInput:
 
     def __init__(self, backend: mido.Backend, name: str, on_message, virtual: bool = False,
                  client_name: str = "cadenza", poll_seconds: float | Callable[[], float] = 0.002,
-                 stamp_bias_seconds: float = 0.0):
+                 stamp_bias_seconds: float = 0.0, record: list | None = None):
+        """`record`: a list that gets (arrival, polled, message bytes) per message, arrival and polled
+        in monotonic seconds (what the stream's --input-log writes)."""
         self.api = rtmidi_api(backend)
         with realtime_library_threads():  # an input whose JACK thread misses a cycle loses its MIDI
             self.midi_in = self._open(name, virtual, client_name)
         self.name = name
         self._on_message = on_message
         self.skipped = 0
+        self._record = record
         self._api_seconds = 0.0  # running sum of the API's deltas: arrival times up to one offset
         self._offset = float("inf")
         # Subtracted from every arrival: JACK stamps a message with the start of the cycle it
@@ -113,6 +116,8 @@ class PolledMidiInput:
         is reported on stderr: one bad message never stops the input.
         """
         arrival = self.arrival_time(delta_seconds)
+        if self._record is not None:
+            self._record.append((arrival, time.monotonic(), bytes(data)))
         try:
             message = mido.Message.from_bytes(data)
             self._on_message(message, arrival)

@@ -84,7 +84,12 @@ def open_session(options: dict, stop: threading.Event, stack: ExitStack, log) ->
     session = Session(runtime, sender, controls, engine=_engine(options, runtime, sender, controls, sampling,
                                                                    control_map, timing, card, log))
     session.engine.prepare()  # before any input opens: a DAW may send Start at once
-    surfaces = _open_surfaces(options, surface_specs, controls, control_map, card, required=bool(timing.sync), log=log)
+    input_record = None
+    if options.get("input_log"):
+        input_record = []
+        stack.callback(write_input_log, options["input_log"], input_record)  # after the input closed
+    surfaces = _open_surfaces(options, surface_specs, controls, control_map, card, required=bool(timing.sync), log=log,
+                              input_record=input_record)
     for surface in surfaces:
         surface.start()
         stack.callback(surface.close)
@@ -133,13 +138,13 @@ def _surface_addresses(options: dict) -> dict:
     return addresses
 
 
-def _open_surfaces(options, addresses, controls, control_map, card, required: bool, log) -> list:
+def _open_surfaces(options, addresses, controls, control_map, card, required: bool, log, input_record=None) -> list:
     from models.instruments import instrument_name
     from models.sampling import typical_density
     from streamer.keys import KEY_HELP, TerminalKeys
 
     surfaces = []
-    control_input = _open_control_input(options, controls, control_map, required, log)
+    control_input = _open_control_input(options, controls, control_map, required, log, input_record)
     if control_input:
         surfaces.append(control_input)
     if "osc" in addresses:
@@ -167,7 +172,7 @@ def _open_surfaces(options, addresses, controls, control_map, card, required: bo
     return surfaces
 
 
-def _open_control_input(options: dict, controls, control_map, required: bool, log):
+def _open_control_input(options: dict, controls, control_map, required: bool, log, record=None):
     from models.stderr import silenced_stderr
     from streamer.control_input import MidiControlInput
     from streamer.outputs import midi_backend
@@ -176,7 +181,7 @@ def _open_control_input(options: dict, controls, control_map, required: bool, lo
         with silenced_stderr(active=not (options["control_port"] or required)):
             control = MidiControlInput(midi_backend(options["midi_api"]), controls, control_map,
                                        options["control_port"], poll_seconds=0.001 if required else 0.005,
-                                       start_poll_seconds=0.0005 if required else None)
+                                       start_poll_seconds=0.0005 if required else None, record=record)
     except CadenzaError:
         if options["control_port"] or required:
             raise
@@ -186,6 +191,15 @@ def _open_control_input(options: dict, controls, control_map, required: bool, lo
         log(f"note: a control input named 'cadenza-control' was already open ({', '.join(control.same_name_as)}): "
             f"is another cadenza running? Send controls to {control.name!r}")
     return control
+
+
+def write_input_log(path: Path, record: list) -> None:
+    """What the control input received, a line per message: arrival and polled (monotonic seconds:
+    when JACK or the MIDI system stamped it, when cadenza read it) and its bytes in hex. Written
+    under a temporary name and renamed."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(f"{arrival:.6f} {polled:.6f} {data.hex()}\n" for arrival, polled, data in list(record)))
+    partial.replace(path)
 
 
 def timing_settings(options: dict):

@@ -5,6 +5,7 @@ that JACK's own quantization leaves room for a 2 ms check), and a listener recor
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import mido
@@ -13,7 +14,7 @@ import pytest
 from scipy.stats import theilslopes
 
 from conftest import FLOOR_LOST_LIMIT, delivery_floor, dummy_jack_server
-from bench.daw import PULSES_PER_BEAT, Script, session_elsewhere as session
+from bench.daw import PULSES_PER_BEAT, Script, read_input_log, session_elsewhere
 from bench.sync import errors_from_ideal_grid, grid_errors, still_sounding_after
 
 
@@ -56,6 +57,32 @@ def fast_jack():
 SENT_MEDIAN_LIMIT_MS = 1.0
 SENT_LIMIT_MS = 2.0
 EARLY_SECONDS = 64 / 44100 / 2
+
+
+# Sessions run in all when the stream's input keeps losing what the DAW sent (see `session`).
+SESSION_ATTEMPTS = 3
+
+
+def session(script: Script, stream_args: list, seed: int = 0):
+    """bench.daw's session, with the stream's --input-log read into `received`. A session whose
+    input never received a message the DAW sent other than a clock pulse (Start, a phrase's
+    note-off, the turn CC) is run again: the loaded host's JACK lost it on the way in (a client
+    that misses a cycle loses its MIDI), and what cadenza did without it tests nothing (one
+    note-off lost held the player's key down for 8 s, and no answer came). Lost pulses stay:
+    cadenza's clock follower must count them."""
+    losses = []
+    for _ in range(SESSION_ATTEMPTS):
+        with tempfile.TemporaryDirectory() as folder:
+            log = Path(folder) / "input.log"
+            result = session_elsewhere(script, [*stream_args, "--input-log", str(log)], seed)
+            assert log.exists(), f"the stream wrote no --input-log: {result.stderr[-600:]}"
+            result.received = read_input_log(log)
+        lost = {kind: count for kind, count in result.lost_on_the_way().items() if kind != "clock"}
+        if not lost:
+            return result
+        losses.append(lost)
+    pytest.skip(f"the host's JACK server lost the DAW's messages on their way into the stream in "
+                f"{SESSION_ATTEMPTS} sessions running: {losses}")
 
 
 def timing_lines(log: Path) -> list[tuple[float, float, bytes]]:
@@ -218,7 +245,7 @@ def test_turns_wait_through_a_staccato_phrase_with_rests_between_its_notes(fast_
     pulses, start_index = _pulses_from_start(result)
     answer_index = _bar_pulse_after(pulses, start_index, phrase_end + 60 / script.bpm)
     # With the stream's last word (it counts the clock pulses it found lost): a miss says whose it is.
-    said = result.stderr.strip().splitlines()[-1:]
+    said = result.stderr.strip().splitlines()[-1:] + [result.input_story()]
     placed = placed_onsets(log)
     assert len(placed), f"no answer placed; {said}; {len(result.onsets())} heard"
     try:
@@ -299,7 +326,8 @@ def test_a_clock_jittering_five_ms_at_200_bpm_keeps_the_notes_on_the_daws_grid(f
     placed = placed_onsets(log)
     placed_ms = np.abs(errors_from_ideal_grid(placed, result, 6)) * 1e3
     placed_ms = placed_ms[np.isfinite(placed_ms)]  # until the clock's last pulse
-    assert len(placed_ms) > 30 and np.percentile(placed_ms, 95) <= 3.0, np.round(np.sort(placed_ms)[-5:], 2)
+    assert len(placed_ms) > 30 and np.percentile(placed_ms, 95) <= 3.0, (
+        np.round(np.sort(placed_ms)[-5:], 2), result.stderr.strip().splitlines()[-1:], result.input_story())
     assert_sent_on_time(log)
     assert_first_chord_sent_together(log)
 
