@@ -37,6 +37,13 @@ QUANTIZATION_SECONDS = 0.0004  # the least spread about the line: JACK stamps to
 # A stall's backlog comes with one stamp: each pulse an interval less late than the one before.
 # Jitter alone moves two neighbours by at most 0.8 of an interval (+-5 ms at 200 BPM).
 DRAIN_STEP = 0.85
+# A young line's gap this many of its intervals wide is pulses lost (see _count_gap_in_a_young_line):
+# +-5 ms of jitter at 200 BPM parts two pulses by 1.8 intervals at most.
+YOUNG_GAP_INTERVALS = 2.5
+# Pulses stamped this close together came in one JACK cycle (a backlog, or a clock starting in a
+# burst): counted, but only the last of them is a point of the line. A line that took a backlog
+# across Start in whole said a pulse lasts 3 ms (a fuzzed clock: notes 9 pulses off).
+BUNCHED_SECONDS = 0.0005
 
 
 def _plausible(seconds_per_pulse: float) -> bool:
@@ -88,7 +95,12 @@ class ClockFollower:
     def pulse(self, arrival: float) -> None:
         with self._lock:
             if self._vanished is not None:
-                self._returning.append(arrival)
+                if self._returning and arrival - self._returning[-1] < BUNCHED_SECONDS:
+                    # A stall's backlog, one stamp for all: _came_back counts what was sent by the time
+                    # since the last pulse heard (counted one by one too, a 2.5 s backlog moved every note 2.5 s).
+                    self._returning[-1] = arrival
+                else:
+                    self._returning.append(arrival)
                 if len(self._returning) >= RETURN_PULSES:
                     self._came_back()
                 self._last_arrival = arrival
@@ -102,6 +114,7 @@ class ClockFollower:
             if self._held or self._late_by(arrival, self._counter) > LATE_PULSE:
                 self._hold(arrival)
                 return
+            self._count_gap_in_a_young_line(arrival)
             self._add_to_line([arrival])
 
     def _late_by(self, arrival: float, counter: int) -> float:
@@ -114,6 +127,25 @@ class ClockFollower:
             return 0.0
         seconds_per_pulse, zero = self._fit
         return (arrival - (zero + seconds_per_pulse * counter)) / seconds_per_pulse
+
+    def _count_gap_in_a_young_line(self, arrival: float) -> None:
+        """Pulses lost in a line too young to judge late pulses by (see _late_by): a gap of
+        YOUNG_GAP_INTERVALS or more of its median interval (no jitter a DAW's clock has makes one)
+        is whole intervals of lost pulses, counted; a gap between whole intervals is a new tempo,
+        and the line starts again from this pulse. Taken into the line as the next pulse, 11 lost
+        in the clock's first beat made a line of 27-40 ms a pulse (20.8 sent) that lasted four
+        beats, and every lost pulse after Start was misread (a fuzzed clock)."""
+        if self._slope_kept is not None or len(self._pulses) < 5 or len(self._pulses) >= self._fewest_to_judge_by():
+            return
+        arrivals = np.array([pulse_arrival for _, pulse_arrival in self._pulses])
+        gap = (arrival - arrivals[-1]) / float(np.median(np.diff(arrivals)))
+        if gap < YOUNG_GAP_INTERVALS:
+            return
+        if abs(gap - round(gap)) < 0.25:
+            self._counter += round(gap) - 1
+            self.lost_pulses += round(gap) - 1
+        else:
+            self._pulses.clear()
 
     def _fewest_to_judge_by(self) -> int:
         """Pulses the line needs before a late pulse is judged by it. Three, restarted at a tempo
@@ -251,6 +283,8 @@ class ClockFollower:
         """(counter, arrival) pairs into the line, in order."""
         shift = 0  # pulses found lost as the line restarted: those after them count on from there
         for counter, arrival in pulses:
+            if self._pulses and arrival - self._pulses[-1][1] < BUNCHED_SECONDS:
+                self._pulses.pop()  # one stamp for several: only the last was sent near it
             self._pulses.append((counter + shift, arrival))
             suspected, self._change_suspected = self._change_suspected, self._tempo_changed()
             if suspected and self._change_suspected:
@@ -394,14 +428,25 @@ class ClockFollower:
 
     def _run_from(self, position: int, arrival: float | None) -> None:
         with self._lock:
+            in_backlog = self._in_backlog(arrival)
             self._count_held()
-            self._count_missing_before(arrival)
+            if not in_backlog:
+                self._count_missing_before(arrival)
             self._origin = self._counter - position  # the next pulse is `position`
             self._mark_transport(arrival)
             self._played_from = position
             self._vanished, self._returning = None, []  # Start or Continue after a lost clock: the DAW says where
             self.running = True
             self._bump_transport()
+
+    def _in_backlog(self, arrival: float | None) -> bool:
+        """Start or Continue came in a stall's backlog: with the late pulses held before it, and a
+        stamp of theirs (JACK stamps a late cycle's events alike). Its stamp then says nothing of
+        when it was sent, and the pulses due before that stamp come right after it: counted lost
+        by it, a 5-pulse backlog across Start put every note a pulse early (a fuzzed clock)."""
+        if arrival is None or not self._held or self._fit is None:
+            return False
+        return arrival - self._held[-1] < 0.25 * self._fit[0]
 
     def _count_missing_before(self, arrival: float | None) -> None:
         """Pulses the line says were due before Start or Continue came (at `arrival`) and never came

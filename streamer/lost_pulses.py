@@ -32,6 +32,16 @@ def step_pending(late: np.ndarray) -> bool:
                                      or (jumps[-2] > LATE_PULSE and jumps[-1] < LATE_PULSE)))
 
 
+def _pending_step(late: np.ndarray) -> int:
+    """How many of the last held pulses stand past a step up that step_pending sees (1 or 2; 0
+    where it sees none). Held to the count, the pulses before a step are told without them: with
+    them, 5 pulses lost and 14 more as those were told read as a new tempo, and none counted."""
+    if not step_pending(late):
+        return 0
+    jumps = np.diff(late[-4:])
+    return 1 if jumps[-1] > LATE_PULSE else 2
+
+
 def lost_by_pulse(held: int, tail: np.ndarray, back: bool, drifted: bool, noise: float | None,
                   jitter: float) -> tuple[list | None, int]:
     """For each of `held` pulses, how many pulses were lost before it (None where they tell a new
@@ -50,6 +60,11 @@ def lost_by_pulse(held: int, tail: np.ndarray, back: bool, drifted: bool, noise:
     step = _one_step(tail, jitter)
     if step is not None:  # one more lost while the first was being told, on a jittery clock
         return [step[0]] * (held - len(tail)) + step, 0
+    pending = _pending_step(tail)
+    if pending and not drifted:  # more lost as the first were being told: those before the step now
+        lost = _lost_before(tail[:-pending], jitter)
+        if lost is not None:
+            return [lost] * (held - pending) + [0] * pending, pending
     lost = None if drifted else _lost_before(tail, jitter)
     return (None if lost is None else [lost] * held), 0
 
