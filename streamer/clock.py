@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from streamer.lost_pulses import LATE_PULSE, STEADY_NOISE, falling_steadily, lost_by_pulse, step_pending
+from streamer.lost_pulses import LATE_PULSE, STEADY_NOISE, falling_steadily, lost_before, lost_by_pulse, step_pending
 from streamer.tempo_change import ChangeReading, read_through_change
 
 PULSES_PER_BEAT = 24
@@ -85,6 +85,8 @@ class ClockFollower:
         self._last_arrival = None
         self._change_suspected = False  # the last pulse saw the line broken (see pulse)
         self.lost_pulses = 0
+        self._young_gap_lost = 0  # pulses the last gap in a young line was counted to have lost
+        self._backlog_across_transport = False  # Start or Continue came inside that gap's backlog
         self._vanished = None  # (last arrival, seconds per pulse) while the clock is gone (see watch)
         self._returning: list = []  # arrivals of the pulses since it came back, until RETURN_PULSES
         self._slope_kept = None  # the tempo before the clock vanished, until a beat of new pulses
@@ -135,15 +137,29 @@ class ClockFollower:
         and the line starts again from this pulse. Taken into the line as the next pulse, 11 lost
         in the clock's first beat made a line of 27-40 ms a pulse (20.8 sent) that lasted four
         beats, and every lost pulse after Start was misread (a fuzzed clock)."""
+        if self._young_gap_lost and self._pulses and arrival - self._pulses[-1][1] < BUNCHED_SECONDS:
+            # A backlog after the gap (stamped with its last pulse's time): each of its pulses is
+            # one the gap had counted lost.
+            self._young_gap_lost -= 1
+            self._counter -= 1
+            self.lost_pulses -= 1
+            return
+        if self._backlog_across_transport:
+            # Start came inside the backlog, and the song position was set as if all the gap's pulses
+            # followed it: those that did not were lost before the gap, so before Start.
+            self._origin += self._young_gap_lost
+            self._backlog_across_transport = False
+        self._young_gap_lost = 0
         if self._slope_kept is not None or len(self._pulses) < 5 or len(self._pulses) >= self._fewest_to_judge_by():
             return
-        arrivals = np.array([pulse_arrival for _, pulse_arrival in self._pulses])
-        gap = (arrival - arrivals[-1]) / float(np.median(np.diff(arrivals)))
-        if gap < YOUNG_GAP_INTERVALS:
+        seconds_per_pulse, zero = self._fit
+        late = (arrival - (zero + seconds_per_pulse * self._counter)) / seconds_per_pulse
+        if late < YOUNG_GAP_INTERVALS - 1:
             return
-        if abs(gap - round(gap)) < 0.25:
-            self._counter += round(gap) - 1
-            self.lost_pulses += round(gap) - 1
+        if abs(late - round(late)) < 0.25:
+            self._young_gap_lost = round(late)
+            self._counter += self._young_gap_lost
+            self.lost_pulses += self._young_gap_lost
         else:
             self._pulses.clear()
 
@@ -178,7 +194,7 @@ class ClockFollower:
         # pulses lost together, as a stall loses them, put it at two or more intervals.)
         level = max(round(float(tail[0])), 1)
         drifted = rising and not step_pending(tail) and (tail[-1] - tail[0] > max(LATE_PULSE, spread)
-                              or (len(drained) == 0 and tail[-1] > level + LATE_PULSE + 0.1 * len(tail) ** 0.5))
+                              or (len(drained) == 0 and tail[-1] > level + max(LATE_PULSE, spread / 2) + 0.1 * len(tail) ** 0.5))
         # Back on the line, unless falling steadily to it: a faster tempo after a lost pulse.
         back = len(late) >= 3 and np.all(np.abs(late[-2:]) < LATE_PULSE) and not (
             len(self._pulses) >= PULSES_PER_BEAT and falling_steadily(late))
@@ -307,7 +323,7 @@ class ClockFollower:
         began, and any pulse lost since, is read from the recent pulses against the line through
         the earlier ones; returns how many pulses were lost."""
         self._change_suspected = False
-        pulses, lost_before = list(self._pulses), self.lost_pulses
+        pulses, counted_before = list(self._pulses), self.lost_pulses
         recent_count = min(len(pulses) - PULSES_PER_BEAT, CHANGE_READ_PULSES)
         if recent_count < 2:  # a young line: the pulses off it, from the end back
             first_off = self._first_off_the_line(pulses)
@@ -317,7 +333,7 @@ class ClockFollower:
         kept = before[-1:] + after
         self._pulses.clear()
         self._pulses.extend(kept if len(kept) >= 3 else (before + after)[-3:])
-        return self.lost_pulses - lost_before
+        return self.lost_pulses - counted_before
 
     def _first_off_the_line(self, pulses: list) -> int:
         seconds_per_pulse, zero = self._fit
@@ -429,24 +445,44 @@ class ClockFollower:
     def _run_from(self, position: int, arrival: float | None) -> None:
         with self._lock:
             in_backlog = self._in_backlog(arrival)
+            if not in_backlog:
+                self._count_lost_before_held()
             self._count_held()
             if not in_backlog:
                 self._count_missing_before(arrival)
-            self._origin = self._counter - position  # the next pulse is `position`
+            # Inside a young line's backlog, the rest of the backlog comes after Start.
+            backlog_after = self._young_gap_lost if in_backlog else 0
+            self._backlog_across_transport = backlog_after > 0
+            self._origin = self._counter - backlog_after - position  # the next pulse is `position`
             self._mark_transport(arrival)
             self._played_from = position
             self._vanished, self._returning = None, []  # Start or Continue after a lost clock: the DAW says where
             self.running = True
             self._bump_transport()
 
+    def _count_lost_before_held(self) -> None:
+        """Pulses held when Start or Continue comes that stand level, whole intervals late, tell
+        pulses lost before them, so before it: counted now. Left to be told after it, by how long
+        before Start's own stamp they were due, one of three lost was counted after the downbeat on
+        a clock jittering +-5 ms (Start itself jitters), and every note came a pulse early."""
+        if len(self._held) < 3:
+            return
+        late = np.array([self._late_by(arrival, self._counter + index) for index, arrival in enumerate(self._held)])
+        lost = lost_before(late, self._jitter / self._fit[0])
+        if lost is not None and lost >= 1:
+            self._counter += lost
+            self.lost_pulses += lost
+
     def _in_backlog(self, arrival: float | None) -> bool:
         """Start or Continue came in a stall's backlog: with the late pulses held before it, and a
         stamp of theirs (JACK stamps a late cycle's events alike). Its stamp then says nothing of
         when it was sent, and the pulses due before that stamp come right after it: counted lost
         by it, a 5-pulse backlog across Start put every note a pulse early (a fuzzed clock)."""
-        if arrival is None or not self._held or self._fit is None:
+        if arrival is None:
             return False
-        return arrival - self._held[-1] < 0.25 * self._fit[0]
+        if self._held:
+            return arrival - self._held[-1] < BUNCHED_SECONDS
+        return bool(self._young_gap_lost) and bool(self._pulses) and arrival - self._pulses[-1][1] < BUNCHED_SECONDS
 
     def _count_missing_before(self, arrival: float | None) -> None:
         """Pulses the line says were due before Start or Continue came (at `arrival`) and never came

@@ -62,10 +62,10 @@ def lost_by_pulse(held: int, tail: np.ndarray, back: bool, drifted: bool, noise:
         return [step[0]] * (held - len(tail)) + step, 0
     pending = _pending_step(tail)
     if pending and not drifted:  # more lost as the first were being told: those before the step now
-        lost = _lost_before(tail[:-pending], jitter)
+        lost = lost_before(tail[:-pending], jitter)
         if lost is not None:
             return [lost] * (held - pending) + [0] * pending, pending
-    lost = None if drifted else _lost_before(tail, jitter)
+    lost = None if drifted else lost_before(tail, jitter)
     return (None if lost is None else [lost] * held), 0
 
 
@@ -121,7 +121,7 @@ def _stairs(tail: np.ndarray, noise: float | None) -> tuple[np.ndarray, int] | N
         return None  # too few told, or all on one level (one loss: _lost_before)
     return levels[:told], len(levels) - told
 
-def _lost_before(tail: np.ndarray, jitter_in_intervals: float) -> int | None:
+def lost_before(tail: np.ndarray, jitter_in_intervals: float) -> int | None:
     """How many pulses were lost, read from the settled held pulses: level at about k intervals
     late (k = 0: late stamps only). None where they drift (more than their jitter explains):
     a slower tempo; a 10 % slowdown at 200 BPM reaches half an interval before the tempo check
