@@ -132,9 +132,10 @@ class ClockFollower:
 
     def _count_gap_in_a_young_line(self, arrival: float) -> None:
         """Pulses lost in a line too young to judge late pulses by (see _late_by): a gap of
-        YOUNG_GAP_INTERVALS or more of its median interval (no jitter a DAW's clock has makes one)
+        YOUNG_GAP_INTERVALS or more of its fit's intervals (no jitter a DAW's clock has makes one)
         is whole intervals of lost pulses, counted; a gap between whole intervals is a new tempo,
-        and the line starts again from this pulse. Taken into the line as the next pulse, 11 lost
+        and the line starts again from this pulse. (Measured by the median interval instead,
+        JACK's 1.45 ms stamps put a 17-interval gap at 17.4.) Taken into the line as the next pulse, 11 lost
         in the clock's first beat made a line of 27-40 ms a pulse (20.8 sent) that lasted four
         beats, and every lost pulse after Start was misread (a fuzzed clock)."""
         if self._young_gap_lost and self._pulses and arrival - self._pulses[-1][1] < BUNCHED_SECONDS:

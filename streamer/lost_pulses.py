@@ -118,7 +118,7 @@ def _stairs(tail: np.ndarray, noise: float | None) -> tuple[np.ndarray, int] | N
     while told >= 2 and levels[told - 1] != levels[told - 2]:  # a last step standing on one pulse
         told -= 1
     if told < 4 or (told == len(levels) and levels[-1] == levels[0]):
-        return None  # too few told, or all on one level (one loss: _lost_before)
+        return None  # too few told, or all on one level (one loss: lost_before)
     return levels[:told], len(levels) - told
 
 def lost_before(tail: np.ndarray, jitter_in_intervals: float) -> int | None:
