@@ -54,6 +54,7 @@ class Script:
     vanish_beats: float = 4.0  # ...for this long, while the DAW plays on; then its pulses come back
     start_lead_seconds: float | None = None  # Start this long before the first pulse (None: half a pulse)
     unsent_pulses: tuple = ()  # pulses (counted from Start's, which is 0) never sent: as a loaded server loses them
+    unsent_note_offs: tuple = ()  # the phrase's notes (0 the first) whose note-off is never sent: lost likewise
 
 
 class ClockSender:
@@ -163,7 +164,11 @@ class ClockSender:
             pitch = (60, 64, 67, 72)[index % 4]
             self._send("note_on", [0x90, pitch, 90])
             time.sleep(eighth * self.script.phrase_legato)
-            self._send("note_off", [0x80, pitch, 0])
+            if index in self.script.unsent_note_offs:
+                with self.lock:
+                    self.sent.append(("unsent_note_off", time.monotonic()))
+            else:
+                self._send("note_off", [0x80, pitch, 0])
             time.sleep(eighth * (1 - self.script.phrase_legato))
 
 

@@ -128,6 +128,9 @@ class Controls:
     played_notes: queue.Queue = field(default_factory=queue.Queue)
     last_player_activity: float = 0.0
     held_since: dict = field(default_factory=dict)  # pitch -> monotonic onset, keys the player holds
+    # When the control input was last found deaf (monotonic): its clock counted pulses lost. A
+    # note-off may have been lost with them (see player_is_playing).
+    input_lost_at: float | None = None
     clock: object = None  # a ClockFollower with --sync midi-clock: the control input's clock feeds it
     turn_request: str | None = None  # "mine" or "yours", from the turn CC, taken by the engine
     answer: str = "follow"  # how an answer takes its call (Sampling.answer); the answer CC switches it live
@@ -200,10 +203,19 @@ class Controls:
 
     def player_is_playing(self, gap: float, longest_note: float) -> bool:
         """A key held (for less than `longest_note` seconds: a stuck key or a lost note-off must
-        not pause the stream forever), or the last note ended less than `gap` seconds ago."""
+        not pause the stream forever), or the last note ended less than `gap` seconds ago. A key
+        struck before the input was last found deaf (`input_lost_at`) counts as held only `gap`
+        past that: its note-off may have been lost with the pulses (a loaded JACK server drops what
+        a client misses a cycle for), and held for 8 s it kept a turn from ever being answered."""
         now = time.monotonic()
-        held = any(now - onset < longest_note for onset in list(self.held_since.values()))
-        return held or now - self.last_player_activity < gap
+        lost_at = self.input_lost_at
+
+        def held(onset: float) -> bool:
+            if lost_at is not None and onset < lost_at and now - lost_at >= gap:
+                return False
+            return now - onset < longest_note
+
+        return any(held(onset) for onset in list(self.held_since.values())) or now - self.last_player_activity < gap
 
 
 class ControlMapper:

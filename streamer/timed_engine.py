@@ -28,6 +28,7 @@ class TimedEngine(Engine):
         # rest was timed up to a second ahead, 6 ms off after a tempo change).
         self._ahead = None  # (note, beat, end beat)
         self.late_sends = 0  # notes sent later than --latency-ms asked (still on time as heard)
+        self._lost_pulses_seen = 0
 
     def prepare(self) -> None:
         """Following a MIDI clock: the notes for the downbeat, drawn before the control input opens.
@@ -74,6 +75,7 @@ class TimedEngine(Engine):
             self._apply_steering()
             for when, data in timeline.clock_messages(now + lookahead):
                 self.sender.schedule_message(when, mido.Message.from_bytes(data))
+            self._note_input_losses(now)
             if clock.watch(now):
                 sys.stderr.write("cadenza: the MIDI clock stopped without Stop (a cable, a crashed DAW?): every "
                                  "note released; playing on when its pulses return\n")
@@ -113,6 +115,13 @@ class TimedEngine(Engine):
                 wait = self._send_ahead(time.monotonic(), lookahead, end_beat)
                 if wait:
                     controls.stop.wait(min(wait, 0.005))
+
+    def _note_input_losses(self, now: float) -> None:
+        """Pulses the clock follower newly counted lost: the control input was deaf a moment, and
+        what else came then (a note-off) is gone too (Controls.player_is_playing)."""
+        lost = getattr(self.timeline.clock, "lost_pulses", 0)  # a ClockFollower's; cadenza's own tempo loses none
+        if lost > self._lost_pulses_seen:
+            self._lost_pulses_seen, self.controls.input_lost_at = lost, now
 
     def _turn_window(self, now: float) -> float | None:
         """Turns: start an answer at the bar line after the player stops (or on request); its end beat."""

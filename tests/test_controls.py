@@ -80,6 +80,21 @@ def test_a_player_pausing_between_staccato_notes_is_still_playing_for_a_gap_of_a
     assert not controls.player_is_playing(0.05, 8.0)  # the old fixed 50 ms took the rest for a stop
 
 
+def test_a_key_struck_before_the_input_went_deaf_stops_counting_as_held_a_gap_after():
+    """Its note-off may have been lost with the clock pulses the follower counted lost: held for
+    8 s, it kept a turn from being answered. A key struck after the loss is held as long as it is."""
+    controls = Controls()
+    now = time.monotonic()
+    controls.held_since, controls.last_player_activity = {60: now - 3.0}, now - 3.0
+    assert controls.player_is_playing(0.5, 8.0)  # no loss seen: a held key is held
+    controls.input_lost_at = now - 0.2
+    assert controls.player_is_playing(0.5, 8.0)  # within a gap of the loss: still held
+    controls.input_lost_at = now - 1.0
+    assert not controls.player_is_playing(0.5, 8.0)
+    controls.held_since = {60: now - 3.0, 64: now - 0.9}  # struck after the loss
+    assert controls.player_is_playing(0.5, 8.0)
+
+
 def test_the_answer_cc_switches_follow_and_free_live_and_is_off_by_default(tmp_path):
     controls = Controls()
     ControlMapper(controls, ControlMap()).handle(mido.Message("control_change", control=86, value=127))

@@ -255,6 +255,26 @@ def test_turns_wait_through_a_staccato_phrase_with_rests_between_its_notes(fast_
     assert_sent_on_time(log)
 
 
+def test_a_note_off_lost_with_the_pulses_around_it_does_not_keep_the_answer_from_coming(fast_jack, tmp_path):
+    """A loaded server drops what arrives while a client misses its cycles: a clean-clone run lost
+    a note-off of the phrase (and a pulse with it), the player's key stayed down for 8 s, and no
+    answer came. The pulses counted lost say the input was deaf then: the key counts as released
+    a beat on, and the answer comes at the bar line it would have come at."""
+    last_off_pulse = round((0.5 + 15 * 0.5 + 0.5 * 0.4) * PULSES_PER_BEAT)  # the phrase's last note-off, from Start
+    script = Script(phrase_beat=0.5, phrase_notes=16, phrase_legato=0.4, stop_beat=None, end_beat=16.0,
+                    unsent_note_offs=(15,), unsent_pulses=tuple(range(last_off_pulse - 1, last_off_pulse + 2)))
+    log = tmp_path / "timing.log"
+    result = session(script, ["--sync", "midi-clock", "--turns", "1", "--timing-log", str(log)], seed=4)
+    assert result.exit_code == 0, result.stderr
+    grid = np.array(result.times("grid"))  # every pulse where the DAW's clock put it, sent or not
+    start_index = int(np.sum(grid < result.times("start")[0]))
+    placed = placed_onsets(log)
+    said = result.stderr.strip().splitlines()[-1:] + [result.input_story()]
+    assert len(placed), f"no answer placed; {said}"
+    answer_index = _bar_pulse_after(grid, start_index, result.times("unsent_note_off")[0] + 60 / script.bpm)
+    assert abs(placed[0] - grid[answer_index]) * 1e3 <= 2.0, ((placed[0] - grid[answer_index]) * 1e3, said)
+
+
 def test_the_turn_pedal_asks_for_an_answer_from_the_next_bar_line(fast_jack, tmp_path):
     log = tmp_path / "timing.log"
     result = session(Script(my_turn_beat=2.5, stop_beat=None, end_beat=8.0),
