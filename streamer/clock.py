@@ -37,6 +37,9 @@ QUANTIZATION_SECONDS = 0.0004  # the least spread about the line: JACK stamps to
 # A stall's backlog comes with one stamp: each pulse an interval less late than the one before.
 # Jitter alone moves two neighbours by at most 0.8 of an interval (+-5 ms at 200 BPM).
 DRAIN_STEP = 0.85
+# Held pulses this many intervals later than the one before: pulses lost between them (a tempo
+# slowing to half adds one interval a pulse; see _hold).
+LOSS_LEAP = 1.5
 # A young line's gap this many of its intervals wide is pulses lost (see _count_gap_in_a_young_line):
 # +-5 ms of jitter at 200 BPM parts two pulses by 1.8 intervals at most.
 YOUNG_GAP_INTERVALS = 2.5
@@ -194,8 +197,11 @@ class ClockFollower:
         # (Later than lost pulses explain: past the level the first held pulse stands at; several
         # pulses lost together, as a stall loses them, put it at two or more intervals.)
         level = max(round(float(tail[0])), 1)
-        drifted = rising and not step_pending(tail) and (tail[-1] - tail[0] > max(LATE_PULSE, spread)
-                              or (len(drained) == 0 and tail[-1] > level + max(LATE_PULSE, spread / 2) + 0.1 * len(tail) ** 0.5))
+        # A leap of more than LOSS_LEAP intervals from one held pulse to the next is pulses lost,
+        # never a tempo drifting (a late stamp then 18 lost was read as one: none counted).
+        drifted = rising and not step_pending(tail) and not np.any(np.diff(tail) > LOSS_LEAP) and (
+            tail[-1] - tail[0] > max(LATE_PULSE, spread)
+            or (len(drained) == 0 and tail[-1] > level + max(LATE_PULSE, spread / 2) + 0.1 * len(tail) ** 0.5))
         # Back on the line, unless falling steadily to it: a faster tempo after a lost pulse.
         back = len(late) >= 3 and np.all(np.abs(late[-2:]) < LATE_PULSE) and not (
             len(self._pulses) >= PULSES_PER_BEAT and falling_steadily(late))
