@@ -110,11 +110,10 @@ def test_a_machine_stalling_every_few_beats_keeps_the_song_on_nearly_every_clock
     assert len(_misplaced(StalledClock(every=(10, 60)), range(200))) <= 1
 
 
-@pytest.mark.parametrize("near_start, most", [(False, 3), (True, 6)])
+@pytest.mark.parametrize("near_start, most", [(False, 3), (True, 4)])
 def test_losses_and_backlogs_on_a_clock_jittering_five_ms_at_200_bpm_mostly_keep_the_song(near_start, most):
     """+-5 ms at 200 BPM is +-0.4 of an interval: a step of one lost pulse and the jitter can read
-    alike, and a few clocks still end a pulse or more off (measured: 2 of 200, and 5 with the first
-    event near Start; before the mending 5 and 9). Left: late stamps held out of the line bias it
-    early where the jitter is this wide (a line 1.3 % fast, read as pulses lost). Kept from growing."""
+    alike, and a few clocks still end a pulse or more off (measured: 2 of 200, and 3 with the first
+    event near Start; before the mending 5 and 9). Kept from growing."""
     clock_spec = StalledClock(bpm=200, jitter_seconds=0.005, near_start=near_start)
     assert len(_misplaced(clock_spec, range(200))) <= most
