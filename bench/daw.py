@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import mido
 import numpy as np
@@ -179,7 +180,7 @@ class Session:
     stderr: str
     exit_code: int
     # (arrival monotonic seconds, bytes) per message the stream's control input received, where
-    # the stream was given --input-log (see with_input_log); None where it was not.
+    # the stream was given --input-log (tests/test_sync.py's session); None where it was not.
     received: list | None = None
 
     def times(self, kind: str) -> list[float]:
@@ -226,7 +227,7 @@ def _sent_kind(data: bytes) -> str:
 
 def read_input_log(path) -> list:
     """(arrival monotonic seconds, bytes) per line of a stream's --input-log."""
-    lines = [line.split() for line in open(path).read().splitlines()]
+    lines = [line.split() for line in Path(path).read_text().splitlines()]
     return [(float(words[0]), bytes.fromhex(words[2])) for words in lines]
 
 
