@@ -191,7 +191,7 @@ def test_a_take_following_a_clock_starts_at_its_downbeat_with_its_tempo_changes(
     assert all(tick % (ticks_per_beat // 4) == 0 for tick in onsets)
     assert tempos[0][1] == pytest.approx(120, abs=0.5) and tempos[-1][1] == pytest.approx(90, abs=0.5), tempos
     changed = next(tick for tick, bpm in tempos if bpm < 119)
-    assert 4 * ticks_per_beat <= changed <= 6 * ticks_per_beat, tempos  # where the DAW changed it, within its beat
+    assert 4 * ticks_per_beat <= changed <= 6 * ticks_per_beat, (tempos, result.input_story())  # where the DAW changed it, within its beat
     assert not [m for m in others if m.type == "control_change"], others[:5]
     assert max(onsets) <= 11 * ticks_per_beat  # Stop then Continue: the song's bars, not the seconds that passed
 
