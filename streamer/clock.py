@@ -138,10 +138,10 @@ class ClockFollower:
         YOUNG_GAP_INTERVALS or more of its fit's intervals (no jitter a DAW's clock has makes one)
         is whole intervals of lost pulses, counted; a gap between whole intervals is a new tempo,
         and the line starts again from this pulse. (Measured by the median interval instead,
-        JACK's 1.45 ms stamps put a 17-interval gap at 17.4.) Taken into the line as the next pulse, 11 lost
-        in the clock's first beat made a line of 27-40 ms a pulse (20.8 sent) that lasted four
-        beats, and every lost pulse after Start was misread (a fuzzed clock)."""
-        if self._young_gap_lost and self._pulses and arrival - self._pulses[-1][1] < BUNCHED_SECONDS:
+        JACK's 1.45 ms stamps put a 17-interval gap at 17.4.) Taken into the line as the next
+        pulse, 11 lost in the clock's first beat made a line of 27-40 ms a pulse (20.8 sent) that
+        lasted four beats, and every lost pulse after Start was misread (a fuzzed clock)."""
+        if self._young_gap_lost and self._bunched_with_line(arrival):
             # A backlog after the gap (stamped with its last pulse's time): each of its pulses is
             # one the gap had counted lost.
             self._young_gap_lost -= 1
@@ -166,6 +166,10 @@ class ClockFollower:
             self.lost_pulses += self._young_gap_lost
         else:
             self._pulses.clear()
+
+    def _bunched_with_line(self, arrival: float) -> bool:
+        """`arrival` came in the JACK cycle of the line's last pulse (see BUNCHED_SECONDS)."""
+        return bool(self._pulses) and arrival - self._pulses[-1][1] < BUNCHED_SECONDS
 
     def _fewest_to_judge_by(self) -> int:
         """Pulses the line needs before a late pulse is judged by it. Three, restarted at a tempo
@@ -308,7 +312,7 @@ class ClockFollower:
         """(counter, arrival) pairs into the line, in order."""
         shift = 0  # pulses found lost as the line restarted: those after them count on from there
         for counter, arrival in pulses:
-            if self._pulses and arrival - self._pulses[-1][1] < BUNCHED_SECONDS:
+            if self._bunched_with_line(arrival):
                 self._pulses.pop()  # one stamp for several: only the last was sent near it
             self._pulses.append((counter + shift, arrival))
             suspected, self._change_suspected = self._change_suspected, self._tempo_changed()
@@ -491,7 +495,7 @@ class ClockFollower:
             return False
         if self._held:
             return arrival - self._held[-1] < BUNCHED_SECONDS
-        return bool(self._young_gap_lost) and bool(self._pulses) and arrival - self._pulses[-1][1] < BUNCHED_SECONDS
+        return bool(self._young_gap_lost) and self._bunched_with_line(arrival)
 
     def _count_missing_before(self, arrival: float | None) -> None:
         """Pulses the line says were due before Start or Continue came (at `arrival`) and never came
