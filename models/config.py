@@ -58,6 +58,10 @@ class ModelConfig:
     clip_norm: float = 1.0
     transpose_semitones: int = 5
     time_stretch: float = 0.05  # each window's times are scaled by U(1 - s, 1 + s)
+    # A length a restrike cut (its key struck again while it sounded; prepare cuts it there) says
+    # only that the note would have sounded at least that long: trained as P(length >= it), so the
+    # network learns the lengths notes are held, and the restrikes it plays cut them as the data's did.
+    censor_cut_lengths: bool = False
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -110,12 +110,40 @@ def field_head(config: ModelConfig, name: str, size: int) -> keras.Sequential:
 def compile_model(model: keras.Model, config: ModelConfig) -> None:
     weights = dict(config.loss_weights)
     optimizer = keras.optimizers.Adam(config.learning_rate, clipnorm=config.clip_norm or None)
+    losses = {name: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for name in HEADS}
+    if config.censor_cut_lengths:
+        losses["duration"] = CensoredLengthLoss(config.time_bins)
     model.compile(
         optimizer=optimizer,
-        loss={name: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for name in HEADS},
+        loss=losses,
         loss_weights=weights,
         metrics={"pitch": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]},
     )
+
+
+@keras.saving.register_keras_serializable(package="cadenza")
+class CensoredLengthLoss(keras.losses.Loss):
+    """Cross-entropy of length bins [..., classes] (logits) where a label of `classes` or more is a
+    censored length, bin label - classes: the note sounded at least that long (a restrike cut it),
+    so its loss is -log P(bin >= it) rather than -log P(bin). Other labels are plain bins."""
+
+    def __init__(self, classes: int, name: str = "censored_length_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.classes = classes
+
+    def call(self, y_true, y_pred):
+        ops = keras.ops
+        labels = ops.cast(y_true, "int32")
+        censored = labels >= self.classes
+        bins = ops.where(censored, labels - self.classes, labels)
+        log_probs = ops.log_softmax(y_pred, axis=-1)
+        point = ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(bins, -1), axis=-1), -1)
+        at_least = ops.arange(self.classes, dtype="int32") >= ops.expand_dims(bins, -1)
+        tail = ops.logsumexp(ops.where(at_least, log_probs, -1e9), axis=-1)
+        return -ops.where(censored, tail, point)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "classes": self.classes}
 
 
 def positive_pressure_mse(y_true, y_pred):

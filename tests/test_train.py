@@ -115,6 +115,62 @@ def test_window_scope_gives_each_window_its_own_notes_per_second_at_every_positi
     assert np.ptp(upcoming[..., DENSITY][upcoming[..., DENSITY_ON] == 1]) > 0.1  # varies note by note
 
 
+
+def test_a_length_a_restrike_cut_is_found_in_its_own_piece_only():
+    """Two pieces: in the first, C held 1 s is struck again at 1 s (cut: it ends there), E ends at
+    0.3 s and is struck again at 0.5 s (not cut). The second piece strikes C where the first
+    piece's last C ends, counted on through both (1.5 s): pieces never cut each other."""
+    from models.notes import make_notes
+    from training.prepare import PreparedSplit
+    from training.windows import cut_by_restrike
+
+    first = make_notes([60, 64, 64, 60], [0.0, 0.0, 0.5, 0.5], [1.0, 0.3, 0.2, 0.5], [64] * 4)
+    second = make_notes([62, 60], [0.0, 0.5], [0.5, 0.5], [64] * 2)
+    split = PreparedSplit(np.concatenate([first, second]), np.array([0, 4, 6]), np.array(["a", "b"]))
+    assert list(cut_by_restrike(split)) == [True, False, False, False, False, False]
+
+
+def test_a_censored_length_is_trained_as_at_least_that_long():
+    """CensoredLengthLoss: a plain label's loss is -log p(bin); a censored one (bin + classes) is
+    -log p(bin or longer); the windows mark the lengths a restrike cut so."""
+    import keras
+
+    from models.network import CensoredLengthLoss
+
+    logits = np.random.default_rng(0).normal(size=(2, 3, 6)).astype(np.float32)
+    labels = np.array([[0, 3, 5], [2 + 6, 0 + 6, 5 + 6]])
+    loss = keras.ops.convert_to_numpy(CensoredLengthLoss(6).call(labels, logits))
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    expected = [[-np.log(probs[0, t, labels[0, t]]) for t in range(3)],
+                [-np.log(probs[1, t, labels[1, t] - 6:].sum()) for t in range(3)]]
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    assert loss[1, 1] == pytest.approx(0.0, abs=1e-5)  # at least the shortest length: certain
+
+
+def test_windows_mark_the_lengths_a_restrike_cut_for_the_censored_loss():
+    from dataclasses import replace
+
+    from models.config import ModelConfig
+    from models.notes import make_notes
+    from training.prepare import PreparedSplit
+    from training.windows import WindowSampler, cut_by_restrike
+
+    # C and E in turn every 0.25 s, each held until its key comes again (cut) or 0.3 s (not).
+    lengths = np.where(np.arange(80) % 3 == 0, 0.3, 0.5)
+    notes = make_notes(np.tile([60, 64], 40), np.full(80, 0.25), lengths, np.full(80, 64))
+    split = PreparedSplit(notes, np.array([0, 40, 80]), np.array(["a", "b"]))
+    config = replace(ModelConfig(), window=16, censor_cut_lengths=True)
+    sampler = WindowSampler(split, config)
+    inputs, targets = sampler.categorical_batch(32, np.random.default_rng(0), augment=False)
+    plain_inputs, plain_targets = WindowSampler(split, replace(config, censor_cut_lengths=False)).categorical_batch(
+        32, np.random.default_rng(0), augment=False)
+    censored = targets["duration"] >= config.time_bins
+    cut = cut_by_restrike(split)
+    assert 0 < cut.mean() < 1 and censored.any()
+    np.testing.assert_array_equal(np.where(censored, targets["duration"] - config.time_bins, targets["duration"]),
+                                  plain_targets["duration"])
+    np.testing.assert_array_equal(inputs["next_duration"], plain_inputs["next_duration"])  # the heads see plain bins
+
 def test_own_notes_replace_a_share_of_the_history_with_the_networks_own_draws(prepared):
     """--own-notes: history notes replaced by what the network draws there (here a pitch head that
     says 60, always), never the first note, the controls, or the true fields of the note predicted."""

@@ -20,6 +20,24 @@ def add_chord_tops(inputs: dict, config: ModelConfig, bins: Bins) -> dict:
     return inputs
 
 
+def cut_by_restrike(split: PreparedSplit, tolerance_seconds: float = 0.001) -> np.ndarray:
+    """[N] True where a note ends where its key is struck again in its piece (within
+    `tolerance_seconds`): a length the restrike cut when the data was prepared (Representation's
+    restrikes_cut), so the note would have sounded at least that long."""
+    notes = split.notes
+    piece = np.repeat(np.arange(len(split)), np.diff(split.offsets))
+    steps = notes["step"].astype(np.float64)
+    steps[split.offsets[:-1][np.diff(split.offsets) > 0]] = 0.0  # each piece from its own 0 s
+    starts = np.cumsum(steps)
+    order = np.lexsort((starts, notes["pitch"], piece))
+    same_key_next = np.concatenate(((piece[order][1:] == piece[order][:-1]) & (notes["pitch"][order][1:] == notes["pitch"][order][:-1]), [False]))
+    next_start = np.concatenate((starts[order][1:], [np.inf]))
+    ends = starts[order] + notes["duration"][order].astype(np.float64)
+    cut = np.zeros(len(notes), bool)
+    cut[order] = same_key_next & (np.abs(ends - next_start) <= tolerance_seconds)
+    return cut
+
+
 class WindowSampler:
     """Draws windows of `window + 1` consecutive notes, each start equally likely across all pieces."""
 
@@ -35,6 +53,7 @@ class WindowSampler:
         self._start_count = lengths[usable] - config.window
         self._piece_probability = self._start_count / self._start_count.sum()
         self.upcoming = None
+        self.cut = cut_by_restrike(split) if config.censor_cut_lengths else None
         if config.preset != "seed":
             self.upcoming = UpcomingControls(split.notes, split.offsets, config.density_seconds, config.key_seconds)
 
@@ -111,6 +130,8 @@ class WindowSampler:
             inputs[f"next_{name}"] = targets[name]
         if extra_next:  # bench/field_order.py: every field, for other orders
             inputs |= {f"next_{name}": targets[name] for name in FIELD_ORDER}
+        if self.cut is not None:  # models.network.CensoredLengthLoss reads these labels (the inputs keep the bins)
+            targets["duration"] = targets["duration"] + self.config.time_bins * self.cut[raw["index"][:, 1:]]
         return inputs, targets
 
     def seed_batch(self, batch_size: int, rng: np.random.Generator, augment: bool = False):
