@@ -21,12 +21,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import mido
 import numpy as np
 import rtmidi
 
+from bench import input_log
 from bench.stream_timing import BACKEND, REPO, StampedListener
 from streamer.controls import ControlMap
 from streamer.outputs import midi_backend
@@ -191,44 +191,12 @@ class Session:
 
     def lost_on_the_way(self) -> dict:
         """kind -> how many of the messages the DAW sent of that kind the stream's input never
-        received (kinds as in `sent`: clock, start, note_on, ...); those with none lost left out."""
-        received: dict = {}
-        for _, data in self.received or []:
-            kind = _sent_kind(data)
-            received[kind] = received.get(kind, 0) + 1
-        sent: dict = {}
-        for kind, _ in self.sent:
-            if kind in SENT_KINDS.values():
-                sent[kind] = sent.get(kind, 0) + 1
-        return {kind: count - received.get(kind, 0) for kind, count in sent.items() if count > received.get(kind, 0)}
+        received (bench/input_log.py); those with none lost left out."""
+        return input_log.lost_on_the_way(self.sent, self.received or [])
 
     def input_story(self) -> str:
         """One line on what the stream's input received of the clock: for a failure's message."""
-        if self.received is None:
-            return "no input log"
-        pulses = np.array([arrival for arrival, data in self.received if data[:1] == b"\xf8"])
-        gaps_ms = np.diff(pulses) * 1e3 if len(pulses) > 1 else np.zeros(1)
-        interval_ms = float(np.median(gaps_ms))
-        widest = int(np.argmax(gaps_ms))
-        bunched = int(np.sum(gaps_ms < 0.25 * interval_ms))
-        return (f"input: lost {self.lost_on_the_way() or 'nothing'}; {len(pulses)} pulses, the widest gap "
-                f"{gaps_ms[widest]:.1f} ms after pulse {widest}, {bunched} pulses closer than a quarter interval")
-
-
-# The first byte of each message the ClockSender sends, by its kind in `Session.sent`.
-SENT_KINDS = {0xF8: "clock", 0xFA: "start", 0xFB: "continue", 0xFC: "stop", 0xF2: "songpos", 0x90: "note_on",
-              0x80: "note_off", 0xB0: "my_turn"}
-
-
-def _sent_kind(data: bytes) -> str:
-    status = data[0] if data[0] >= 0xF0 else data[0] & 0xF0
-    return SENT_KINDS.get(status, hex(status))
-
-
-def read_input_log(path) -> list:
-    """(arrival monotonic seconds, bytes) per line of a stream's --input-log."""
-    lines = [line.split() for line in Path(path).read_text().splitlines()]
-    return [(float(words[0]), bytes.fromhex(words[2])) for words in lines]
+        return input_log.input_story(self.sent, self.received)
 
 
 @contextlib.contextmanager

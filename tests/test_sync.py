@@ -14,7 +14,8 @@ import pytest
 from scipy.stats import theilslopes
 
 from conftest import FLOOR_LOST_LIMIT, delivery_floor, dummy_jack_server
-from bench.daw import PULSES_PER_BEAT, Script, read_input_log, session_elsewhere
+from bench.daw import PULSES_PER_BEAT, Script, session_elsewhere
+from bench.input_log import read_input_log
 from bench.sync import errors_from_ideal_grid, grid_errors, still_sounding_after
 
 

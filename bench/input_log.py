@@ -1,0 +1,58 @@
+"""What a stream's control input received against what the DAW sent: the stream's `--input-log`
+read back, the messages lost on the way, and one line on the clock as it arrived.
+
+A DAW's message that never reached the stream was lost by the host (a JACK client that misses a
+cycle loses its MIDI), not by cadenza; the sync tests tell the two apart with these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# The first byte of each message bench.daw's ClockSender sends, by its kind in `Session.sent`.
+SENT_KINDS = {0xF8: "clock", 0xFA: "start", 0xFB: "continue", 0xFC: "stop", 0xF2: "songpos", 0x90: "note_on",
+              0x80: "note_off", 0xB0: "my_turn"}
+
+
+def sent_kind(data: bytes) -> str:
+    """The kind (as in SENT_KINDS) of a message's bytes; its status byte in hex if none."""
+    status = data[0] if data[0] >= 0xF0 else data[0] & 0xF0
+    return SENT_KINDS.get(status, hex(status))
+
+
+def read_input_log(path) -> list:
+    """(arrival monotonic seconds, bytes) per line of a stream's --input-log."""
+    lines = [line.split() for line in Path(path).read_text().splitlines()]
+    return [(float(words[0]), bytes.fromhex(words[2])) for words in lines]
+
+
+def lost_on_the_way(sent: list, received: list) -> dict:
+    """kind -> how many of the messages sent of that kind (`sent`: (kind, seconds) as the DAW
+    recorded them) are not among `received` ((arrival, bytes) as the input log has them); kinds
+    with none lost are left out."""
+    received_counts: dict = {}
+    for _, data in received:
+        kind = sent_kind(data)
+        received_counts[kind] = received_counts.get(kind, 0) + 1
+    sent_counts: dict = {}
+    for kind, _ in sent:
+        if kind in SENT_KINDS.values():
+            sent_counts[kind] = sent_counts.get(kind, 0) + 1
+    return {kind: count - received_counts.get(kind, 0) for kind, count in sent_counts.items()
+            if count > received_counts.get(kind, 0)}
+
+
+def input_story(sent: list, received: list | None) -> str:
+    """One line on what the input received of the clock (None: no input log): what was lost, the
+    widest gap between pulses, and how many came bunched. For a failing test's message."""
+    if received is None:
+        return "no input log"
+    pulses = np.array([arrival for arrival, data in received if data[:1] == b"\xf8"])
+    gaps_ms = np.diff(pulses) * 1e3 if len(pulses) > 1 else np.zeros(1)
+    interval_ms = float(np.median(gaps_ms))
+    widest = int(np.argmax(gaps_ms))
+    bunched = int(np.sum(gaps_ms < 0.25 * interval_ms))
+    return (f"input: lost {lost_on_the_way(sent, received) or 'nothing'}; {len(pulses)} pulses, the widest gap "
+            f"{gaps_ms[widest]:.1f} ms after pulse {widest}, {bunched} pulses closer than a quarter interval")
