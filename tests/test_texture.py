@@ -42,7 +42,6 @@ def test_sustained_chord_is_layered_and_held():
     assert list(texture.top_line(notes)) == [67, 79] and list(texture.bass_line(notes)) == [60, 79]
 
 
-
 def test_a_note_cut_short_by_its_key_struck_again_is_counted_and_one_that_ended_is_not():
     # C held 2 s, struck again after 0.5 s (cut by 1.5 s); E held 0.4 s, struck again after 0.5 s
     # (it had ended); G held 1 s, struck again 0.98 s on (cut by 20 ms: less than a cut short).
@@ -53,6 +52,7 @@ def test_a_note_cut_short_by_its_key_struck_again_is_counted_and_one_that_ended_
     figures = texture.texture_figures([notes, sustained_chord()])
     assert figures["cut_by_restrike_fraction"] == pytest.approx(1 / 10)  # pooled over both pieces' notes
     assert "cut_by_restrike_fraction" not in feature_table([notes, sustained_chord()])  # not the classifier's
+
 
 def test_staccato_run_is_short_and_detached():
     notes = staccato_run()

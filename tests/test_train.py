@@ -115,7 +115,6 @@ def test_window_scope_gives_each_window_its_own_notes_per_second_at_every_positi
     assert np.ptp(upcoming[..., DENSITY][upcoming[..., DENSITY_ON] == 1]) > 0.1  # varies note by note
 
 
-
 def test_a_length_a_restrike_cut_is_found_in_its_own_piece_only():
     """Two pieces: in the first, C held 1 s is struck again at 1 s (cut: it ends there), E ends at
     0.3 s and is struck again at 0.5 s (not cut). The second piece strikes C where the first
@@ -170,6 +169,7 @@ def test_windows_mark_the_lengths_a_restrike_cut_for_the_censored_loss():
     np.testing.assert_array_equal(np.where(censored, targets["duration"] - config.time_bins, targets["duration"]),
                                   plain_targets["duration"])
     np.testing.assert_array_equal(inputs["next_duration"], plain_inputs["next_duration"])  # the heads see plain bins
+
 
 def test_own_notes_replace_a_share_of_the_history_with_the_networks_own_draws(prepared):
     """--own-notes: history notes replaced by what the network draws there (here a pitch head that

@@ -46,12 +46,12 @@ def cut_by_restrike_fraction(notes: np.ndarray) -> float:
     has none (a note there ends at its key's next strike at the latest), so a generated set's
     share is how often its notes are cut short: not a feature of the classifier, which would
     recognise every such excerpt by it alone."""
-    if not len(notes):
-        return 0.0
-    starts = onsets(notes)
-    ends = starts + notes["duration"]
-    heard_ends = cut_at_restrike(starts, ends, notes["pitch"])
-    return float(np.mean(ends - heard_ends >= CUT_SHORT_SECONDS))
+    return float(np.mean(_cut_short(notes, heard(notes)))) if len(notes) else 0.0
+
+
+def _cut_short(played: np.ndarray, as_heard: np.ndarray) -> np.ndarray:
+    """[N] booleans: which notes `heard` cut CUT_SHORT_SECONDS or more (the same notes, played and heard)."""
+    return played["duration"] - as_heard["duration"] >= CUT_SHORT_SECONDS
 
 
 def short_note_fraction(notes: np.ndarray) -> float:
@@ -194,8 +194,8 @@ def motif_recurrence(notes: np.ndarray, length: int = MOTIF_INTERVALS) -> float:
 def texture_figures(pieces: list) -> dict:
     """Figures over all the notes of a set of pieces (as heard, but for the share cut short by
     a restrike), as the texture goals state them."""
-    cut_short = sum(cut_by_restrike_fraction(piece) * len(piece) for piece in pieces) / max(sum(map(len, pieces)), 1)
-    pieces = [heard(piece) for piece in pieces]
+    played, pieces = pieces, [heard(piece) for piece in pieces]
+    cut_short = np.concatenate([_cut_short(*pair) for pair in zip(played, pieces)]) if pieces else np.zeros(0)
     durations = np.concatenate([piece["duration"] for piece in pieces])
     ratios = np.concatenate([legato_ratios(piece) for piece in pieces])
     return {
@@ -206,7 +206,7 @@ def texture_figures(pieces: list) -> dict:
         "top_line_repeats": round(float(np.mean([top_line_repeats(p) for p in pieces])), 4),
         "bass_line_repeats": round(float(np.mean([bass_line_repeats(p) for p in pieces])), 4),
         "motif_recurrence": round(float(np.mean([motif_recurrence(p) for p in pieces])), 4),
-        "cut_by_restrike_fraction": round(float(cut_short), 4),
+        "cut_by_restrike_fraction": round(float(cut_short.mean()) if len(cut_short) else 0.0, 4),
     }
 
 
