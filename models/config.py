@@ -62,6 +62,8 @@ class ModelConfig:
     # only that the note would have sounded at least that long: trained as P(length >= it), so the
     # network learns the lengths notes are held, and the restrikes it plays cut them as the data's did.
     censor_cut_lengths: bool = False
+    # EXPERIMENT: the pitch's softmax over the keys not sounding at the next onset (input "sounding").
+    mask_sounding_keys: bool = False
 
     def to_dict(self) -> dict:
         data = asdict(self)

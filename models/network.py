@@ -42,6 +42,8 @@ def build_model(config: ModelConfig, field_order: tuple = FIELD_ORDER, condition
     inputs["controls"] = keras.Input(shape=(None, CONTROL_SIZE), dtype="float32", name="controls_input")
     if config.interval_bias:
         inputs["chord_tops"] = keras.Input(shape=(None, 2), dtype="int32", name="chord_tops_input")
+    if config.mask_sounding_keys:
+        inputs["sounding"] = keras.Input(shape=(None, 128), dtype="float32", name="sounding_input")
     for name in field_order[:-1]:
         inputs[f"next_{name}"] = keras.Input(shape=(None,), dtype="int32", name=f"next_{name}_input")
     embedded = [
@@ -68,6 +70,8 @@ def build_model(config: ModelConfig, field_order: tuple = FIELD_ORDER, condition
             starts = starts_chord_table(Bins(config).time_centers)
             outputs[name] = IntervalBias(starts, name="pitch_intervals")(
                 [outputs[name], inputs["pitch"], inputs["chord_tops"], inputs["next_step"]])
+        if name == "pitch" and config.mask_sounding_keys:
+            outputs[name] = SoundingMask(name="pitch_sounding")([outputs[name], inputs["sounding"]])
         if conditioned and name != field_order[-1]:
             context.append(layers.Embedding(sizes[name], config.field_embedding, name=f"{name}_drawn")(inputs[f"next_{name}"]))
     return keras.Model(inputs, outputs, name="cadenza")
@@ -99,6 +103,18 @@ class IntervalBias(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "starts_table": self.starts_table}
+
+
+@keras.saving.register_keras_serializable(package="cadenza")
+class SoundingMask(layers.Layer):
+    """[pitch logits [B, T, 128], sounding [B, T, 128] (1: the key still sounds at the next onset)] ->
+    the logits with the sounding keys all but impossible."""
+
+    def call(self, inputs):
+        return inputs[0] - 1e4 * inputs[1]
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
 
 
 def field_head(config: ModelConfig, name: str, size: int) -> keras.Sequential:

@@ -38,6 +38,25 @@ def cut_by_restrike(split: PreparedSplit, tolerance_seconds: float = 0.001) -> n
     return cut
 
 
+SOUNDING_MARGIN_SECONDS = 0.05
+
+
+def sounding_keys(raw: dict, margin: float = SOUNDING_MARGIN_SECONDS) -> np.ndarray:
+    """[B, T, 128] float32: at each position, the keys a note of the window up to it still sounds
+    on more than `margin` after the next note's onset."""
+    pitch, step, duration = raw["pitch"], raw["step"].copy(), raw["duration"]
+    step[:, 0] = 0.0
+    onsets = np.cumsum(step, axis=1)
+    batch, length = pitch.shape
+    ends = np.full((batch, 128), -np.inf)
+    rows = np.arange(batch)
+    mask = np.zeros((batch, length - 1, 128), np.float32)
+    for position in range(length - 1):
+        ends[rows, pitch[:, position]] = onsets[:, position] + duration[:, position]
+        mask[:, position] = ends > (onsets[:, position + 1] + margin)[:, None]
+    return mask
+
+
 class WindowSampler:
     """Draws windows of `window + 1` consecutive notes, each start equally likely across all pieces."""
 
@@ -130,6 +149,8 @@ class WindowSampler:
             inputs[f"next_{name}"] = targets[name]
         if extra_next:  # bench/field_order.py: every field, for other orders
             inputs |= {f"next_{name}": targets[name] for name in FIELD_ORDER}
+        if self.config.mask_sounding_keys:
+            inputs["sounding"] = sounding_keys(raw)
         if self.cut is not None:  # models.network.CensoredLengthLoss reads these labels (the inputs keep the bins)
             targets["duration"] = targets["duration"] + self.config.time_bins * self.cut[raw["index"][:, 1:]]
         return inputs, targets
