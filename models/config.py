@@ -15,6 +15,10 @@ FIELD_ORDER = ("step", "pitch", "duration", "velocity")
 ZERO_BIN_LIMIT_SECONDS = 0.005
 
 
+# A key whose note sounds more than this past the next onset is not struck there (mask_sounding_keys).
+SOUNDING_MARGIN_SECONDS = 0.05
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything that shapes the network and its training. Times in seconds."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.config import FIELD_ORDER, Bins, ModelConfig
+from models.config import FIELD_ORDER, SOUNDING_MARGIN_SECONDS, Bins, ModelConfig
 from models.controls import UpcomingControls, encode_controls
 from models.errors import CadenzaError
 from models.intervals import chord_tops
@@ -36,9 +36,6 @@ def cut_by_restrike(split: PreparedSplit, tolerance_seconds: float = 0.001) -> n
     cut = np.zeros(len(notes), bool)
     cut[order] = same_key_next & (np.abs(ends - next_start) <= tolerance_seconds)
     return cut
-
-
-SOUNDING_MARGIN_SECONDS = 0.05
 
 
 def sounding_keys(raw: dict, margin: float = SOUNDING_MARGIN_SECONDS) -> np.ndarray:

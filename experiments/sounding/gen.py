@@ -1,7 +1,7 @@
 """Generate sets at shipped sampling and save them, plus real excerpts."""
-import sys, json, numpy as np
+import os, sys, json, numpy as np
 from pathlib import Path
-sys.path.insert(0, "/work/main")
+sys.path.insert(0, os.environ.get("CADENZA_SRC", "/work/main"))
 import os, functools
 import models.echo as echo_mod, models.runtime as rt_mod
 if os.environ.get("ECHO_INTERVALS"):
