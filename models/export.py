@@ -185,7 +185,7 @@ def make_step_module(model, config: ModelConfig):
                 if not config.interval_bias:  # the step functions take it after chord_tops, positionally
                     raise CadenzaError("mask_sounding_keys needs interval_bias (for now)")
                 signature.append(tf.TensorSpec([None, 128], tf.float32, name="sounding"))
-            self.time_centers = constant(Bins(config).time_centers)
+            self.time_centers = Bins(config).time_centers.astype("float32")  # a constant of the graph, as starts_table
             self.step = tf.function(self._step if config.memory else self._step_without_memory,
                                     input_signature=signature)
 
@@ -225,7 +225,7 @@ def make_step_module(model, config: ModelConfig):
                     logits += interval_bias(TfOps(tf), self.intervals, pitch, chord_tops, outputs["step"],
                                             tf.constant(self.starts_table))
                 if name == "pitch" and sounding is not None:  # keys still sounding at the onset just drawn
-                    onset = tf.gather(self.time_centers, outputs["step"])
+                    onset = tf.gather(tf.constant(self.time_centers), outputs["step"])
                     logits -= 1e4 * tf.cast(sounding - onset[:, None] > SOUNDING_MARGIN_SECONDS, tf.float32)
                 choice, log_prob, best = draw_field(tf, logits, temperature[:, column], top_p[:, column],
                                                     uniform[:, column], forced[:, column],

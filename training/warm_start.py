@@ -173,6 +173,8 @@ def _check_matches(model, config: ModelConfig, model_dir: Path, length: int = 24
                        "forced": forced.astype(np.int32)}
         if card["config"].get("interval_bias"):
             step_inputs["chord_tops"] = tops[:, position].copy()
+        if card["config"].get("mask_sounding_keys"):  # nothing sounding, as the network was given
+            step_inputs["sounding"] = np.zeros((2, 128), np.float32)
         outputs = step(step_inputs | ({"memory": ring.copy()} if ring is not None else {}))
         if ring is not None:  # the runtime's ring: note n in row n % memory
             ring[:, position % ring.shape[1]] = outputs["memory_row"]
