@@ -338,3 +338,16 @@ def test_multiworker_strategy_trains_two_workers_in_step_and_resumes(prepared, t
         assert [int(r["epoch"]) for r in rows] == [1, 2]
         weights.append(keras.models.load_model(tmp_path / f"w{index}" / "last.keras", compile=False).get_weights())
     assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(*weights))
+
+
+def test_the_keys_still_sounding_at_each_next_onset_are_marked_for_the_pitchs_mask():
+    """C held 1.08 s; E at 0.2 s (C sounds on); G at 0.7 s, held 2 s (C sounds on, E has ended);
+    C again at 1.05 s (its last note sounds 30 ms on: within the margin, so C is free); D at 1.25 s
+    (G sounds on)."""
+    from training.windows import sounding_keys
+
+    raw = {"pitch": np.array([[60, 64, 67, 60, 62]]), "step": np.array([[0.0, 0.2, 0.5, 0.35, 0.2]]),
+           "duration": np.array([[1.08, 0.1, 2.0, 0.1, 0.1]])}
+    mask = sounding_keys(raw)
+    assert mask.shape == (1, 4, 128)
+    assert [list(np.flatnonzero(mask[0, position])) for position in range(4)] == [[60], [60], [67], [67]]
