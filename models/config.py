@@ -15,6 +15,10 @@ FIELD_ORDER = ("step", "pitch", "duration", "velocity")
 ZERO_BIN_LIMIT_SECONDS = 0.005
 
 
+# A key whose note sounds more than this past the next onset is not struck there (mask_sounding_keys).
+SOUNDING_MARGIN_SECONDS = 0.05
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything that shapes the network and its training. Times in seconds."""
@@ -62,6 +66,10 @@ class ModelConfig:
     # only that the note would have sounded at least that long: trained as P(length >= it), so the
     # network learns the lengths notes are held, and the restrikes it plays cut them as the data's did.
     censor_cut_lengths: bool = False
+    # The pitch's softmax over the keys not still sounding at the next onset (input "sounding": the
+    # data as prepared never strikes a key while its last note sounds; the unmasked network put 12 %
+    # of its pitch probability there, and a note it drew there cut the sounding one short).
+    mask_sounding_keys: bool = False
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -137,6 +145,12 @@ class Bins:
             tail = np.interp(position, np.linspace(0, 1, len(top_tail)), top_tail)
             seconds = np.where(bins == len(self.time_centers) - 1, np.maximum(tail, self.top_bin_edge), seconds)
         return seconds
+
+    @property
+    def time_upper_edges(self) -> np.ndarray:
+        """[time_bins] seconds: the longest time each bin stands for (the top bin: every length up,
+        written as 1e9 s)."""
+        return np.concatenate(([ZERO_BIN_LIMIT_SECONDS], self._time_edges, [1e9]))
 
     @property
     def top_bin_edge(self) -> float:

@@ -23,7 +23,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from models.config import FIELD_ORDER, Bins, ModelConfig, memory_shape, state_shape
+from models.config import FIELD_ORDER, SOUNDING_MARGIN_SECONDS, Bins, ModelConfig, memory_shape, state_shape
+from models.errors import CadenzaError
 from models.controls import CONTROL_SIZE
 from models.network import HEADS
 from models.graph import CARD_FORMAT
@@ -180,16 +181,21 @@ def make_step_module(model, config: ModelConfig):
                 signature.append(tf.TensorSpec([None, *memory_shape(config)], tf.float32, name="memory"))
             if config.interval_bias:
                 signature.append(tf.TensorSpec([None, 2], tf.int32, name="chord_tops"))
+            if config.mask_sounding_keys:
+                if not config.interval_bias:  # the step functions take it after chord_tops, positionally
+                    raise CadenzaError("mask_sounding_keys needs interval_bias (for now)")
+                signature.append(tf.TensorSpec([None, 128], tf.float32, name="sounding"))
+            self.time_upper_edges = Bins(config).time_upper_edges.astype("float32")  # a constant of the graph
             self.step = tf.function(self._step if config.memory else self._step_without_memory,
                                     input_signature=signature)
 
         def _step_without_memory(self, pitch, step, duration, velocity, state, controls, temperature, top_p, uniform,
-                                 forced, chord_tops=None):
+                                 forced, chord_tops=None, sounding=None):
             return self._step(pitch, step, duration, velocity, state, controls, temperature, top_p, uniform, forced,
-                              None, chord_tops)
+                              None, chord_tops, sounding)
 
         def _step(self, pitch, step, duration, velocity, state, controls, temperature, top_p, uniform, forced,
-                  memory=None, chord_tops=None):
+                  memory=None, chord_tops=None, sounding=None):
             previous = {"pitch": pitch, "step": step, "duration": duration, "velocity": velocity}
             looked_up = tf.add_n([tf.gather(self.input_tables[name], previous[name]) for name in HEADS])
             hidden, new_state = controls, []
@@ -218,6 +224,11 @@ def make_step_module(model, config: ModelConfig):
                 if name == "pitch" and self.intervals is not None:  # the starts table is a constant of the graph
                     logits += interval_bias(TfOps(tf), self.intervals, pitch, chord_tops, outputs["step"],
                                             tf.constant(self.starts_table))
+                if name == "pitch" and sounding is not None:  # keys still sounding at the onset just drawn
+                    # The step bin's latest onset: a key free anywhere in the bin is free (a real note
+                    # struck where its key's last note ended is never masked; training marks the same).
+                    onset = tf.gather(tf.constant(self.time_upper_edges), outputs["step"])
+                    logits -= 1e4 * tf.cast(sounding - onset[:, None] > SOUNDING_MARGIN_SECONDS, tf.float32)
                 choice, log_prob, best = draw_field(tf, logits, temperature[:, column], top_p[:, column],
                                                     uniform[:, column], forced[:, column],
                                                     tempered_by_pitch_class if name == "pitch" else tempered)

@@ -32,6 +32,8 @@ def step_names(card: dict) -> tuple[set, set]:
         inputs, outputs = inputs | MEMORY_INPUTS, outputs | MEMORY_OUTPUTS
     if card.get("config", {}).get("interval_bias"):
         inputs |= INTERVAL_INPUTS
+    if card.get("config", {}).get("mask_sounding_keys"):
+        inputs |= {"sounding"}  # seconds each key still sounds after the previous onset [B, 128]
     return inputs, outputs
 
 

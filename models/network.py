@@ -14,6 +14,7 @@ import numpy as np
 
 from models.config import FIELD_ORDER, Bins, ModelConfig
 from models.controls import CONTROL_SIZE
+from models.errors import CadenzaError
 from models.intervals import INTERVALS, interval_bias, starts_chord_table
 from models.memory import PastAttention
 
@@ -29,7 +30,9 @@ def build_model(config: ModelConfig, field_order: tuple = FIELD_ORDER, condition
 
     With `config.memory`, the LSTM's output also reads from the last `memory` notes (models/memory.py);
     with `config.interval_bias`, the pitch's logits get a bias by interval from the note before and
-    the last chord's top (models/intervals.py), given as "chord_tops" [B, T, 2].
+    the last chord's top (models/intervals.py), given as "chord_tops" [B, T, 2]; with
+    `config.mask_sounding_keys`, the pitch's logits leave out the keys still sounding at the next
+    onset, given as "sounding" [B, T, 128] (1 where masked: training.windows.sounding_keys).
 
     Inputs: the current note's four fields ("pitch" ...), the controls for what comes next
     ("controls", [B, T, CONTROL_SIZE]), and the next note's true fields ("next_step" ...) for the
@@ -38,10 +41,14 @@ def build_model(config: ModelConfig, field_order: tuple = FIELD_ORDER, condition
     bench/field_order.py only: the export and runtime draw in FIELD_ORDER; so is `conditioned`
     False, four independent heads as in the previous design).
     """
+    if config.mask_sounding_keys and not config.interval_bias:  # the step graph takes "sounding" after "chord_tops"
+        raise CadenzaError("--mask-sounding-keys needs the interval bias (--interval-bias)")
     inputs = {name: keras.Input(shape=(None,), dtype="int32", name=f"{name}_input") for name in HEADS}
     inputs["controls"] = keras.Input(shape=(None, CONTROL_SIZE), dtype="float32", name="controls_input")
     if config.interval_bias:
         inputs["chord_tops"] = keras.Input(shape=(None, 2), dtype="int32", name="chord_tops_input")
+    if config.mask_sounding_keys:
+        inputs["sounding"] = keras.Input(shape=(None, 128), dtype="float32", name="sounding_input")
     for name in field_order[:-1]:
         inputs[f"next_{name}"] = keras.Input(shape=(None,), dtype="int32", name=f"next_{name}_input")
     embedded = [
@@ -68,6 +75,8 @@ def build_model(config: ModelConfig, field_order: tuple = FIELD_ORDER, condition
             starts = starts_chord_table(Bins(config).time_centers)
             outputs[name] = IntervalBias(starts, name="pitch_intervals")(
                 [outputs[name], inputs["pitch"], inputs["chord_tops"], inputs["next_step"]])
+        if name == "pitch" and config.mask_sounding_keys:
+            outputs[name] = SoundingMask(name="pitch_sounding")([outputs[name], inputs["sounding"]])
         if conditioned and name != field_order[-1]:
             context.append(layers.Embedding(sizes[name], config.field_embedding, name=f"{name}_drawn")(inputs[f"next_{name}"]))
     return keras.Model(inputs, outputs, name="cadenza")
@@ -99,6 +108,18 @@ class IntervalBias(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "starts_table": self.starts_table}
+
+
+@keras.saving.register_keras_serializable(package="cadenza")
+class SoundingMask(layers.Layer):
+    """[pitch logits [B, T, 128], sounding [B, T, 128] (1: the key still sounds at the next onset)] ->
+    the logits with the sounding keys all but impossible."""
+
+    def call(self, inputs):
+        return inputs[0] - 1e4 * inputs[1]
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
 
 
 def field_head(config: ModelConfig, name: str, size: int) -> keras.Sequential:

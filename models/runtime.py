@@ -94,6 +94,8 @@ class Runtime:
         self.bass = ChordBass(self.batch)
         # With an interval bias, the graph also takes where each stream's line is (models/intervals.py).
         self.chord_tops = StreamChordTops(self.start_notes["pitch"]) if self.config.interval_bias else None
+        # With mask_sounding_keys: seconds each key still sounds after the last onset [B, 128].
+        self.sounding = np.zeros((self.batch, 128), np.float32) if self.config.mask_sounding_keys else None
 
     def _start_notes(self, start) -> np.ndarray:
         """The note before each stream's first [B]. Training begins every window at a real note of a
@@ -127,6 +129,8 @@ class Runtime:
             inputs["memory"] = self.memory
         if self.chord_tops is not None:
             inputs["chord_tops"] = self.chord_tops.tops
+        if self.sounding is not None:
+            inputs["sounding"] = self.sounding
         return inputs
 
     def _advance(self, outputs: dict) -> None:
@@ -145,6 +149,9 @@ class Runtime:
         self.bass.strike(pitch, notes["step"])
         if self.chord_tops is not None:
             self.chord_tops.strike(pitch, notes["step"])
+        if self.sounding is not None:
+            self.sounding = np.maximum(self.sounding - notes["step"][:, None], 0.0).astype(np.float32)
+            self.sounding[np.arange(self.batch), pitch] = notes["duration"]
 
     def _forced(self, notes: np.ndarray) -> np.ndarray:
         encoded = self.bins.encode(notes)
@@ -224,8 +231,10 @@ class Runtime:
         forced = np.full((len(rows), len(FIELD_ORDER)), -1, np.int32)
         forced[:, FIELD_ORDER.index("step")] = outputs["step"][rows]
         forced[:, FIELD_ORDER.index("pitch")] = targets[rows]
-        again = self._draw(self._step_for(len(rows)), {name: value[rows] for name, value in inputs.items()},
-                           forced, temperature[rows], nucleus[rows])
+        unmasked = {name: value[rows] for name, value in inputs.items()}
+        if "sounding" in unmasked:
+            unmasked["sounding"] = np.zeros_like(unmasked["sounding"])
+        again = self._draw(self._step_for(len(rows)), unmasked, forced, temperature[rows], nucleus[rows])
         plausible = again["log_prob"][:, FIELD_ORDER.index("pitch")] >= np.log(ECHO_PLAUSIBLE)
         for name in (*HEADS, "log_prob", "most_likely"):
             outputs[name][rows[plausible]] = again[name][plausible]

@@ -20,7 +20,9 @@ TINY = ModelConfig(lstm_layers=2, lstm_units=16, pitch_embedding=8, time_embeddi
 TINY_MEMORY = replace(TINY, memory=4, memory_heads=2)
 # The shipped shape: memory and a bias on the pitch by interval (models/intervals.py).
 TINY_INTERVALS = replace(TINY_MEMORY, interval_bias=True)
-CONFIGS = {"lstm": TINY, "memory": TINY_MEMORY, "intervals": TINY_INTERVALS}
+# ...and the pitch's softmax over the keys not sounding at the next onset (mask_sounding_keys).
+TINY_SOUNDING = replace(TINY_INTERVALS, mask_sounding_keys=True)
+CONFIGS = {"lstm": TINY, "memory": TINY_MEMORY, "intervals": TINY_INTERVALS, "sounding": TINY_SOUNDING}
 
 
 @pytest.fixture(scope="module", params=list(CONFIGS))
@@ -77,7 +79,12 @@ def test_forced_step_log_probs_match_the_keras_network(exported, backend):
     inputs = {k: v[:, :-1] for k, v in sequence.items()} | {"controls": controls}
     inputs |= {f"next_{name}": sequence[name][:, 1:] for name in FIELD_ORDER[:-1]}
     with_tops = "pitch_intervals" in [layer.name for layer in model.layers]
-    full = model(inputs | ({"chord_tops": tops} if with_tops else {}), training=False)
+    with_sounding = "pitch_sounding" in [layer.name for layer in model.layers]
+    # Keys sounding at each next onset: a random third of them, never the pitch that comes next.
+    sounding = rng.random((2, 20, 128)) < 0.3
+    sounding[np.arange(2)[:, None], np.arange(20)[None, :], sequence["pitch"][:, 1:]] = False
+    full = model(inputs | ({"chord_tops": tops} if with_tops else {})
+                 | ({"sounding": sounding.astype(np.float32)} if with_sounding else {}), training=False)
     step = load_step(out, backend)
     card = read_card(out)
     state = np.zeros((2, *card["state_shape"]), np.float32)
@@ -90,6 +97,8 @@ def test_forced_step_log_probs_match_the_keras_network(exported, backend):
             inputs["memory"] = memory
         if with_tops:
             inputs["chord_tops"] = tops[:, t].copy()
+        if with_sounding:  # seconds each key sounds on: past any onset (the top bin's stands at 1e9 s) where masked
+            inputs["sounding"] = np.where(sounding[:, t], 1e10, 0.0).astype(np.float32)
         outputs = step(inputs)
         state = outputs["state"]
         if memory is not None:  # the ring: note t in row t % memory
@@ -130,6 +139,8 @@ def _memory_inputs(runtime, batch: int) -> dict:
         inputs["memory"] = np.repeat(ring, batch, axis=0)
     if runtime.config.interval_bias:
         inputs["chord_tops"] = np.tile(np.array([[64, 55]], np.int32), (batch, 1))
+    if runtime.config.mask_sounding_keys:  # as the runtime has it: nothing sounding yet
+        inputs["sounding"] = runtime.sounding[:1].repeat(batch, axis=0)
     return inputs
 
 
@@ -448,3 +459,26 @@ def test_the_top_length_bin_plays_the_lengths_it_stands_for(exported, tmp_path):
     assert np.all(drawn["duration"] >= tiny_bins.top_bin_edge)
     assert np.median(drawn["duration"]) > 1.3 * tiny_bins.time_centers[-1]
     assert Runtime(out, backend="tflite").duration_tail is None  # a card without it: as before
+
+
+def test_a_key_still_sounding_is_not_struck_again(exported):
+    """With mask_sounding_keys the graph gives no probability to a key whose last note sounds more
+    than SOUNDING_MARGIN_SECONDS past the onset just drawn (the runtime tracks how long each key
+    sounds on). The unmasked tiny models strike such keys (9-27 times in 1,200 notes): the check can fail."""
+    from models.config import SOUNDING_MARGIN_SECONDS
+
+    _, out = exported
+    runtime = Runtime(out, backend="tflite", batch=8, seed=6)
+    sounding = np.zeros((8, 128))  # seconds each key sounds on after the last onset
+    struck_while_sounding = 0
+    for _ in range(150):
+        notes = runtime.sample(1.0)
+        onset = runtime.bins.time_upper_edges[runtime.previous["step"]]  # the step bin's latest onset
+        left = sounding[np.arange(8), notes["pitch"]] - onset
+        struck_while_sounding += int(np.sum(left > SOUNDING_MARGIN_SECONDS))
+        sounding = np.maximum(sounding - notes["step"][:, None], 0.0)
+        sounding[np.arange(8), notes["pitch"]] = notes["duration"]
+    if read_card(out)["config"].get("mask_sounding_keys"):
+        assert struck_while_sounding == 0
+    else:
+        assert struck_while_sounding > 5, struck_while_sounding  # 9-27 of 1,200 notes (seeded)

@@ -338,3 +338,30 @@ def test_multiworker_strategy_trains_two_workers_in_step_and_resumes(prepared, t
         assert [int(r["epoch"]) for r in rows] == [1, 2]
         weights.append(keras.models.load_model(tmp_path / f"w{index}" / "last.keras", compile=False).get_weights())
     assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(*weights))
+
+
+def test_the_keys_still_sounding_at_each_next_onset_are_marked_for_the_pitchs_mask():
+    """C held 1.08 s; E at 0.2 s (C sounds on); G at 0.7 s, held 2 s (C sounds on, E has ended);
+    C again at 1.05 s (its last note sounds 30 ms on, 5 ms past the step bin's latest onset: within
+    the margin, so C is free); D at 1.25 s (G sounds on)."""
+    from models.config import Bins, ModelConfig
+    from training.windows import sounding_keys
+
+    raw = {"pitch": np.array([[60, 64, 67, 60, 62]]), "step": np.array([[0.0, 0.2, 0.5, 0.35, 0.2]]),
+           "duration": np.array([[1.08, 0.1, 2.0, 0.1, 0.1]])}
+    mask = sounding_keys(raw, Bins(ModelConfig()))
+    assert mask.shape == (1, 4, 128)
+    assert [list(np.flatnonzero(mask[0, position])) for position in range(4)] == [[60], [60], [67], [67]]
+    # A step of 1.0 s stands for 0.985-1.085 s (its bin), as the step graph knows it: C sounding to
+    # 1.07 s may have ended before it, so it stays free.
+    raw = {"pitch": np.array([[60, 60]]), "step": np.array([[0.0, 1.0]]), "duration": np.array([[1.07, 0.1]])}
+    assert not sounding_keys(raw, Bins(ModelConfig())).any()
+
+
+def test_the_sounding_mask_without_the_interval_bias_is_a_one_line_error():
+    from models.config import ModelConfig
+    from models.errors import CadenzaError
+    from models.network import build_model
+
+    with pytest.raises(CadenzaError, match="needs the interval bias"):
+        build_model(ModelConfig(mask_sounding_keys=True, interval_bias=False))

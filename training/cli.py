@@ -71,6 +71,9 @@ def prepare(maestro, midi_dir, out, no_sustain, hold_restrikes, workers, force):
 @click.option("--censor-cut-lengths", is_flag=True,
               help="Train a length that a restrike cut as 'at least this long', so the network learns how long notes "
                    "are held (the restrikes it plays then cut them as the data's were).")
+@click.option("--mask-sounding-keys", is_flag=True,
+              help="Give the pitch no probability on a key whose last note still sounds at the next onset (no such "
+                   "key is struck in the data, as prepared); the runtime tracks how long each key sounds.")
 @click.option("--own-notes", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
               help="Share of each window's history replaced by the network's own draws (scheduled sampling), so "
                    "it learns to play on from notes of its own; costs a forward pass a step (--strategy none).")
@@ -82,7 +85,7 @@ def prepare(maestro, midi_dir, out, no_sustain, hold_restrikes, workers, force):
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out from its last checkpoint (with --learning-rate: anneal again from it).")
 def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_layers, lstm_units, learning_rate,
-          memory, memory_heads, interval_bias, init_from, density_scope, censor_cut_lengths, own_notes, patience, max_minutes, validation_windows, seed, strategy, resume):
+          memory, memory_heads, interval_bias, init_from, density_scope, censor_cut_lengths, mask_sounding_keys, own_notes, patience, max_minutes, validation_windows, seed, strategy, resume):
     """Train a model on a prepared dataset, checkpointing every epoch."""
     require_tensorflow("training")
     from training.train import TrainSettings, preset_config, train as run_training
@@ -93,7 +96,8 @@ def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_l
     config = preset_config(preset, batch_size=batch_size, window=window, lstm_layers=lstm_layers,
                            lstm_units=lstm_units, learning_rate=learning_rate, memory=memory,
                            memory_heads=memory_heads, density_scope=density_scope,
-                           interval_bias=interval_bias or None, censor_cut_lengths=censor_cut_lengths or None)
+                           interval_bias=interval_bias or None, censor_cut_lengths=censor_cut_lengths or None,
+                           mask_sounding_keys=mask_sounding_keys or None)
     settings = TrainSettings(data=data, out=out, epochs=epochs, steps_per_epoch=steps_per_epoch,
                              validation_windows=validation_windows, patience=patience, max_minutes=max_minutes,
                              seed=seed, strategy=strategy, resume=resume, init_from=init_from,

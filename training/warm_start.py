@@ -157,6 +157,8 @@ def _check_matches(model, config: ModelConfig, model_dir: Path, length: int = 24
     inputs = {name: values[:, :-1] for name, values in sequence.items()} | {"controls": controls}
     inputs |= {f"next_{name}": sequence[name][:, 1:] for name in FIELD_ORDER[:-1]}
     tops = rng.integers(0, 128, (2, length, 2)).astype(np.int32)  # any tops: both sides read the same
+    if config.mask_sounding_keys:
+        inputs["sounding"] = np.zeros((*inputs["pitch"].shape, 128), np.float32)
     full = model(inputs | ({"chord_tops": tops} if config.interval_bias else {}), training=False)
     step = load_step(model_dir, "tflite")
     card = read_card(model_dir)
@@ -171,6 +173,8 @@ def _check_matches(model, config: ModelConfig, model_dir: Path, length: int = 24
                        "forced": forced.astype(np.int32)}
         if card["config"].get("interval_bias"):
             step_inputs["chord_tops"] = tops[:, position].copy()
+        if card["config"].get("mask_sounding_keys"):  # nothing sounding, as the network was given
+            step_inputs["sounding"] = np.zeros((2, 128), np.float32)
         outputs = step(step_inputs | ({"memory": ring.copy()} if ring is not None else {}))
         if ring is not None:  # the runtime's ring: note n in row n % memory
             ring[:, position % ring.shape[1]] = outputs["memory_row"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.config import FIELD_ORDER, Bins, ModelConfig
+from models.config import FIELD_ORDER, SOUNDING_MARGIN_SECONDS, Bins, ModelConfig
 from models.controls import UpcomingControls, encode_controls
 from models.errors import CadenzaError
 from models.intervals import chord_tops
@@ -36,6 +36,24 @@ def cut_by_restrike(split: PreparedSplit, tolerance_seconds: float = 0.001) -> n
     cut = np.zeros(len(notes), bool)
     cut[order] = same_key_next & (np.abs(ends - next_start) <= tolerance_seconds)
     return cut
+
+
+def sounding_keys(raw: dict, bins: Bins, margin: float = SOUNDING_MARGIN_SECONDS) -> np.ndarray:
+    """[B, T, 128] float32: at each position, the keys a note of the window up to it still sounds
+    on more than `margin` after the latest onset the next note's step bin stands for (as the step
+    graph masks them: models.export, once the step is drawn)."""
+    pitch, step, duration = raw["pitch"], raw["step"].copy(), raw["duration"]
+    step[:, 0] = 0.0
+    onsets = np.cumsum(step, axis=1)
+    latest_next = onsets[:, :-1] + bins.time_upper_edges[bins.time_to_bin(step[:, 1:])]
+    batch, length = pitch.shape
+    ends = np.full((batch, 128), -np.inf)
+    rows = np.arange(batch)
+    mask = np.zeros((batch, length - 1, 128), np.float32)
+    for position in range(length - 1):
+        ends[rows, pitch[:, position]] = onsets[:, position] + duration[:, position]
+        mask[:, position] = ends > (latest_next[:, position] + margin)[:, None]
+    return mask
 
 
 class WindowSampler:
@@ -130,6 +148,8 @@ class WindowSampler:
             inputs[f"next_{name}"] = targets[name]
         if extra_next:  # bench/field_order.py: every field, for other orders
             inputs |= {f"next_{name}": targets[name] for name in FIELD_ORDER}
+        if self.config.mask_sounding_keys:
+            inputs["sounding"] = sounding_keys(raw, self.bins)
         if self.cut is not None:  # models.network.CensoredLengthLoss reads these labels (the inputs keep the bins)
             targets["duration"] = targets["duration"] + self.config.time_bins * self.cut[raw["index"][:, 1:]]
         return inputs, targets
