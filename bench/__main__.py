@@ -69,7 +69,8 @@ def _step_inputs(runtime, batch: int = 1) -> dict:
             "forced": np.full((batch, 4), -1, np.int32),
             **({"memory": np.zeros((batch, *runtime.card["memory_shape"]), np.float32)}
                if runtime.card.get("memory_shape") else {}),
-            **({"chord_tops": np.full((batch, 2), 60, np.int32)} if runtime.config.interval_bias else {})}
+            **({"chord_tops": np.full((batch, 2), 60, np.int32)} if runtime.config.interval_bias else {}),
+            **({"sounding": np.zeros((batch, 128), np.float32)} if runtime.config.mask_sounding_keys else {})}
 
 
 def _time_calls(function, count: int) -> list:
