@@ -183,7 +183,7 @@ def make_step_module(model, config: ModelConfig):
                 signature.append(tf.TensorSpec([None, 2], tf.int32, name="chord_tops"))
             if config.mask_sounding_keys:
                 if not config.interval_bias:  # the step functions take it after chord_tops, positionally
-                    raise CadenzaError("mask_sounding_keys needs interval_bias (for now)")
+                    raise CadenzaError("--mask-sounding-keys needs the interval bias (--interval-bias)")
                 signature.append(tf.TensorSpec([None, 128], tf.float32, name="sounding"))
             self.time_upper_edges = Bins(config).time_upper_edges.astype("float32")  # a constant of the graph
             self.step = tf.function(self._step if config.memory else self._step_without_memory,
