@@ -261,6 +261,14 @@ def stop_stream(stream: subprocess.Popen) -> str:
         return "did not stop within 30 s of SIGINT:\n" + stderr
 
 
+class SessionCrashed(RuntimeError):
+    """The process that played the DAW's part died (exit code, the end of its stderr)."""
+
+    def __init__(self, exit_code: int, stderr: str):
+        super().__init__(f"the session failed (exit {exit_code}): {stderr}")
+        self.exit_code = exit_code
+
+
 def session_elsewhere(script: Script, stream_args: list, seed: int = 0) -> Session:
     """`session` run by a process of its own, on the server JACK_DEFAULT_SERVER names.
 
@@ -271,10 +279,11 @@ def session_elsewhere(script: Script, stream_args: list, seed: int = 0) -> Sessi
     import json
 
     request = json.dumps({"script": dataclasses.asdict(script), "stream_args": stream_args, "seed": seed})
-    result = subprocess.run([sys.executable, "-m", "bench.daw", "--session", request], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
+    # -X faulthandler: a process killed by a signal (libjack's, once in a suite) says where.
+    result = subprocess.run([sys.executable, "-X", "faulthandler", "-m", "bench.daw", "--session", request],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
-        raise RuntimeError(f"the session failed: {result.stderr[-2000:]}")
+        raise SessionCrashed(result.returncode, result.stderr[-2000:])
     data = json.loads(result.stdout.strip().splitlines()[-1])
     heard = [(arrival, mido.Message.from_bytes(bytes.fromhex(hex_bytes))) for arrival, hex_bytes in data["heard"]]
     return Session(sent=[tuple(item) for item in data["sent"]], heard=heard, stderr=data["stderr"],

@@ -5,6 +5,7 @@ that JACK's own quantization leaves room for a 2 ms check), and a listener recor
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from scipy.stats import theilslopes
 
 from conftest import FLOOR_LOST_LIMIT, delivery_floor, dummy_jack_server
-from bench.daw import PULSES_PER_BEAT, Script, session_elsewhere
+from bench.daw import PULSES_PER_BEAT, Script, SessionCrashed, session_elsewhere
 from bench.input_log import read_input_log
 from bench.sync import errors_from_ideal_grid, grid_errors, still_sounding_after
 
@@ -71,17 +72,26 @@ def session(script: Script, stream_args: list, seed: int = 0):
     that misses a cycle loses its MIDI), and what cadenza did without it tests nothing (one
     note-off lost held the player's key down for 8 s, and no answer came). Lost pulses stay:
     cadenza's clock follower must count them."""
-    losses = []
+    losses, crashes = [], []
     for _ in range(SESSION_ATTEMPTS):
         with tempfile.TemporaryDirectory() as folder:
             log = Path(folder) / "input.log"
-            result = session_elsewhere(script, [*stream_args, "--input-log", str(log)], seed)
+            try:
+                result = session_elsewhere(script, [*stream_args, "--input-log", str(log)], seed)
+            except SessionCrashed as crash:
+                # The DAW's side killed by a signal (libjack in the harness; once in a clean-clone
+                # run, stderr empty), not cadenza's exit: played again. An exit of its own fails.
+                if crash.exit_code >= 0:
+                    raise
+                crashes.append(str(crash))
+                continue
             assert log.exists(), f"the stream wrote no --input-log: {result.stderr[-600:]}"
             result.received = read_input_log(log)
         lost = {kind: count for kind, count in result.lost_on_the_way().items() if kind != "clock"}
         if not lost:
             return result
         losses.append(lost)
+    assert len(crashes) < SESSION_ATTEMPTS, crashes[-1]
     pytest.skip(f"the host's JACK server lost the DAW's messages on their way into the stream in "
                 f"{SESSION_ATTEMPTS} sessions running: {losses}")
 
@@ -415,7 +425,12 @@ def test_pulses_lost_right_before_start_do_not_put_the_first_chord_early(fast_ja
     assert result.exit_code == 0, result.stderr
     first_ms = errors_from_ideal_grid(placed_onsets(log)[:1], result, 6)[0] * 1e3  # the grid the pulses belonged on
     assert abs(first_ms) <= 2.0, (round(first_ms, 2), result.stderr.strip().splitlines()[-1:], result.input_story())
-    assert f"{len(unsent)} clock pulse" in result.stderr, result.stderr.strip().splitlines()[-1:]
+    # The stream counts the pulses the DAW left out, and any its server lost on the way in (once in
+    # a clean-clone run: "2 clock pulses lost" where one was left out).
+    counted = re.search(r"(\d+) clock pulses? lost", result.stderr)
+    lost_on_the_way = result.lost_on_the_way().get("clock", 0)
+    assert counted and len(unsent) <= int(counted.group(1)) <= len(unsent) + lost_on_the_way, (
+        result.stderr.strip().splitlines()[-1:], result.input_story())
 
 
 def test_latency_sends_early_on_the_clock_it_follows(fast_jack, tmp_path):
