@@ -24,7 +24,6 @@ import subprocess
 from pathlib import Path
 
 from models.config import FIELD_ORDER, SOUNDING_MARGIN_SECONDS, Bins, ModelConfig, memory_shape, state_shape
-from models.errors import CadenzaError
 from models.controls import CONTROL_SIZE
 from models.network import HEADS
 from models.graph import CARD_FORMAT
@@ -181,9 +180,7 @@ def make_step_module(model, config: ModelConfig):
                 signature.append(tf.TensorSpec([None, *memory_shape(config)], tf.float32, name="memory"))
             if config.interval_bias:
                 signature.append(tf.TensorSpec([None, 2], tf.int32, name="chord_tops"))
-            if config.mask_sounding_keys:
-                if not config.interval_bias:  # the step functions take it after chord_tops, positionally
-                    raise CadenzaError("--mask-sounding-keys needs the interval bias (--interval-bias)")
+            if config.mask_sounding_keys:  # after chord_tops, positionally: build_model requires the bias
                 signature.append(tf.TensorSpec([None, 128], tf.float32, name="sounding"))
             self.time_upper_edges = Bins(config).time_upper_edges.astype("float32")  # a constant of the graph
             self.step = tf.function(self._step if config.memory else self._step_without_memory,
