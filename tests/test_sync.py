@@ -93,7 +93,8 @@ def session(script: Script, stream_args: list, seed: int = 0):
         losses.append(lost)
     assert len(crashes) < SESSION_ATTEMPTS, crashes[-1]
     pytest.skip(f"the host's JACK server lost the DAW's messages on their way into the stream in "
-                f"{SESSION_ATTEMPTS} sessions running: {losses}")
+                f"{SESSION_ATTEMPTS} sessions running: {losses}"
+                + (f"; the others crashed: {crashes}" if crashes else ""))
 
 
 def timing_lines(log: Path) -> list[tuple[float, float, bytes]]:
