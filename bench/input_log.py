@@ -44,6 +44,21 @@ def lost_on_the_way(sent: list, received: list) -> dict:
             if count > received_counts.get(kind, 0)}
 
 
+def clock_sent_late_ms(sent: list) -> np.ndarray:
+    """How late the DAW itself sent each clock pulse (ms): its send against the time the pulse
+    belonged at ("grid"), the script's jitter included. A host that holds the DAW's thread back
+    moves the clock cadenza hears off the grid the tests measure against."""
+    late_ms, pending = [], None
+    for kind, seconds in sent:
+        if kind in ("clock", "unsent"):
+            pending = seconds if kind == "clock" else None
+        elif kind == "grid":
+            if pending is not None:
+                late_ms.append((pending - seconds) * 1e3)
+            pending = None
+    return np.array(late_ms)
+
+
 def input_story(sent: list, received: list | None) -> str:
     """One line on what the input received of the clock (None: no input log): what was lost, the
     widest gap between pulses, and how many came bunched. For a failing test's message."""
@@ -54,5 +69,8 @@ def input_story(sent: list, received: list | None) -> str:
     interval_ms = float(np.median(gaps_ms))
     widest = int(np.argmax(gaps_ms))
     bunched = int(np.sum(gaps_ms < 0.25 * interval_ms))
+    sent_late_ms = clock_sent_late_ms(sent)
+    sent_late = f"; the DAW sent them up to {sent_late_ms.max():.1f} ms late" if len(sent_late_ms) else ""
     return (f"input: lost {lost_on_the_way(sent, received) or 'nothing'}; {len(pulses)} pulses, the widest gap "
-            f"{gaps_ms[widest]:.1f} ms after pulse {widest}, {bunched} pulses closer than a quarter interval")
+            f"{gaps_ms[widest]:.1f} ms after pulse {widest}, {bunched} pulses closer than a quarter interval"
+            f"{sent_late}")

@@ -1,7 +1,9 @@
 """bench/input_log.py: a stream's --input-log written by the stream's own writer, read back, and
 set against what a DAW sent (the sync tests tell the host's losses from cadenza's by it)."""
 
-from bench.input_log import input_story, lost_on_the_way, read_input_log, sent_kind
+import numpy as np
+
+from bench.input_log import clock_sent_late_ms, input_story, lost_on_the_way, read_input_log, sent_kind
 from streamer.session import write_input_log
 
 
@@ -24,3 +26,11 @@ def test_an_input_log_reads_back_as_written_and_tells_what_was_lost_on_the_way(t
     assert story.startswith("input: lost {'clock': 2, 'note_off': 1}; 6 pulses")
     assert "the widest gap 62.4 ms after pulse 2" in story and "1 pulses closer than a quarter interval" in story
     assert input_story(sent, None) == "no input log"
+
+
+def test_how_late_the_daw_sent_each_pulse_pairs_each_sent_pulse_with_its_grid_time():
+    # Three pulses on a 20 ms grid: the first 0.5 ms early, the second left out, the third 12 ms late.
+    sent = [("clock", 0.9995), ("grid", 1.0), ("unsent", 1.02), ("grid", 1.02), ("start", 1.03),
+            ("clock", 1.052), ("grid", 1.04)]
+    assert np.allclose(clock_sent_late_ms(sent), [-0.5, 12.0])
+    assert input_story(sent, [(1.0, bytes([0xF8])), (1.05, bytes([0xF8]))]).endswith("the DAW sent them up to 12.0 ms late")

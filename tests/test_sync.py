@@ -16,7 +16,7 @@ from scipy.stats import theilslopes
 
 from conftest import FLOOR_LOST_LIMIT, delivery_floor, dummy_jack_server
 from bench.daw import PULSES_PER_BEAT, Script, SessionCrashed, session_elsewhere
-from bench.input_log import read_input_log
+from bench.input_log import clock_sent_late_ms, read_input_log
 from bench.sync import errors_from_ideal_grid, grid_errors, still_sounding_after
 
 
@@ -63,15 +63,23 @@ EARLY_SECONDS = 64 / 44100 / 2
 
 # Sessions run in all when the stream's input keeps losing what the DAW sent (see `session`).
 SESSION_ATTEMPTS = 3
+# A pulse the DAW's own thread sent later than this beyond its time and the script's jitter (half a
+# pulse at 120 BPM) was held back by the host: against the grid the pulses belonged on, the session
+# did not play its script (see `session`). Beside two busy loops the DAW sent a pulse up to 10.9 ms
+# late (1 ms of it jitter) in 1 of 6 sessions, and cadenza's notes stayed within 1 ms of that grid.
+DAW_LATE_LIMIT_MS = 10.0
 
 
-def session(script: Script, stream_args: list, seed: int = 0):
+def session(script: Script, stream_args: list, seed: int = 0, on_the_daws_grid: bool = False):
     """bench.daw's session, with the stream's --input-log read into `received`. A session whose
     input never received a message the DAW sent other than a clock pulse (Start, a phrase's
     note-off, the turn CC) is run again: the loaded host's JACK lost it on the way in (a client
     that misses a cycle loses its MIDI), and what cadenza did without it tests nothing (one
     note-off lost held the player's key down for 8 s, and no answer came). Lost pulses stay:
-    cadenza's clock follower must count them."""
+    cadenza's clock follower must count them. `on_the_daws_grid` (a test that measures against
+    the grid the pulses belonged on, not the pulses as sent): so is one whose DAW sent a pulse more
+    than DAW_LATE_LIMIT_MS late beyond the script's jitter. (After a pulled cable the DAW's first
+    pulses back leave 14-35 ms late; those tests measure against the pulses as sent.)"""
     losses, crashes = [], []
     for _ in range(SESSION_ATTEMPTS):
         with tempfile.TemporaryDirectory() as folder:
@@ -88,12 +96,15 @@ def session(script: Script, stream_args: list, seed: int = 0):
             assert log.exists(), f"the stream wrote no --input-log: {result.stderr[-600:]}"
             result.received = read_input_log(log)
         lost = {kind: count for kind, count in result.lost_on_the_way().items() if kind != "clock"}
+        daw_late_ms = float(np.max(clock_sent_late_ms(result.sent), initial=0.0)) - script.jitter_seconds * 1e3
+        if on_the_daws_grid and daw_late_ms > DAW_LATE_LIMIT_MS:
+            lost["the DAW's own pulse late beyond its jitter (ms)"] = round(daw_late_ms, 1)
         if not lost:
             return result
         losses.append(lost)
     assert len(crashes) < SESSION_ATTEMPTS, crashes[-1]
-    pytest.skip(f"the host's JACK server lost the DAW's messages on their way into the stream in "
-                f"{SESSION_ATTEMPTS} sessions running: {losses}"
+    pytest.skip(f"the host's JACK server lost the DAW's messages on their way into the stream, or held "
+                f"the DAW back, in {SESSION_ATTEMPTS} sessions running: {losses}"
                 + (f"; the others crashed: {crashes}" if crashes else ""))
 
 
@@ -350,7 +361,7 @@ def test_a_clock_jittering_five_ms_at_200_bpm_keeps_the_notes_on_the_daws_grid(f
     # the chord went out note by note as drawn (1.2-4.6 ms late).
     script = Script(bpm=200.0, jitter_seconds=0.005, start_beat=4.0, stop_beat=None, end_beat=16.0)
     log = tmp_path / "timing.log"
-    result = session(script, ["--sync", "midi-clock", "--quantize", "1/16", "--timing-log", str(log)], seed=5)
+    result = session(script, ["--sync", "midi-clock", "--quantize", "1/16", "--timing-log", str(log)], seed=5, on_the_daws_grid=True)
     assert result.exit_code == 0, result.stderr
     # No count of lost pulses is checked here: a loaded JACK server now and then really drops one
     # (385 sent, 384 arrived, measured), and counting it is right. The grid is what a pulse taken
@@ -404,7 +415,7 @@ def test_a_pulse_lost_just_before_start_does_not_put_the_song_a_pulse_early(fast
     The DAW here leaves out the third pulse before Start."""
     script = Script(stop_beat=None, end_beat=8.0, unsent_pulses=(-3,))
     log = tmp_path / "timing.log"
-    result = session(script, ["--sync", "midi-clock", "--quantize", "1/16", "--timing-log", str(log)], seed=2)
+    result = session(script, ["--sync", "midi-clock", "--quantize", "1/16", "--timing-log", str(log)], seed=2, on_the_daws_grid=True)
     assert result.exit_code == 0, result.stderr
     pulses, start_index = _pulses_from_start(result)
     placed = placed_onsets(log)
@@ -412,7 +423,8 @@ def test_a_pulse_lost_just_before_start_does_not_put_the_song_a_pulse_early(fast
     placed = placed[placed > pulses[start_index + 2 * PULSES_PER_BEAT]]
     placed_ms = np.abs(errors_from_ideal_grid(placed, result, 6)) * 1e3
     placed_ms = placed_ms[np.isfinite(placed_ms)]
-    assert len(placed_ms) > 20 and np.percentile(placed_ms, 95) <= 3.0, np.round(np.sort(placed_ms)[-5:], 2)
+    assert len(placed_ms) > 20 and np.percentile(placed_ms, 95) <= 3.0, (
+        np.round(np.sort(placed_ms)[-5:], 2), result.stderr.strip().splitlines()[-2:], result.input_story())
 
 
 @pytest.mark.parametrize("unsent", [(-1,), (-2, -1)])
@@ -422,7 +434,7 @@ def test_pulses_lost_right_before_start_do_not_put_the_first_chord_early(fast_ja
     (the bench, 2 of 36 sessions on a server losing pulses). Here the DAW leaves it out."""
     script = Script(start_lead_seconds=0.0005, stop_beat=None, end_beat=4.0, unsent_pulses=unsent)
     log = tmp_path / "timing.log"
-    result = session(script, ["--sync", "midi-clock", "--quantize", "1/16", "--timing-log", str(log)], seed=6)
+    result = session(script, ["--sync", "midi-clock", "--quantize", "1/16", "--timing-log", str(log)], seed=6, on_the_daws_grid=True)
     assert result.exit_code == 0, result.stderr
     first_ms = errors_from_ideal_grid(placed_onsets(log)[:1], result, 6)[0] * 1e3  # the grid the pulses belonged on
     assert abs(first_ms) <= 2.0, (round(first_ms, 2), result.stderr.strip().splitlines()[-1:], result.input_story())
