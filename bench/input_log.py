@@ -59,6 +59,17 @@ def clock_sent_late_ms(sent: list) -> np.ndarray:
     return np.array(late_ms)
 
 
+def clock_delivered_late_ms(sent: list, received: list) -> np.ndarray | None:
+    """How long after the DAW sent each clock pulse the stream's input was stamped with it (ms), or
+    None where pulses were lost on the way (then which arrival is which pulse is not known). A
+    host that holds the JACK server's cycles back delivers a backlog late, in one stamp."""
+    sent_pulses = [seconds for kind, seconds in sent if kind == "clock"]
+    arrivals = [arrival for arrival, data in received if data[:1] == b"\xf8"]
+    if len(arrivals) != len(sent_pulses):
+        return None
+    return (np.array(arrivals) - np.array(sent_pulses)) * 1e3
+
+
 def input_story(sent: list, received: list | None) -> str:
     """One line on what the input received of the clock (None: no input log): what was lost, the
     widest gap between pulses, and how many came bunched. For a failing test's message."""
@@ -71,6 +82,9 @@ def input_story(sent: list, received: list | None) -> str:
     bunched = int(np.sum(gaps_ms < 0.25 * interval_ms))
     sent_late_ms = clock_sent_late_ms(sent)
     sent_late = f"; the DAW sent them up to {sent_late_ms.max():.1f} ms late" if len(sent_late_ms) else ""
+    delivered_ms = clock_delivered_late_ms(sent, received)
+    if delivered_ms is not None and len(delivered_ms):
+        sent_late += f", the input stamped them up to {delivered_ms.max():.1f} ms after they were sent"
     return (f"input: lost {lost_on_the_way(sent, received) or 'nothing'}; {len(pulses)} pulses, the widest gap "
             f"{gaps_ms[widest]:.1f} ms after pulse {widest}, {bunched} pulses closer than a quarter interval"
             f"{sent_late}")

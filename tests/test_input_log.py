@@ -3,7 +3,7 @@ set against what a DAW sent (the sync tests tell the host's losses from cadenza'
 
 import numpy as np
 
-from bench.input_log import clock_sent_late_ms, input_story, lost_on_the_way, read_input_log, sent_kind
+from bench.input_log import clock_delivered_late_ms, clock_sent_late_ms, input_story, lost_on_the_way, read_input_log, sent_kind
 from streamer.session import write_input_log
 
 
@@ -33,4 +33,8 @@ def test_how_late_the_daw_sent_each_pulse_pairs_each_sent_pulse_with_its_grid_ti
     sent = [("clock", 0.9995), ("grid", 1.0), ("unsent", 1.02), ("grid", 1.02), ("start", 1.03),
             ("clock", 1.052), ("grid", 1.04)]
     assert np.allclose(clock_sent_late_ms(sent), [-0.5, 12.0])
-    assert input_story(sent, [(1.0, bytes([0xF8])), (1.05, bytes([0xF8]))]).endswith("the DAW sent them up to 12.0 ms late")
+    received = [(1.0005, bytes([0xF8])), (1.0595, bytes([0xF8]))]
+    assert np.allclose(clock_delivered_late_ms(sent, received), [1.0, 7.5])
+    assert clock_delivered_late_ms(sent, received[:1]) is None  # one lost: which arrival is which is not known
+    assert input_story(sent, received).endswith("the DAW sent them up to 12.0 ms late, the input stamped them up to 7.5 ms "
+                                                "after they were sent")
