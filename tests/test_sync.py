@@ -78,8 +78,8 @@ def session(script: Script, stream_args: list, seed: int = 0, on_the_daws_grid: 
     note-off lost held the player's key down for 8 s, and no answer came). Lost pulses stay:
     cadenza's clock follower must count them. `on_the_daws_grid` (a test that measures against
     the grid the pulses belonged on, not the pulses as sent): so is one whose DAW sent a pulse more
-    than DAW_LATE_LIMIT_MS late beyond the script's jitter. (After a pulled cable the DAW's first
-    pulses back leave 14-35 ms late; those tests measure against the pulses as sent.)"""
+    than DAW_LATE_LIMIT_MS late beyond the script's jitter. (Pulses soon after a pulled cable's
+    return left 7-35 ms late in every session; those tests measure against the pulses as sent.)"""
     losses, crashes = [], []
     for _ in range(SESSION_ATTEMPTS):
         with tempfile.TemporaryDirectory() as folder:
