@@ -72,7 +72,8 @@ def clock_delivered_late_ms(sent: list, received: list) -> np.ndarray | None:
 
 def input_story(sent: list, received: list | None) -> str:
     """One line on what the input received of the clock (None: no input log): what was lost, the
-    widest gap between pulses, and how many came bunched. For a failing test's message."""
+    widest gap between pulses, how many came bunched, how late the DAW sent them and (where none
+    was lost) how late the input stamped them. For a failing test's message."""
     if received is None:
         return "no input log"
     pulses = np.array([arrival for arrival, data in received if data[:1] == b"\xf8"])
@@ -81,10 +82,10 @@ def input_story(sent: list, received: list | None) -> str:
     widest = int(np.argmax(gaps_ms))
     bunched = int(np.sum(gaps_ms < 0.25 * interval_ms))
     sent_late_ms = clock_sent_late_ms(sent)
-    sent_late = f"; the DAW sent them up to {sent_late_ms.max():.1f} ms late" if len(sent_late_ms) else ""
+    lateness = f"; the DAW sent them up to {sent_late_ms.max():.1f} ms late" if len(sent_late_ms) else ""
     delivered_ms = clock_delivered_late_ms(sent, received)
     if delivered_ms is not None and len(delivered_ms):
-        sent_late += f", the input stamped them up to {delivered_ms.max():.1f} ms after they were sent"
+        lateness += f", the input stamped them up to {delivered_ms.max():.1f} ms after they were sent"
     return (f"input: lost {lost_on_the_way(sent, received) or 'nothing'}; {len(pulses)} pulses, the widest gap "
             f"{gaps_ms[widest]:.1f} ms after pulse {widest}, {bunched} pulses closer than a quarter interval"
-            f"{sent_late}")
+            f"{lateness}")
