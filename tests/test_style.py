@@ -187,12 +187,13 @@ def test_evaluate_style_stateful_and_sweep_on_a_tiny_model(steered_model, tmp_pa
     assert set(style["features"]) >= {"pitch_class_histogram", "key_fit", "polyphony", "note_length_histogram",
                                       "motif_recurrence", "legato_histogram", "polyphony_over_time"}
     assert 0 <= style["classifier"]["auc"] <= 1 and 0 <= style["classifier"]["ceiling"]["auc"] <= 1
-    # The classifier test on four generated sets (the default --draws): the first is the headline's.
+    # The classifier test on four draws of a generated and a real set (the default --draws): the
+    # first is the headline's.
     draws = style["classifier"]["draws"]
     assert [draw["seed"] for draw in draws] == [0, 1, 2, 3] and draws[0]["auc"] == style["classifier"]["auc"]
     assert style["classifier"]["auc_mean"] == pytest.approx(np.mean([draw["auc"] for draw in draws]), abs=1e-4)
     assert style["classifier"]["auc_range"] == [min(d["auc"] for d in draws), max(d["auc"] for d in draws)]
-    assert "over 4 generated sets (seeds 0-3): AUC" in result.stdout
+    assert "over 4 draws of a generated and a real set (seeds 0-3): AUC" in result.stdout
     assert style["classifier"]["separating"]
     # The texture of every set, the first the headline's, and their mean.
     texture = style["texture"]
@@ -257,3 +258,52 @@ def test_a_model_is_not_scored_on_data_prepared_another_way(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"representation": other.to_dict()}))
     with pytest.raises(CadenzaError, match="prepare it again with (--hold-restrikes|neither --no-sustain nor --hold-restrikes)"):
         model_data(ModelEvaluation(DEFAULT_MODEL_DIR, tmp_path), "test", card)
+
+
+def _split_of_random_pieces(pieces: int, notes: int, seed: int = 0):
+    """A prepared split of `pieces` random pieces of `notes` notes each."""
+    from training.prepare import PreparedSplit
+
+    rng = np.random.default_rng(seed)
+    parts = [make_notes(rng.integers(40, 90, notes), rng.uniform(0.0, 0.3, notes), rng.uniform(0.05, 1.0, notes),
+                        rng.integers(30, 100, notes)) for _ in range(pieces)]
+    offsets = np.arange(pieces + 1) * notes
+    return PreparedSplit(np.concatenate(parts), offsets, np.array([f"piece{i}" for i in range(pieces)]))
+
+
+def test_real_sets_draw_one_set_per_seed_and_keep_it():
+    from training.features import feature_table
+    from training.style import RealSets
+
+    reals = RealSets(_split_of_random_pieces(20, 60), count=8, length=30)
+    first, again, other = reals.excerpts(0), reals.excerpts(0), reals.excerpts(1)
+    assert again is first, "the same seed gives back the set already drawn"
+    assert len(first.notes) == 8 and all(len(notes) == 30 for notes in first.notes)
+    assert any(not np.array_equal(a["pitch"], b["pitch"]) for a, b in zip(first.notes, other.notes))
+    table = reals.table(1)
+    assert np.array_equal(table["pitch_range"], feature_table(other.notes)["pitch_range"])
+
+
+def test_each_classifier_draw_takes_the_real_set_of_its_own_seed():
+    from models.runtime import Runtime
+    from training.style import RealSets, StyleSettings, classifier_draws
+
+    class RecordingRealSets(RealSets):
+        """The real sets, noting which seeds the draws asked for."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.asked = []
+
+        def excerpts(self, seed):
+            self.asked.append(seed)
+            return super().excerpts(seed)
+
+    reals = RecordingRealSets(_split_of_random_pieces(20, 60), count=6, length=30)
+    runtime = Runtime(seed=0, backend="tflite")
+    settings = StyleSettings(pieces=6, notes=30, seed=5, draws=3)
+    first = {"auc": 0.5, "accuracy": 0.5}
+    draws, textures = classifier_draws(runtime, Sampling.from_card(runtime.card), reals, first, settings)
+    assert [draw["seed"] for draw in draws["draws"]] == [5, 6, 7] and len(textures) == 2
+    assert sorted(set(reals.asked)) == [6, 7], "draws 6 and 7 each drew their own real set"
+    assert all(0 <= draw["auc"] <= 1 for draw in draws["draws"])

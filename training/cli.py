@@ -122,8 +122,8 @@ def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_l
 @click.option("--drift-notes", type=click.IntRange(64, 1000000), default=10000, show_default=True,
               help="--style: length of each of the 96 drift streams.")
 @click.option("--draws", type=click.IntRange(1, 100), default=4, show_default=True,
-              help="--style: generated sets the classifier test is run on, each its own seed (one set moves the AUC "
-                   "by about +-0.015); their mean AUC is the figure to judge by.")
+              help="--style: pairs of a generated and a real set the classifier test is run on, each pair its own seed "
+                   "(one set of either moves the AUC by about +-0.015); their mean AUC is the figure to judge by.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Results folder [default: MODEL/evaluation].")
 @sampling_options

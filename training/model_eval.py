@@ -17,7 +17,7 @@ from models.runtime import Runtime
 from models.sampling import Sampling
 from training.evaluate import write_json
 from training.prepare import PreparedSplit, load_split
-from training.style import StyleSettings, evaluate_style, format_table, real_excerpts
+from training.style import RealSets, StyleSettings, evaluate_style, format_table, real_excerpts
 from training.style_sweep import sweep
 
 
@@ -120,11 +120,11 @@ def run_style(evaluation: ModelEvaluation, sampling: Sampling, settings: StyleSe
     """Generate, compare with real excerpts and the human ceiling, write style.json and the plots."""
     require_scikit_learn("the style evaluation")
     runtime = Runtime(evaluation.model_dir, backend=evaluation.backend, seed=settings.seed)
-    real = real_excerpts(load_split(evaluation.data, evaluation.split), settings.pieces, settings.notes, settings.seed)
+    reals = RealSets(load_split(evaluation.data, evaluation.split), settings.pieces, settings.notes)
     second = real_excerpts(load_split(evaluation.data, evaluation.reference_split), settings.pieces, settings.notes,
                            settings.seed + 1)
     started = time.perf_counter()
-    summary, material = evaluate_style(runtime, sampling, real, second, settings)
+    summary, material = evaluate_style(runtime, sampling, reals, second, settings)
     summary |= {"split": evaluation.split, "ceiling_split": evaluation.reference_split,
                 "seconds": round(time.perf_counter() - started, 1)}
     out = evaluation.out_dir
@@ -153,9 +153,9 @@ def run_sweep(evaluation: ModelEvaluation, base: Sampling, settings: StyleSettin
     """The sweep runs on the validation split (ceiling: train excerpts); writes sweep.json with the best setting."""
     require_scikit_learn("the style sweep")
     runtime = Runtime(evaluation.model_dir, backend=evaluation.backend, seed=settings.seed)
-    real = real_excerpts(load_split(evaluation.data, "validation"), settings.pieces, settings.notes, settings.seed)
+    reals = RealSets(load_split(evaluation.data, "validation"), settings.pieces, settings.notes)
     second = real_excerpts(load_split(evaluation.data, "train"), settings.pieces, settings.notes, settings.seed + 1)
-    best, rows, finalists = sweep(runtime, real, second, settings, base, log=log)
+    best, rows, finalists = sweep(runtime, reals, second, settings, base, log=log)
     result = {"split": "validation", "best": best.to_dict(), "rows": rows, "finalists": finalists}
     write_json(evaluation.out_dir / "sweep.json", result)
     chosen = [row for row in rows if row["sampling"] == best.to_dict()][-1]

@@ -13,7 +13,7 @@ import numpy as np
 
 from models.config import FIELD_ORDER
 from models.sampling import Sampling
-from training.style import Excerpts, StyleSettings, evaluate_style, real_ceiling
+from training.style import Excerpts, RealSets, StyleSettings, evaluate_style, real_ceiling
 
 
 # The nucleus the grid tries: off, on every field, or on the pitch alone (a clear key, while the
@@ -84,7 +84,7 @@ def _pooled(first: dict, more: dict, seeds: int) -> dict:
             "real_medians": first["real_medians"]}
 
 
-def sweep(runtime, real: Excerpts, second_real: Excerpts, settings: StyleSettings, base: Sampling, log=print,
+def sweep(runtime, reals: RealSets, second_real: Excerpts, settings: StyleSettings, base: Sampling, log=print,
           finalists: int = 4, seeds: int = 3) -> tuple:
     """The sampling the classifier finds hardest to tell from real excerpts (lowest `separability`)
     inside the guard rails (`holds_texture` where the grid allows it, then `qualifies`): the grid,
@@ -97,10 +97,10 @@ def sweep(runtime, real: Excerpts, second_real: Excerpts, settings: StyleSetting
     Returns (best Sampling, rows, finalists' rows).
     """
     rows = []
-    ceiling = real_ceiling(real, second_real, seed=settings.seed)
+    ceiling = real_ceiling(reals.excerpts(settings.seed), second_real, seed=settings.seed)
 
     def score(sampling: Sampling, draws: int = 1, first: int = 0) -> dict:
-        summaries = [evaluate_style(runtime, sampling, real, second_real, replace(settings, seed=settings.seed + seed),
+        summaries = [evaluate_style(runtime, sampling, reals, second_real, replace(settings, seed=settings.seed + seed),
                                     with_drift=False, ceiling=ceiling)[0] for seed in range(first, first + draws)]
         row = {"sampling": sampling.to_dict(), "draws": draws,
                "auc": float(np.mean([s["classifier"]["auc"] for s in summaries])),
