@@ -97,7 +97,7 @@ def sweep(runtime, reals: RealSets, second_real: Excerpts, settings: StyleSettin
     Returns (best Sampling, rows, finalists' rows).
     """
     rows = []
-    ceiling = real_ceiling(reals.excerpts(settings.seed), second_real, seed=settings.seed)
+    ceiling = real_ceiling(reals.excerpts(settings.seed), second_real, reals.table(settings.seed), settings.seed)
 
     def score(sampling: Sampling, draws: int = 1, first: int = 0) -> dict:
         summaries = [evaluate_style(runtime, sampling, reals, second_real, replace(settings, seed=settings.seed + seed),
