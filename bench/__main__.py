@@ -224,7 +224,8 @@ def bench_whole_note(model_dirs: list) -> None:
     """A whole note as the stream draws it (Runtime.sample with the shipped sampling: the nucleus on
     step and pitch takes two graph calls, the top and bass repeats and the echo draw some notes
     again), each model primed past its memory, in blocks taken in turn so every model meets the
-    same machine load; the first model also without its echo and without its bass tilt, beside it."""
+    same machine load; the first model also without its echo, its bass tilt, and its line tilt and
+    chord join, beside it."""
     from dataclasses import replace
 
     from models.notes import NOTE_DTYPE
@@ -236,6 +237,9 @@ def bench_whole_note(model_dirs: list) -> None:
         variants[f"{Path(model_dirs[0]).name}, echo off"] = (model_dirs[0], replace(sampling, echo=0.0))
     if sampling.bass_repeat < 1:
         variants[f"{Path(model_dirs[0]).name}, bass tilt off"] = (model_dirs[0], replace(sampling, bass_repeat=1.0))
+    if sampling.line_tilt > 0 or sampling.chord_join < 1:
+        variants[f"{Path(model_dirs[0]).name}, line tilt and chord join off"] = (
+            model_dirs[0], replace(sampling, line_tilt=0.0, chord_join=1.0))
     runtimes = {name: Runtime(d, backend="tflite", seed=0) for name, (d, _) in variants.items()}
     rng = np.random.default_rng(0)
     primer = np.zeros(320, NOTE_DTYPE)

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import click
 
-from models.sampling import ANSWERS, DENSITY_RANGE, TEMPERATURE_RANGE, Sampling, parse_density, parse_key_option, parse_register
+from models.sampling import ANSWERS, DENSITY_RANGE, LINE_TILT_MAX, SPAN_HOLD_MAX, TEMPERATURE_RANGE, Sampling, parse_density, parse_key_option, parse_register
 
 
 class BoundedFloat(click.FloatRange):
@@ -54,6 +54,17 @@ def sampling_options(function):
                      help="The same for the bass: how much of its probability a note keeps that strikes the last chord's "
                           "lowest note again as its own chord's lowest (lower: the left hand hammers one key less) "
                           "[default: the model card's]."),
+        click.option("--line-tilt", type=BoundedFloat(0, LINE_TILT_MAX),
+                     help="How far the melody's and the bass's intervals are drawn toward the pianists' "
+                          "(0: as the network has them, 1: fully; the network's lines leap too rarely) "
+                          "[default: the model card's]."),
+        click.option("--chord-join", type=BoundedFloat(0, 1, min_open=True),
+                     help="How much of its probability a note keeps that joins the chord being played "
+                          "(1: as the network has it; lower: fewer notes struck together) [default: the model card's]."),
+        click.option("--span-hold", type=BoundedFloat(0, SPAN_HOLD_MAX),
+                     help="Keep near the span of the last 200 notes: a pitch N semitones beyond it is e^(N/value) "
+                          "times less likely (the network wanders over more of the keyboard than a pianist; "
+                          "0: off) [default: the model card's]."),
         click.option("--echo", type=BoundedFloat(0, 1),
                      help="The chance that the melody carries on a figure it played before (or the player did), "
                           "where the network finds it plausible: motifs that come back (0: never) [default: the model card's]."),
@@ -65,7 +76,7 @@ def sampling_options(function):
 
 
 SAMPLING_OPTION_NAMES = ("temperature", "top_p", "top_p_fields", "step_temperature", "pitch_temperature", "duration_temperature",
-                         "velocity_temperature", "dynamics", "answer", "top_repeat", "bass_repeat", "echo", "density", "key_name", "register_text")
+                         "velocity_temperature", "dynamics", "answer", "top_repeat", "bass_repeat", "echo", "line_tilt", "chord_join", "span_hold", "density", "key_name", "register_text")
 
 
 def sampling_from_options(card: dict, options: dict) -> Sampling:

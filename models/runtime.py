@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from models.config import FIELD_ORDER, ZERO_BIN_LIMIT_SECONDS, Bins, ModelConfig
-from models.bass import ChordBass
+from models.bass import ABOVE_ALL, ChordBass
 from models.echo import NO_PITCH, TopLineEcho
 from models.intervals import StreamChordTops
+from models.lines import LineTables, interval_class
+from models.span import RecentSpan
 from models.controls import CONTROL_SIZE
 from models.graph import HEADS, TFLiteStep, load_step, read_card
 from models.notes import CHORD_SECONDS, NOTE_DTYPE, make_notes
@@ -65,6 +67,7 @@ class Runtime:
         self._start_table = start_table(self.card)
         # The lengths the top duration bin stands for (Bins.top_bin_tail); cards before it: none.
         self.duration_tail = self.card.get("duration_tail", {}).get("seconds")
+        self.line_tables = LineTables.from_card(self.card)  # None: a card without them, no line tilt
         self.reset(batch)
 
     @property
@@ -92,6 +95,7 @@ class Runtime:
         self.since_struck = np.full((self.batch, 128), np.inf)  # seconds since each key was last struck
         self.echo = TopLineEcho(self.batch)  # each stream's top line (its chord_top: the last chord's highest pitch)
         self.bass = ChordBass(self.batch)
+        self.span = RecentSpan(self.batch)
         # With an interval bias, the graph also takes where each stream's line is (models/intervals.py).
         self.chord_tops = StreamChordTops(self.start_notes["pitch"]) if self.config.interval_bias else None
         # With mask_sounding_keys: seconds each key still sounds after the last onset [B, 128].
@@ -147,6 +151,7 @@ class Runtime:
         self.since_struck[np.arange(self.batch), pitch] = 0.0
         self.echo.strike(pitch, notes["step"])
         self.bass.strike(pitch, notes["step"])
+        self.span.strike(pitch)
         if self.chord_tops is not None:
             self.chord_tops.strike(pitch, notes["step"])
         if self.sounding is not None:
@@ -176,7 +181,8 @@ class Runtime:
 
     def sample(self, temperature=1.0, top_p: float | None = None, head_temperature: dict | None = None,
                top_p_fields=FIELD_ORDER, pitch_weights: np.ndarray | None = None, top_repeat: float = 1.0,
-               echo: float = 0.0, bass_repeat: float = 1.0) -> np.ndarray:
+               echo: float = 0.0, bass_repeat: float = 1.0, line_tilt: float = 0.0, chord_join: float = 1.0,
+               span_hold: float = 0.0) -> np.ndarray:
         """Draw the next note of every stream (NOTE_DTYPE, shape [B]); it becomes the streams' context.
 
         `temperature` (scalar or [B]) applies to every field, `head_temperature` overrides it per
@@ -187,7 +193,12 @@ class Runtime:
         `top_repeat` (0-1) times the probability of a chord that starts on the last chord's top
         note (the top line striking its last note again), `bass_repeat` the same for a note that
         would strike the last chord's lowest note again as its own chord's lowest (the bass line
-        striking its last note again: models/bass.py). `echo` (0-1): the chance that a note
+        striking its last note again: models/bass.py). `line_tilt` (0: off, 1: full) draws the top
+        and bass lines' intervals nearer the data's (models/lines.py; the card's tables), and
+        `chord_join` times the probability of a note that joins the chord being played (below 1:
+        fewer notes struck together). `span_hold` (semitones; 0: off) keeps e^(-d / span_hold) of the
+        probability of a pitch d semitones beyond the span of the stream's last notes
+        (models/span.py), on top of `pitch_weights`. `echo` (0-1): the chance that a note
         that could carry on a figure its top line played before (models/echo.py) is offered that
         pitch, taken where the network finds it plausible. The log-probabilities the draws used
         (before any tilt) are in `last_log_prob`.
@@ -206,8 +217,13 @@ class Runtime:
         if echo > 0:
             self._offer_echo(outputs, inputs, temperature_matrix, nucleus, echo)
         outputs = self._redraw_restrikes(outputs, inputs, temperature_matrix, nucleus)
-        if pitch_weights is not None or top_repeat < 1.0 or bass_repeat < 1.0:
-            outputs = self._tilt(outputs, inputs, temperature_matrix, nucleus, pitch_weights, top_repeat, bass_repeat)
+        line_tilt = line_tilt if self.line_tables is not None else 0.0
+        span = self.span.weights(span_hold) if span_hold > 0 else None
+        if span is not None:
+            pitch_weights = span if pitch_weights is None else span * pitch_weights
+        if pitch_weights is not None or min(top_repeat, bass_repeat, chord_join) < 1.0 or line_tilt > 0:
+            outputs = self._tilt(outputs, inputs, temperature_matrix, nucleus, pitch_weights, top_repeat, bass_repeat,
+                                 line_tilt, chord_join)
         self.previous = {name: outputs[name].astype(np.int32) for name in HEADS}
         self.last_log_prob = {name: outputs["log_prob"][:, column] for column, name in enumerate(FIELD_ORDER)}
         notes = self.notes_from_bins(outputs)
@@ -280,15 +296,18 @@ class Runtime:
             outputs[name][rows] = again[name]
 
     def _tilt(self, outputs: dict, inputs: dict, temperature: np.ndarray, nucleus: np.ndarray,
-              pitch_weights: np.ndarray | None, top_repeat: float, bass_repeat: float = 1.0) -> dict:
+              pitch_weights: np.ndarray | None, top_repeat: float, bass_repeat: float = 1.0, line_tilt: float = 0.0,
+              chord_join: float = 1.0) -> dict:
         """Draws from the network's distribution times an acceptance, by rejection: a note is kept
         with its acceptance, else drawn again from the same state (the graph draws; only the
         rejected streams are run again). The acceptance is its pitch's weight, times `top_repeat`
         where it starts a chord on the last chord's top note, times `bass_repeat` where it strikes
-        the last chord's lowest note again as its own chord's lowest. A rejected note is drawn whole
-        again, but for a bass struck again (with `bass_repeat` below 1): it keeps its step and draws
-        the rest, so the tilt corrects the pitch given the step (where the network errs:
-        models/bass.py) and leaves the pace alone. After TILT_REDRAWS tries a note is kept as
+        the last chord's lowest note again as its own chord's lowest, times the line tables' share
+        (raised to `line_tilt`) where it starts a chord, times `chord_join` where it joins one. A
+        rejected note is drawn whole again, but for a bass struck again (with `bass_repeat` below 1)
+        and a note the line tables turned away: it keeps its step and draws the rest, so the tilt
+        corrects the pitch given the step (where the network errs: models/bass.py) and leaves the
+        pace alone. After TILT_REDRAWS tries a note is kept as
         drawn: a weight far below 1 on everything the network would play is a request it cannot
         meet, and the stream must not stall on it."""
         weights = np.broadcast_to(np.asarray(1.0 if pitch_weights is None else pitch_weights, np.float64), (self.batch, 128))
@@ -299,14 +318,16 @@ class Runtime:
         for _ in range(TILT_REDRAWS):
             pitch = outputs["pitch"][rows].astype(np.int64)
             step_seconds = self.bins.bin_to_time(outputs["step"][rows])
-            repeats_top = (step_seconds >= CHORD_SECONDS) & (pitch == self.echo.chord_top[rows])
+            starts = step_seconds >= CHORD_SECONDS
+            repeats_top = starts & (pitch == self.echo.chord_top[rows])
             repeats_bass = self.bass.repeats(rows, pitch, step_seconds)
+            lines = self._line_acceptance(rows, pitch, starts, line_tilt)
             acceptance = (weights[rows, pitch] * np.where(repeats_top, top_repeat, 1.0)
-                          * np.where(repeats_bass, bass_repeat, 1.0))
+                          * np.where(repeats_bass, bass_repeat, 1.0) * lines * np.where(starts, 1.0, chord_join))
             rejected = self.rng.random(len(rows)) >= acceptance
             # A bass struck again keeps its step, a one-note chord struck again (both lines repeat) too;
             # with bass_repeat 1 nothing changes (the top line's notes are drawn whole, as they were).
-            keep_step = repeats_bass & (bass_repeat < 1.0)
+            keep_step = (repeats_bass & (bass_repeat < 1.0)) | (lines < 1.0)
             rows, keep_step = rows[rejected], keep_step[rejected]
             if not len(rows):
                 break
@@ -315,6 +336,16 @@ class Runtime:
             self._draw_again(outputs, inputs, rows, forced, temperature, nucleus)
             outputs = self._redraw_restrikes(outputs, inputs, temperature, nucleus)
         return outputs
+
+    def _line_acceptance(self, rows: np.ndarray, pitch: np.ndarray, starts: np.ndarray, line_tilt: float) -> np.ndarray:
+        """[len(rows)] the share the line tables leave a note of streams `rows` (1 where they do not
+        judge it: off, a note that joins a chord, a stream's first chord, a figure the echo offered)."""
+        if line_tilt <= 0 or self.line_tables is None:
+            return np.ones(len(rows))
+        last_top, last_lowest = self.echo.chord_top[rows], self.bass.chord_lowest[rows]
+        judged = starts & (last_top != NO_PITCH) & (last_lowest != ABOVE_ALL) & ~self.echo.pending[rows]
+        shares = self.line_tables.acceptance(line_tilt, interval_class(pitch, last_top), interval_class(pitch, last_lowest))
+        return np.where(judged, shares, 1.0)
 
     def _step_for(self, rows: int):
         """The step function for a call on `rows` streams: a TFLite interpreter of its own for a part

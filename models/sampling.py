@@ -20,6 +20,8 @@ DENSITY_WORDS = (None, "auto", "random", "hold")
 ANSWERS = ("follow", "free")
 CALL_PAUSE_SECONDS = 2.0  # a longer step in a call is a pause between phrases, not its pace
 TEMPERATURE_RANGE = (0.05, 5.0)
+LINE_TILT_MAX = 2.0  # past 1 the tables over-correct: for trying, not for playing
+SPAN_HOLD_MAX = 48.0  # semitones; beyond it the hold does nothing a listener would hear
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,15 @@ class Sampling:
     # The same for a note that would strike the last chord's lowest note again as its own chord's
     # lowest (models/bass.py). Below 1 the bass line strikes its last note again less often.
     bass_repeat: float = 1.0
+    # How far the top and bass lines' intervals are drawn toward the data's (models/lines.py):
+    # 0 as the network has them, 1 the full correction of the card's tables.
+    line_tilt: float = 0.0
+    # The share of its probability a note keeps that joins the chord being played (1: as the
+    # network has it). Below 1 fewer notes are struck together (the network strikes too many).
+    chord_join: float = 1.0
+    # Semitones: a pitch d beyond the span of the stream's last 200 notes keeps e^(-d / span_hold)
+    # of its probability (models/span.py); 0: off.
+    span_hold: float = 0.0
     # The chance that a note able to carry on a figure its top line played before is offered that
     # pitch (models/echo.py); 0: never.
     echo: float = 0.0
@@ -70,7 +81,8 @@ class Sampling:
         register's pitch weights (which the steering computes): `runtime.sample(sampling.temperature,
         pitch_weights=..., **sampling.draw_options())`."""
         return {"top_p": self.top_p, "head_temperature": self.head_temperature(), "top_p_fields": self.top_p_fields,
-                "top_repeat": self.top_repeat, "bass_repeat": self.bass_repeat, "echo": self.echo}
+                "top_repeat": self.top_repeat, "bass_repeat": self.bass_repeat, "echo": self.echo,
+                "line_tilt": self.line_tilt, "chord_join": self.chord_join, "span_hold": self.span_hold}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,6 +120,12 @@ class Sampling:
             raise CadenzaError(f"top-repeat {self.top_repeat} is outside (0, 1]")
         if not 0 < self.bass_repeat <= 1:
             raise CadenzaError(f"bass-repeat {self.bass_repeat} is outside (0, 1]")
+        if not 0 <= self.line_tilt <= LINE_TILT_MAX:
+            raise CadenzaError(f"line-tilt {self.line_tilt} is outside 0-{LINE_TILT_MAX:g}")
+        if not 0 < self.chord_join <= 1:
+            raise CadenzaError(f"chord-join {self.chord_join} is outside (0, 1]")
+        if not 0 <= self.span_hold <= SPAN_HOLD_MAX:
+            raise CadenzaError(f"span-hold {self.span_hold} is outside 0-{SPAN_HOLD_MAX:g} semitones")
         if self.answer not in ANSWERS:
             raise CadenzaError(f"answer {self.answer!r} is not one of {', '.join(ANSWERS)}")
         if self.dynamics is not None and not 1 <= self.dynamics <= 127:

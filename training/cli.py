@@ -114,6 +114,9 @@ def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_l
 @click.option("--style", is_flag=True, help="Free-running style evaluation against real excerpts, with the human ceiling.")
 @click.option("--sweep", is_flag=True, help="With --style: choose the sampling on validation over a small grid.")
 @click.option("--stateful", is_flag=True, help="Per-field and joint NLL over whole pieces, one stateful pass each.")
+@click.option("--fit-lines", is_flag=True,
+              help="Fit the line tables (--line-tilt) on the train split against the model's own lines "
+                   "(--pieces x --draws excerpts a side); written into its card.")
 @click.option("--continuation", is_flag=True, help="Continue MAESTRO prompts; how coherent the answers are with their calls.")
 @click.option("--prompts", type=click.IntRange(2, 10000), default=100, show_default=True, help="--continuation: prompts.")
 @click.option("--max-notes", type=click.IntRange(min=1), help="--stateful: score at most this many notes of each piece.")
@@ -128,11 +131,11 @@ def train(data, out, preset, epochs, steps_per_epoch, batch_size, window, lstm_l
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Results folder [default: MODEL/evaluation].")
 @sampling_options
 @click.option("--no-plots", is_flag=True)
-def evaluate(model, split_name, data, style, sweep, stateful, continuation, prompts, max_notes, pieces, notes, drift_notes,
+def evaluate(model, split_name, data, style, sweep, stateful, fit_lines, continuation, prompts, max_notes, pieces, notes, drift_notes,
              draws, seed, out, no_plots, **sampling):
     """Evaluate a model. MODEL is a training run (teacher-forced metrics on windows, beside a unigram
-    baseline) or, with --style/--sweep/--stateful/--continuation, an exported model or a run (exported first)."""
-    if not (style or sweep or stateful or continuation):
+    baseline) or, with --style/--sweep/--stateful/--fit-lines/--continuation, an exported model or a run (exported first)."""
+    if not (style or sweep or stateful or fit_lines or continuation):
         require_tensorflow("teacher-forced evaluation of a training run")
         from training.evaluate import run_evaluation
 
@@ -161,6 +164,8 @@ def evaluate(model, split_name, data, style, sweep, stateful, continuation, prom
         click.echo(f"stateful on {split_name}: joint NLL {result['joint_nll']:.3f} nats/note = "
                    + " + ".join(f"{result[f'{n}_nll']:.3f} {n}" for n in ("pitch", "step", "duration", "velocity"))
                    + f"; pitch top-1 {result['pitch_top1']:.3f} over {result['notes']:,} notes")
+    if fit_lines:  # before the style: it plays with the tables just fitted
+        model_eval.run_fit_lines(evaluation, chosen, settings, log=click.echo)
     if sweep:
         result = model_eval.run_sweep(evaluation, chosen, settings, log=log)
         chosen = Sampling(**result["best"])

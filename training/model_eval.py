@@ -163,6 +163,20 @@ def run_sweep(evaluation: ModelEvaluation, base: Sampling, settings: StyleSettin
     return result
 
 
+def run_fit_lines(evaluation: ModelEvaluation, sampling: Sampling, settings: StyleSettings, log=print) -> dict:
+    """Fit the line tables on the training split (training/line_tilt.py), on as many excerpts as
+    the style test's draws hold; write line_tilt.json and the tables into the model's card."""
+    from training.line_tilt import LineFitSettings, fit_line_tables, format_tables
+
+    runtime = Runtime(evaluation.model_dir, backend=evaluation.backend)
+    fit = LineFitSettings(pieces=settings.pieces * settings.draws, notes=settings.notes, seed=settings.seed)
+    entry = fit_line_tables(runtime, sampling, model_data(evaluation, "train", runtime.card), fit)
+    write_json(evaluation.out_dir / "line_tilt.json", entry)
+    update_card(Path(evaluation.model_dir), lambda card: card.update({"line_tilt": entry}))
+    log(format_tables(entry))
+    return entry
+
+
 def run_continuation(evaluation: ModelEvaluation, sampling: Sampling, settings, log=print) -> dict:
     """Continue prompts from the split at `sampling`; write continuation.json and its picture."""
     from training.continuation import coherence, continue_calls, draw_calls, format_coherence
