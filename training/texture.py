@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.lines import LINE_CLASSES, interval_class
 from models.notes import CHORD_SECONDS, cut_at_restrike, onsets
 
 SHORT_NOTE_SECONDS = 0.032
@@ -21,7 +22,6 @@ SHORT_NOTE_SECONDS = 0.032
 CUT_SHORT_SECONDS = 0.05
 # Legato ratio classes, as powers of two: under 1/16 (a peck) ... over 8 (held over many onsets).
 LEGATO_EDGES = 2.0 ** np.arange(-4, 4)
-INTERVAL_LIMIT = 12  # line intervals beyond an octave share the outermost class
 MOTIF_INTERVALS = 4
 PHRASE_SECONDS = 2.0
 
@@ -137,8 +137,7 @@ def bass_line(notes: np.ndarray) -> np.ndarray:
 
 def _interval_histogram(line: np.ndarray) -> np.ndarray:
     """[25] share of intervals -12 .. +12 semitones (beyond an octave: the outer classes)."""
-    intervals = np.clip(np.diff(line), -INTERVAL_LIMIT, INTERVAL_LIMIT) + INTERVAL_LIMIT
-    counts = np.bincount(intervals, minlength=2 * INTERVAL_LIMIT + 1).astype(np.float64)
+    counts = np.bincount(interval_class(line[1:], line[:-1]), minlength=LINE_CLASSES).astype(np.float64)
     return counts / max(counts.sum(), 1.0)
 
 
