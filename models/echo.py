@@ -74,23 +74,28 @@ def echo_targets(lines: np.ndarray, intervals: int = ECHO_INTERVALS) -> np.ndarr
     follows its last note as an earlier occurrence of its last `intervals` intervals went on (the
     same interval from the note it reached), or NO_PITCH where none. A figure of repeated
     notes alone is no motif (as training.texture.motif_recurrence counts them)."""
-    batch = len(lines)
-    steps = np.diff(lines, axis=1)  # [B, N-1]
-    known = (lines[:, 1:] != NO_PITCH) & (lines[:, :-1] != NO_PITCH)
-    last = steps[:, -intervals:]  # the figure just played
-    last_known = known[:, -intervals:].all(axis=1) & np.any(last != 0, axis=1)
-    # Earlier figures, each with the step that followed it, ending before the figure just played begins.
-    earlier = steps.shape[1] - 2 * intervals  # how many: figure i is steps i .. i + intervals - 1
-    if earlier < 1 or not last_known.any():
+    batch, length = lines.shape
+    earlier = length - 1 - 2 * intervals  # earlier figures: figure i is steps i .. i + intervals - 1
+    if earlier < 1:
         return np.full(batch, NO_PITCH, np.int64)
-    figures = np.lib.stride_tricks.sliding_window_view(steps[:, :earlier + intervals - 1], intervals, axis=1)
-    figures_known = np.lib.stride_tricks.sliding_window_view(known[:, :earlier + intervals], intervals + 1, axis=1).all(axis=2)
-    matches = np.all(figures == last[:, None, :], axis=2) & figures_known & last_known[:, None]
+    steps = np.diff(lines, axis=1)  # [B, N-1]
+    known = lines != NO_PITCH
+    last = steps[:, -intervals:]  # the figure just played
+    last_known = known[:, -intervals - 1:].all(axis=1) & np.any(last != 0, axis=1)
+    if not last_known.any():
+        return np.full(batch, NO_PITCH, np.int64)
+    # Earlier figures with the step that followed them, ending before the figure just played begins:
+    # slices of `earlier` columns, compared interval by interval (a live stream draws through here
+    # at every note, and window views over the line cost more than the comparisons).
+    matches = np.repeat(last_known[:, None], earlier, axis=1)
+    for offset in range(intervals):
+        matches &= steps[:, offset:offset + earlier] == last[:, offset, None]
+    for offset in range(intervals + 2):  # the figure's pitches and the one that followed them, all known
+        matches &= known[:, offset:offset + earlier]
     # Of the occurrences, the one played nearest the pitch the line is at now (a motif comes back
     # where it was more often than a step away), the latest of those.
-    starts = np.arange(earlier)
-    level = np.abs(lines[:, starts + intervals] - lines[:, -1:])
-    rank = np.where(matches, level * earlier - starts, np.iinfo(np.int64).max)
+    level = np.abs(lines[:, intervals:intervals + earlier] - lines[:, -1:])
+    rank = np.where(matches, level * earlier - np.arange(earlier), np.iinfo(np.int64).max)
     chosen = np.argmin(rank, axis=1)
     found = matches.any(axis=1)
     target = lines[:, -1] + steps[np.arange(batch), chosen + intervals]
