@@ -331,6 +331,9 @@ class Runtime:
             rows, keep_step = rows[rejected], keep_step[rejected]
             if not len(rows):
                 break
+            # A figure's note turned away leaves its place as the echo's (spared the line tilt, counted
+            # toward the figure's run): judged as an ordinary note instead, validation's AUC rose
+            # 0.859 -> 0.874 (4 x 8 tests).
             forced = np.full((len(rows), len(FIELD_ORDER)), -1, np.int32)
             forced[keep_step, FIELD_ORDER.index("step")] = outputs["step"][rows[keep_step]]
             self._draw_again(outputs, inputs, rows, forced, temperature, nucleus)
