@@ -64,7 +64,8 @@ def sampling_options(function):
         click.option("--span-hold", type=BoundedFloat(0, SPAN_HOLD_MAX),
                      help="Keep near the span of the last 200 notes: a pitch N semitones beyond it is e^(N/value) "
                           "times less likely (the network wanders over more of the keyboard than a pianist; "
-                          "0: off) [default: the model card's]."),
+                          "0: off; a stream keeping to a --register, or an answer to its call's, is left to it) "
+                          "[default: the model card's]."),
         click.option("--echo", type=BoundedFloat(0, 1),
                      help="The chance that the melody carries on a figure it played before (or the player did), "
                           "where the network finds it plausible: motifs that come back (0: never) [default: the model card's]."),

@@ -190,6 +190,30 @@ def test_the_span_hold_narrows_the_range_of_an_excerpt():
     assert ranges[3.0] < ranges[0.0] - 3, ranges
 
 
+def test_the_span_hold_leaves_a_stream_that_keeps_to_a_register_alone():
+    """A register (asked for, or an answer's: its call's) already keeps the notes where they belong;
+    the span hold is for streams playing free."""
+    from models.runtime import Runtime
+    from models.sampling import register_weights
+
+    narrow_past = make_notes(np.full(60, 60), np.full(60, 0.2), np.full(60, 0.3), np.full(60, 70))
+    register = register_weights((48, 72))
+    drawn = {}
+    for name, weights in (("register", register), ("free", None)):
+        for hold in (0.0, 3.0):
+            runtime = Runtime(seed=3, backend="tflite")
+            runtime.prime(narrow_past)  # a span of one key: a hold of 3 semitones has much to say
+            drawn[name, hold] = [runtime.sample(1.0, pitch_weights=weights, span_hold=hold)["pitch"][0] for _ in range(60)]
+    assert drawn["register", 0.0] == drawn["register", 3.0], "the span held a stream that keeps to a register"
+    assert drawn["free", 0.0] != drawn["free", 3.0], "the span did not hold a free stream"
+    # In one batch, stream by stream: the first keeps to the register, the second plays free.
+    runtime = Runtime(batch=2, seed=3, backend="tflite")
+    runtime.prime(narrow_past)
+    held = runtime._hold_span(np.stack([register, np.ones(128)]), 3.0)
+    assert np.array_equal(held[0], register)
+    assert np.allclose(held[1], runtime.span.weights(3.0)[1]) and held[1, 90] < 1e-3
+
+
 def test_a_span_hold_out_of_range_is_refused(tmp_path):
     result = run_cadenza("render", "--out", str(tmp_path / "out"), "--count", "1", "--notes", "20", "--span-hold", "-1")
     assert result.returncode == 2 and "--span-hold" in result.stderr
