@@ -200,8 +200,8 @@ class Runtime:
         probability of a pitch d semitones beyond the span of the stream's last notes
         (models/span.py), for a stream whose `pitch_weights` keep to no register. `echo` (0-1):
         the chance that a note that could carry on a figure its top line played before
-        (models/echo.py) is offered that pitch, taken where the network finds it plausible. The log-probabilities the draws used
-        (before any tilt) are in `last_log_prob`.
+        (models/echo.py) is offered that pitch, taken where the network finds it plausible. The
+        log-probabilities the draws used (before any tilt) are in `last_log_prob`.
         """
         temperatures = {name: temperature for name in HEADS} | (head_temperature or {})
         columns = [np.broadcast_to(np.asarray(temperatures[name], np.float32), (self.batch,)) for name in FIELD_ORDER]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from models.lines import tables_from_shares
+from models.lines import INTERVAL_LIMIT, tables_from_shares
 from models.sampling import Sampling
 from training.prepare import PreparedSplit
 from training.style import generate_pieces, real_excerpts
@@ -62,7 +62,7 @@ def format_tables(entry: dict) -> str:
         table = np.asarray(entry[line])
         lowest = np.argsort(table)[:4]
         shares = entry["shares"]
-        moves = (f"{int(k) - 12:+d} st: keeps {table[k]:.2f} (data {shares['real'][line][k]:.3f}, "
+        moves = (f"{int(k) - INTERVAL_LIMIT:+d} st: keeps {table[k]:.2f} (data {shares['real'][line][k]:.3f}, "
                  f"model {shares['generated'][line][k]:.3f})" for k in lowest)
         lines.append(f"{line} line, least kept: " + "; ".join(moves))
     return "\n".join(lines)
