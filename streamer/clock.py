@@ -43,6 +43,9 @@ LOSS_LEAP = 1.5
 # A young line's gap this many of its intervals wide is pulses lost (see _count_gap_in_a_young_line):
 # +-5 ms of jitter at 200 BPM parts two pulses by 1.8 intervals at most.
 YOUNG_GAP_INTERVALS = 2.5
+# A young line this long whose pulses stray less than half STEADY_NOISE judges late pulses as a
+# measured line does (see _fewest_to_judge_by): eight pulses +-1 ms apart give the slope within 0.2 %.
+YOUNG_JUDGE_PULSES = 8
 # Pulses stamped this close together came in one JACK cycle (a backlog, or a clock starting in a
 # burst): counted, but only the last of them is a point of the line. A line that took a backlog
 # across Start in whole said a pulse lasts 3 ms (a fuzzed clock: notes 9 pulses off).
@@ -75,6 +78,7 @@ class ClockFollower:
         self._fit = None  # (seconds per pulse, arrival time of counter 0)
         self._jitter = 0.0  # the spread of pulses about the line (seconds, a robust standard deviation)
         self._jitter_known = False  # ...measured over a beat
+        self._line_spread = float("inf")  # the spread about the line as it stands, however young (seconds)
         self._origin = None  # counter value at song position 0, while running
         self._resume_position = 0  # song position (pulses) play resumes from
         self._played_from = 0  # song position (pulses) of the last Start, Continue or jump
@@ -175,9 +179,16 @@ class ClockFollower:
         """Pulses the line needs before a late pulse is judged by it. Three, restarted at a tempo
         change on a steady clock: a pulse lost in the beat after a change went uncounted. Until a
         beat has shown the clock steady, a beat: a slope through a few pulses +-5 ms apart misjudges
-        the next ones (lost pulses counted that never were)."""
+        the next ones (lost pulses counted that never were). Unless the young line itself, over
+        YOUNG_JUDGE_PULSES, strays less than half a steady clock's spread: then from there. A pulse
+        lost in a clock's first beat was otherwise never counted (one interval is below the young
+        line's gap rule), and the line through it said 118.4 BPM at Start for 120 (a sync test)."""
         steady = self._jitter_known and self._noise() < STEADY_NOISE
-        return 3 if steady else PULSES_PER_BEAT
+        if steady:
+            return 3
+        young_and_steady = (not self._jitter_known and len(self._pulses) >= YOUNG_JUDGE_PULSES
+                            and self._line_spread / self._fit[0] < STEADY_NOISE / 2)
+        return YOUNG_JUDGE_PULSES if young_and_steady else PULSES_PER_BEAT
 
     def _hold(self, arrival: float) -> None:
         """A pulse half an interval late or more is a lost pulse before it, a late stamp (a loaded
@@ -369,6 +380,7 @@ class ClockFollower:
             slope, intercept = np.polyfit(x, arrivals, 1)
             residuals = arrivals - (intercept + slope * x)
             spread = 1.4826 * float(np.median(np.abs(residuals)))
+            self._line_spread = max(spread, QUANTIZATION_SECONDS)
             # Stamps come late on a loaded machine, never early: those far later than the spread
             # explains leave the line, so a burst of them cannot drag it (and the notes) late.
             on_time = residuals < 3.0 * spread + 0.0002

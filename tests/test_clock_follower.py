@@ -175,6 +175,29 @@ def test_a_pulse_lost_in_the_half_beat_before_start_does_not_move_the_downbeat(l
         assert clock.time_of_beat(beat) == pytest.approx(ideal[first + int(beat * PULSES_PER_BEAT)], abs=0.001)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("lost_at", [9, 12, 18, 22])  # pulses from the clock's first
+def test_a_pulse_lost_in_the_clocks_first_beat_is_counted_and_the_tempo_at_start_holds(lost_at, seed):
+    """A sync test recorded 118.4 BPM at Start for a clock of 120 (+-1 ms): the server lost one
+    pulse in the clock's first beat, where the young line judged no late pulse, and the pulses
+    after it, one counter short, pulled the line slow for four beats."""
+    rng = np.random.default_rng(seed)
+    seconds_per_pulse = 0.5 / PULSES_PER_BEAT
+    ideal = 10.0 + seconds_per_pulse * np.arange(8 * PULSES_PER_BEAT)
+    first = 2 * PULSES_PER_BEAT  # the downbeat's pulse
+    clock, bpm_at_start = ClockFollower(), None
+    for index in range(len(ideal)):
+        if index == first:
+            clock.start(float(ideal[first] - 0.5 * seconds_per_pulse))
+            bpm_at_start = 60 / clock.seconds_per_beat
+        if index != lost_at:
+            clock.pulse(float(ideal[index] + rng.uniform(-1, 1) * 0.001))
+    assert clock.lost_pulses == 1
+    assert bpm_at_start == pytest.approx(120, abs=0.1)
+    for beat in (0.0, 3.0, 5.5):
+        assert clock.time_of_beat(beat) == pytest.approx(ideal[first + int(beat * PULSES_PER_BEAT)], abs=0.0015)
+
+
 def _follow_a_jittery_clock(bpm: float, jitter_seconds: float, seed: int, lose_one_a_beat: bool = False):
     """Pulses +-jitter_seconds about their ideal times (USB or network MIDI); (pulses counted lost,
     errors in seconds of where the follower places 16th-grid points 200 ms ahead, ideal pulses lost)."""
@@ -414,9 +437,10 @@ def test_two_pulses_lost_eight_apart_on_a_loaded_server_are_both_counted():
 
 def test_pulses_lost_in_a_cluster_on_a_loaded_server_are_all_counted():
     """Recorded (test_sync's staccato turns, answered 62 ms late): four pulses lost within 13, two
-    of them in a row, read as one loss and a slower tempo: three went uncounted."""
+    of them in a row, read as one loss and a slower tempo: three went uncounted. The two the server
+    dropped in the clock's first beat, before Start, are counted too (all eight it dropped)."""
     clock, arrivals, started_at = _follow_recorded("clock_pulses_lost_in_a_cluster.txt")
-    assert clock.lost_pulses == 6
+    assert clock.lost_pulses == 8
     # Beat 8, after all six: where its pulse arrived, six fewer having come.
     assert abs(clock.time_of_beat(8) - arrivals[started_at + 8 * PULSES_PER_BEAT - 6]) < 0.002
 
