@@ -6,6 +6,7 @@ No TensorFlow here: the runtime reads these from the model card on the TFLite pa
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 
 import numpy as np
 
@@ -142,7 +143,7 @@ class Bins:
         inside = (2 * position - 1) * half_width * (1 - 1e-6)
         seconds = np.where(bins > 0, self.time_centers[bins] * np.exp(inside), 0.0)
         if top_tail is not None and len(top_tail):
-            tail = np.interp(position, np.linspace(0, 1, len(top_tail)), top_tail)
+            tail = np.interp(position, _quantile_positions(len(top_tail)), top_tail)
             seconds = np.where(bins == len(self.time_centers) - 1, np.maximum(tail, self.top_bin_edge), seconds)
         return seconds
 
@@ -181,3 +182,12 @@ class Bins:
             "duration": self.time_to_bin(notes["duration"]),
             "velocity": self.velocity_to_bin(notes["velocity"]),
         }
+
+
+@lru_cache(maxsize=8)
+def _quantile_positions(count: int) -> np.ndarray:
+    """0-1 at `count` evenly spaced quantiles (read-only: shared by every call; made once, since a
+    note's length is placed with it at every draw)."""
+    positions = np.linspace(0, 1, count)
+    positions.flags.writeable = False
+    return positions

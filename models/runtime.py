@@ -204,8 +204,9 @@ class Runtime:
         log-probabilities the draws used (before any tilt) are in `last_log_prob`.
         """
         temperatures = {name: temperature for name in HEADS} | (head_temperature or {})
-        columns = [np.broadcast_to(np.asarray(temperatures[name], np.float32), (self.batch,)) for name in FIELD_ORDER]
-        temperature_matrix = np.stack(columns, axis=1)
+        temperature_matrix = np.empty((self.batch, len(FIELD_ORDER)), np.float32)
+        for column, name in enumerate(FIELD_ORDER):  # a scalar or one per stream ([B])
+            temperature_matrix[:, column] = np.asarray(temperatures[name], np.float32)
         if not np.all(temperature_matrix > 0) or not np.all(np.isfinite(temperature_matrix)):
             raise ValueError("temperature must be a finite number > 0")
         value = NO_TOP_P if top_p is None or top_p >= 1.0 else float(top_p)
