@@ -187,7 +187,8 @@ class ClockFollower:
         steady = self._jitter_known and self._noise() < STEADY_NOISE
         if steady:
             return 3
-        young_and_steady = (not self._jitter_known and len(self._pulses) >= YOUNG_JUDGE_PULSES
+        young_and_steady = (not self._jitter_known and self._fit is not None
+                            and len(self._pulses) >= YOUNG_JUDGE_PULSES
                             and self._line_spread / self._fit[0] < STEADY_NOISE)
         return YOUNG_JUDGE_PULSES if young_and_steady else PULSES_PER_BEAT
 
