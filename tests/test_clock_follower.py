@@ -441,8 +441,9 @@ def test_pulses_lost_in_a_cluster_on_a_loaded_server_are_all_counted():
     dropped in the clock's first beat, before Start, are counted too (all eight it dropped)."""
     clock, arrivals, started_at = _follow_recorded("clock_pulses_lost_in_a_cluster.txt")
     assert clock.lost_pulses == 8
-    # Beat 8, after all six: where its pulse arrived, six fewer having come.
+    # Beat 8, after all six lost since Start: where its pulse arrived, six fewer having come.
     assert abs(clock.time_of_beat(8) - arrivals[started_at + 8 * PULSES_PER_BEAT - 6]) < 0.002
+
 
 @pytest.mark.parametrize("name", ["clock_pulse_lost_in_the_first_beat.txt",
                                   "clock_pulses_lost_before_start_on_a_stalling_server.txt"])
@@ -450,30 +451,33 @@ def test_recorded_losses_before_start_leave_the_tempo_at_start_right(name):
     """Recorded (test_sync's tempo-change session, a clock of 120 BPM): the takes said 119.3 and
     115.3 BPM at Start; the first beat's loss was never counted and the line restarted from a few
     pulses."""
-    rows = [line.split() for line in (Path(__file__).parent / "data" / name).read_text().splitlines()
-            if not line.startswith("#")]
     clock, bpm_at_downbeat = ClockFollower(), None
-    for kind, seconds in rows:
+    for kind, seconds in _recorded_rows(name):
         if kind == "start":
-            clock.start(float(seconds))
+            clock.start(seconds)
         elif kind == "clock":
-            clock.pulse(float(seconds))
+            clock.pulse(seconds)
             if clock.running and bpm_at_downbeat is None:
                 bpm_at_downbeat = 60 / clock.seconds_per_beat
     assert bpm_at_downbeat == pytest.approx(120, abs=0.25)
     assert clock.lost_pulses >= 1
 
 
+def _recorded_rows(name: str) -> list[tuple[str, float]]:
+    """tests/data/`name`: what a stream received, a (kind: "clock"/"start"/"stop", arrival
+    seconds) pair per line; lines starting with # say where it was recorded."""
+    lines = (Path(__file__).parent / "data" / name).read_text().splitlines()
+    return [(kind, float(seconds)) for kind, seconds in (line.split() for line in lines if not line.startswith("#"))]
+
+
 def _follow_recorded(name: str) -> tuple[ClockFollower, list, int]:
-    """A follower fed tests/data/`name` (what a stream received: "clock"/"start"/"stop" and the
-    arrival, seconds) up to Stop; (the follower, the pulse arrivals, how many came before Start)."""
-    rows = [line.split() for line in (Path(__file__).parent / "data" / name).read_text().splitlines()
-            if not line.startswith("#")]
+    """A follower fed tests/data/`name` (see _recorded_rows) up to Stop; (the follower, the pulse
+    arrivals, how many came before Start)."""
     clock, arrivals, started_at = ClockFollower(), [], 0
-    for kind, seconds in rows:
+    for kind, seconds in _recorded_rows(name):
         if kind == "clock":
-            clock.pulse(float(seconds))
-            arrivals.append(float(seconds))
+            clock.pulse(seconds)
+            arrivals.append(seconds)
         elif kind == "start":
             clock.start()
             started_at = len(arrivals)  # the next pulse is the downbeat
