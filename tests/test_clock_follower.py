@@ -529,3 +529,22 @@ def test_start_on_a_jittering_clock_with_no_pulse_lost_puts_the_downbeat_on_its_
                 assert abs(clock.time_of_beat(0.0) - ideal[first]) < 0.5 * seconds_per_pulse, seed
             clock.pulse(float(stamps[index]))
         assert clock.lost_pulses == 0, seed
+
+
+@pytest.mark.parametrize("late_at", [6, 9, 11, 13])
+def test_a_pulse_sent_late_a_beat_after_a_tempo_change_does_not_bend_the_young_line(late_at):
+    """A clean-clone run's tempo-change session: the DAW sent the 12th pulse after a change 2.9 ms
+    late, the new tempo's young line of 15 pulses said 89.65 BPM for 90, and a note it timed a beat
+    after the change came 1.95 ms off the grid."""
+    clock, t, at_change = ClockFollower(), 10.0, None
+    clock.start(t - 0.001)  # then the downbeat's pulse: pulse n is beat n / 24
+    clock.pulse(t)
+    for pulse in range(1, 8 * PULSES_PER_BEAT + 20):
+        after_change = pulse - 8 * PULSES_PER_BEAT
+        t += (0.5 if after_change <= 0 else 60 / 90) / PULSES_PER_BEAT
+        at_change = t if after_change == 0 else at_change
+        clock.pulse(t + (0.003 if after_change == late_at else 0.0))
+        if after_change >= max(late_at, 12) + 1:
+            assert clock.bpm == pytest.approx(90, abs=0.05), (after_change, clock.bpm)
+            one_beat_after = clock.time_of_beat(9.0)
+            assert abs(one_beat_after - (at_change + 60 / 90)) <= 0.0002, (after_change, one_beat_after - at_change - 60 / 90)
