@@ -56,7 +56,7 @@ def test_the_shipped_card_carries_tables_fitted_on_train():
     assert entry["fitted_on"] == "train" and entry["sampling"]["line_tilt"] == 0.0
     for line in ("top", "bass"):
         assert len(entry[line]) == LINE_CLASSES and max(entry[line]) == pytest.approx(1.0) and min(entry[line]) > 0
-    assert card["sampling"].get("line_tilt", 0.0) == 0.0, "measured, not the default (README)"
+    assert card["sampling"]["line_tilt"] > 0
 
 
 def test_the_line_tilt_makes_the_top_line_leap_more():
